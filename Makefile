@@ -1,0 +1,80 @@
+# The single entry point. `make demo` and `make test` work on a fresh machine: every target
+# installs what it needs (idempotently, guarded by stamp files).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.12; the dev venv and `sam build` use the same minor version.
+PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+VENV      := .venv
+SAM_VENV  := .venv-sam
+STAMPS    := .make
+PY        := $(VENV)/bin/python
+SAM       := $(SAM_VENV)/bin/sam
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help install system-deps test unit lint template-check build deploy demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMPS):
+	@mkdir -p $(STAMPS)
+
+# espeak-ng gives the emulator real speech; optional (the emulator falls back to a tone track).
+$(STAMPS)/system-deps: | $(STAMPS)
+	@if ! command -v espeak-ng >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
+	      || echo "note: espeak-ng could not be installed; the emulator will use a tone track"; \
+	  else echo "note: espeak-ng missing and not root; the emulator will use a tone track"; fi; \
+	fi
+	@touch $@
+
+system-deps: $(STAMPS)/system-deps
+
+$(STAMPS)/venv: pyproject.toml | $(STAMPS)
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (install it or set PYTHON312=...)"; exit 1; }
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# aws-sam-cli pins its own dependency ranges, so it lives in a venv of its own.
+$(STAMPS)/sam: | $(STAMPS)
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --disable-pip-version-check 'aws-sam-cli>=1.130,<2'
+	@touch $@
+
+install: $(STAMPS)/venv $(STAMPS)/system-deps ## create .venv with everything for tests and the demo
+
+lint: install ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/common local functions tests bench
+
+template-check: install $(STAMPS)/sam ## cfn-lint, sam validate --lint, sam build (offline)
+	$(VENV)/bin/cfn-lint template.yaml
+	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) validate --lint --region $(AWS_DEFAULT_REGION)
+	$(MAKE) --no-print-directory build
+
+unit: install ## fast tests only
+	$(VENV)/bin/pytest -m unit -q
+
+test: lint template-check ## everything CI runs
+	$(VENV)/bin/pytest -q
+
+build: install $(STAMPS)/sam ## sam build without Docker (python3.12 from PATH)
+	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build --region $(AWS_DEFAULT_REGION)
+
+deploy: build ## sam deploy --guided into your own account
+	$(SAM) deploy --guided
+
+demo: install ## run the whole pipeline offline and leave a playable video
+	$(VENV)/bin/avatar-pipeline local demo
+
+bench: install ## benchmarks (figures beside a baseline, JSON under bench/results/)
+	$(VENV)/bin/python -m bench
+
+clean: ## remove build output and venvs
+	rm -rf $(VENV) $(SAM_VENV) $(STAMPS) .aws-sam .mypy_cache .ruff_cache .pytest_cache demo-output
