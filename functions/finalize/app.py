@@ -1,0 +1,23 @@
+"""Finalize: copy the finished video into the output bucket, write the manifest, notify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from avatar_pipeline.domain.finalize import finalize_job
+from avatar_pipeline.observability import logger, metrics, tracer
+from avatar_pipeline.runtime import dependencies
+from avatar_pipeline.state import RenderState
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+@logger.inject_lambda_context(correlation_id_path="job.job_id", clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=RenderState)
+def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
+    outcome = finalize_job(event, dependencies())
+    metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
+    return outcome.model_dump(mode="json")

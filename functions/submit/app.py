@@ -1,0 +1,39 @@
+"""Submit: SQS batch of inbox "Object Created" events -> one provider submit per new job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
+from avatar_pipeline.domain.submit import retry_delay_for, submit_job
+from avatar_pipeline.errors import TransientError
+from avatar_pipeline.observability import logger, metrics, tracer
+from avatar_pipeline.runtime import dependencies
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+processor = BatchProcessor(event_type=EventType.SQS, model=InboxEventRecord)
+
+
+@tracer.capture_method
+def record_handler(record: InboxEventRecord) -> str:
+    deps = dependencies()
+    try:
+        result = submit_job(to_inbox_object(record.body), deps)
+    except TransientError as error:
+        delay = retry_delay_for(error, deps.clock.now())
+        if delay is not None:
+            deps.retries.retry_in(record.eventSourceARN, record.receiptHandle, delay)
+        logger.info("transient failure; the queue will deliver it again", extra={"error": error.message})
+        raise
+    metrics.add_metric(name=f"Submit{result.value.title()}", unit=MetricUnit.Count, value=1)
+    return result.value
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

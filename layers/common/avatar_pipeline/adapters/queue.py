@@ -1,0 +1,58 @@
+"""SQS: the inbox events as Powertools parser models, and rescheduling a record's next delivery."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, SqsRecordModel
+from pydantic import Json
+
+from avatar_pipeline.domain.submit import InboxObject
+from avatar_pipeline.keys import decode_event_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class InboxEventRecord(SqsRecordModel):
+    """An SQS record whose body is the EventBridge "Object Created" event from the input bucket."""
+
+    body: Json[S3EventNotificationEventBridgeModel]
+
+
+class RetryScheduler:
+    """Sets when a failed record is delivered again, instead of waiting out the full visibility timeout.
+
+    Used for waits with a known length (media that is still uploading, a rate-limit window).
+    """
+
+    def __init__(self, client: SQSClient) -> None:
+        self._sqs = client
+        self._queue_urls: dict[str, str] = {}
+
+    def retry_in(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+        self._sqs.change_message_visibility(
+            QueueUrl=self._queue_url(queue_arn),
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(seconds, 43_200)),
+        )
+
+    def _queue_url(self, queue_arn: str) -> str:
+        if queue_arn not in self._queue_urls:
+            _, _, _, _, account, name = queue_arn.split(":", 5)
+            response = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+            self._queue_urls[queue_arn] = response["QueueUrl"]
+        return self._queue_urls[queue_arn]
+
+
+def to_inbox_object(event: S3EventNotificationEventBridgeModel) -> InboxObject:
+    """The only place an event's object key is decoded (S3 URL-encodes it: space -> '+')."""
+    detail = event.detail
+    return InboxObject(
+        bucket=detail.bucket.name,
+        key=decode_event_key(detail.object.key),
+        etag=detail.object.etag,
+        version_id=detail.object.version_id,
+        sequencer=detail.object.sequencer,
+        event_time=event.time,
+    )

@@ -1,0 +1,1 @@
+"""Use cases: submit, check status, finalize, report failure. They take adapters, never create them."""

@@ -1,0 +1,70 @@
+"""What the terminal steps need to know about a job, before or after it reached the provider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import JsonValue
+
+from avatar_pipeline.records import JobRecord, JobStatus
+from avatar_pipeline.state import RenderJob
+
+
+@dataclass(frozen=True)
+class JobRef:
+    job_id: str
+    input_bucket: str
+    job_key: str
+    received_at: datetime
+    media_keys: tuple[str, ...] = ()
+    model: str | None = None
+    request_id: str | None = None
+    submitted_at: datetime | None = None
+    metadata: dict[str, JsonValue] = field(default_factory=dict)
+
+    @classmethod
+    def from_render_job(cls, job: RenderJob) -> JobRef:
+        return cls(
+            job_id=job.job_id,
+            input_bucket=job.input_bucket,
+            job_key=job.job_key,
+            received_at=job.received_at,
+            media_keys=tuple(job.media_keys),
+            model=job.model,
+            request_id=job.request_id,
+            submitted_at=job.submitted_at,
+            metadata=dict(job.metadata),
+        )
+
+    def terminal_record(
+        self,
+        status: JobStatus,
+        now: datetime,
+        ttl_days: int,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        output_keys: list[str] | None = None,
+        previous: JobRecord | None = None,
+    ) -> JobRecord:
+        base = previous.model_dump() if previous else {}
+        base.update(
+            job_id=self.job_id,
+            status=status,
+            model=self.model,
+            input_bucket=self.input_bucket,
+            job_key=self.job_key,
+            media_keys=list(self.media_keys),
+            request_id=self.request_id,
+            submitted_at=self.submitted_at,
+            received_at=self.received_at,
+            updated_at=now,
+            completed_at=now,
+            error_code=error_code,
+            error_message=error_message,
+            output_keys=output_keys or [],
+            lease_until=None,
+            expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
+        )
+        base.pop("notified_status", None)
+        return JobRecord.model_validate(base)

@@ -1,0 +1,115 @@
+"""Finalize: copy the finished video (and captions) into the output bucket, manifest last, notify once.
+
+Safe to run twice and to crash in: each object is written whole or not at all (the multipart
+upload is aborted on failure), the manifest is written only after everything it describes, and
+the notification is granted once by the jobs table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from avatar_pipeline.adapters.transfer import CopiedObject
+from avatar_pipeline.domain.context import JobRef
+from avatar_pipeline.domain.inbox import archive_inputs
+from avatar_pipeline.domain.notify import publish_once
+from avatar_pipeline.errors import ProviderBadResponse, ProviderJobFailed
+from avatar_pipeline.keys import sibling_key
+from avatar_pipeline.observability import logger
+from avatar_pipeline.provider.wire import RenderResult
+from avatar_pipeline.records import JobStatus, Manifest, Notification, Timings
+from avatar_pipeline.runtime import Dependencies
+from avatar_pipeline.state import JobOutcome, RenderState
+
+
+def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
+    job = state.job
+    settings = deps.settings
+    result = deps.provider.result(job.request_id)
+    if not isinstance(result, RenderResult):
+        if result.status == "FAILED":
+            raise ProviderJobFailed(result.error or "Segmind reported the render as FAILED")
+        raise ProviderBadResponse(f"the result is not ready (status {result.status})")
+
+    object_metadata = {"job-id": job.job_id, "request-id": job.request_id, "model": job.model}
+    video = deps.copier.copy(result.video_url, settings.output_bucket, job.video_key, "video", object_metadata)
+    captions: CopiedObject | None = None
+    if result.caption_url:
+        captions = deps.copier.copy(
+            result.caption_url,
+            settings.output_bucket,
+            sibling_key(job.video_key, "srt"),
+            "captions",
+            object_metadata,
+        )
+    elif job.wants_captions:
+        logger.warning("captions were requested but the result carries no caption URL")
+
+    now = deps.clock.now()
+    manifest_key = sibling_key(job.video_key, "json")
+    output_keys = [video.key, *([captions.key] if captions else []), manifest_key]
+    moved = archive_inputs(deps.storage, job.input_bucket, job.job_key, job.media_keys, succeeded=True)
+    timings = Timings(
+        received_at=job.received_at,
+        submitted_at=job.submitted_at,
+        completed_at=now,
+        queued_seconds=_seconds(job.submitted_at, state.poll.first_seen_processing_at),
+        rendering_seconds=_seconds(state.poll.first_seen_processing_at, state.poll.completed_seen_at),
+        total_seconds=round((now - job.received_at).total_seconds(), 3),
+    )
+    manifest = Manifest(
+        job_id=job.job_id,
+        model=job.model,
+        request_id=job.request_id,
+        parameters=job.parameters,
+        input={
+            "bucket": job.input_bucket,
+            "job_key": job.job_key,
+            "media_keys": job.media_keys,
+            "archived": moved,
+        },
+        outputs={
+            "bucket": settings.output_bucket,
+            "video_key": video.key,
+            "captions_key": captions.key if captions else None,
+        },
+        video={"size": video.size, "sha256": video.sha256, "content_type": video.content_type},
+        timings=timings,
+        provider_metrics=result.metrics,
+        metadata=job.metadata,
+    )
+    # Written last: its presence tells consumers the video and captions are complete.
+    deps.storage.put_json(settings.output_bucket, manifest_key, manifest)
+
+    ref = JobRef.from_render_job(job)
+    previous = deps.jobs.get(job.job_id)
+    deps.jobs.save_terminal(
+        ref.terminal_record(
+            JobStatus.SUCCEEDED, now, settings.job_record_ttl_days, output_keys=output_keys, previous=previous
+        )
+    )
+    notification = Notification(
+        job_id=job.job_id,
+        status="SUCCEEDED",
+        model=job.model,
+        input={"bucket": job.input_bucket, "job_key": job.job_key, "archived_keys": moved},
+        output={
+            "bucket": settings.output_bucket,
+            "video_key": video.key,
+            "captions_key": captions.key if captions else None,
+            "manifest_key": manifest_key,
+            "size": video.size,
+            "sha256": video.sha256,
+        },
+        timings=timings.model_dump(mode="json"),
+        metadata=job.metadata,
+    )
+    notified = publish_once(notification, deps.jobs, deps.notifier)
+    logger.info("job succeeded", extra={"video_key": video.key, "size": video.size})
+    return JobOutcome(job_id=job.job_id, status="SUCCEEDED", output_keys=output_keys, notified=notified)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)

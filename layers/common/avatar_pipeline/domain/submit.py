@@ -1,0 +1,256 @@
+"""Submit: a job file arrived in inbox/ -> validate -> check media -> POST once -> start the execution.
+
+Exactly once: the provider bills every accepted POST and S3/EventBridge/SQS deliver at least once.
+The jobs table item is the guard: only the worker that creates the SUBMITTING item may POST; the
+request id is recorded before anything else can fail; a redelivery finds the item and only
+(re)starts the execution. A POST is retried only when it provably never reached the provider.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from avatar_pipeline.adapters.storage import ObjectMissing, ObjectTooLarge
+from avatar_pipeline.domain.context import JobRef
+from avatar_pipeline.domain.failure import fail_job
+from avatar_pipeline.domain.poll_policy import PollPolicy
+from avatar_pipeline.errors import (
+    InvalidJob,
+    MediaNotYetAvailable,
+    MediaTooLarge,
+    MissingMedia,
+    PipelineError,
+    ProviderBadResponse,
+    ProviderConnectionError,
+    ProviderThrottled,
+    ProviderUnavailable,
+    SubmissionInProgress,
+    SubmissionUncertain,
+    TransientError,
+    UnsupportedMedia,
+)
+from avatar_pipeline.jobs.spec import AvatarIVJob, AvatarVJob, parse_job_file
+from avatar_pipeline.keys import (
+    UnsafeKey,
+    default_video_key,
+    derive_job_id,
+    is_job_file_key,
+    resolve_media_key,
+)
+from avatar_pipeline.media import SNIFF_BYTES, sniff_audio, sniff_image
+from avatar_pipeline.observability import logger
+from avatar_pipeline.records import JobRecord, JobStatus
+from avatar_pipeline.runtime import Dependencies
+from avatar_pipeline.state import PollState, RenderJob, RenderState
+
+# How long a worker may hold the submit lease: longer than the Submit function's timeout, so an
+# expired lease means that worker is gone.
+SUBMIT_LEASE = timedelta(seconds=120)
+MEDIA_RECHECK_SECONDS = 15
+
+
+class SubmitResult(StrEnum):
+    STARTED = "STARTED"  # posted to the provider and the execution started
+    RESUMED = "RESUMED"  # already posted earlier; the execution was (re)started
+    DUPLICATE = "DUPLICATE"  # already rendering or finished: nothing to do
+    REJECTED = "REJECTED"  # failed fast with a report (bad input, provider refusal)
+    IGNORED = "IGNORED"  # not a job file, or an upload that has since been replaced or removed
+
+
+@dataclass(frozen=True)
+class InboxObject:
+    """A decoded S3 "Object Created" event for a job file."""
+
+    bucket: str
+    key: str
+    etag: str
+    version_id: str | None
+    sequencer: str | None
+    event_time: datetime
+
+
+def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
+    if obj.bucket != deps.settings.input_bucket or not is_job_file_key(obj.key):
+        logger.warning("ignoring an object that is not a job file", extra={"key": obj.key})
+        return SubmitResult.IGNORED
+    job_id = derive_job_id(obj.bucket, obj.key, obj.version_id or obj.etag, obj.sequencer)
+    logger.set_correlation_id(job_id)
+    existing = deps.jobs.get(job_id)
+    if existing is not None:
+        return _continue_existing(existing, deps)
+
+    head = deps.storage.head(obj.bucket, obj.key)
+    if head is None or (obj.etag and head.etag != obj.etag.strip('"')):
+        logger.info("job file was replaced or removed since the event; its own event covers it")
+        return SubmitResult.IGNORED
+    ref = JobRef(job_id=job_id, input_bucket=obj.bucket, job_key=obj.key, received_at=obj.event_time)
+    try:
+        spec = _read_spec(obj, deps)
+        ref = replace(ref, model=spec.model, metadata=dict(spec.metadata))
+        media_keys = _resolve_media(obj.key, spec)
+        ref = replace(ref, media_keys=tuple(media_keys.values()))
+        _check_media(obj, media_keys, deps)
+    except MediaNotYetAvailable:
+        raise
+    except PipelineError as error:
+        fail_job(ref, error.code, error.message, deps)
+        return SubmitResult.REJECTED
+    return _post_once(ref, spec, media_keys, deps)
+
+
+def retry_delay_for(error: TransientError, now: datetime) -> int | None:
+    """Seconds until a record that failed transiently should be tried again (None: the queue's default)."""
+    if isinstance(error, MediaNotYetAvailable):
+        return MEDIA_RECHECK_SECONDS
+    if isinstance(error, ProviderThrottled) and error.reset_at is not None:
+        return max(1, min(120, math.ceil((error.reset_at - now).total_seconds()) + 1))
+    if isinstance(error, ProviderThrottled | SubmissionInProgress):
+        return 30
+    return None
+
+
+def _read_spec(obj: InboxObject, deps: Dependencies) -> AvatarIVJob | AvatarVJob:
+    try:
+        raw = deps.storage.read(obj.bucket, obj.key, deps.settings.max_job_file_bytes)
+    except ObjectTooLarge as exc:
+        raise InvalidJob(f"the job file is {exc.size} bytes; job files are at most {exc.limit} bytes") from None
+    except ObjectMissing:
+        raise InvalidJob("the job file disappeared before it could be read") from None
+    return parse_job_file(raw)
+
+
+def _resolve_media(job_key: str, spec: AvatarIVJob | AvatarVJob) -> dict[str, str]:
+    resolved: dict[str, str] = {}
+    for parameter, reference in spec.media_references().items():
+        try:
+            resolved[parameter] = resolve_media_key(job_key, reference)
+        except UnsafeKey as exc:
+            field = "photo" if parameter == "image_url" else "audio"
+            raise InvalidJob(f"{field}: {exc}") from None
+    return resolved
+
+
+def _check_media(obj: InboxObject, media_keys: dict[str, str], deps: Dependencies) -> None:
+    settings = deps.settings
+    for parameter, key in media_keys.items():
+        is_photo = parameter == "image_url"
+        info = deps.storage.head(obj.bucket, key)
+        if info is None:
+            waited = (deps.clock.now() - obj.event_time).total_seconds()
+            if waited < settings.media_wait_seconds:
+                raise MediaNotYetAvailable(f"{key} has not arrived yet (waited {waited:.0f} s)")
+            raise MissingMedia(f"{key} was not found beside the job file (waited {settings.media_wait_seconds} s)")
+        limit = settings.max_photo_bytes if is_photo else settings.max_audio_bytes
+        if info.size == 0:
+            raise UnsupportedMedia(f"{key} is empty")
+        if info.size > limit:
+            raise MediaTooLarge(f"{key} is {info.size} bytes; the limit is {limit} bytes")
+        head = deps.storage.read_prefix(obj.bucket, key, SNIFF_BYTES)
+        kind = sniff_image(head) if is_photo else sniff_audio(head)
+        if kind is None:
+            expected = "a PNG, JPEG or WebP image" if is_photo else "WAV, MP3, M4A, OGG or FLAC audio"
+            raise UnsupportedMedia(f"{key} is not {expected} (checked by its content)")
+
+
+def _post_once(
+    ref: JobRef, spec: AvatarIVJob | AvatarVJob, media_keys: dict[str, str], deps: Dependencies
+) -> SubmitResult:
+    now = deps.clock.now()
+    settings = deps.settings
+    claim = JobRecord(
+        job_id=ref.job_id,
+        status=JobStatus.SUBMITTING,
+        model=spec.model,
+        input_bucket=ref.input_bucket,
+        job_key=ref.job_key,
+        media_keys=list(media_keys.values()),
+        received_at=ref.received_at,
+        updated_at=now,
+        lease_until=now + SUBMIT_LEASE,
+        expires_at=int((now + timedelta(days=settings.job_record_ttl_days)).timestamp()),
+    )
+    if not deps.jobs.claim_submission(claim):
+        existing = deps.jobs.get(ref.job_id)
+        if existing is None:
+            raise SubmissionInProgress("the job record vanished while claiming it; retrying")
+        return _continue_existing(existing, deps)
+
+    media_urls = {
+        parameter: deps.storage.presign_get(ref.input_bucket, key, settings.presign_expiry_seconds)
+        for parameter, key in media_keys.items()
+    }
+    payload = spec.provider_payload(media_urls)
+    try:
+        accepted = deps.provider.submit(spec.model, payload)
+    except (ProviderConnectionError, ProviderThrottled, ProviderUnavailable):
+        # Provably not accepted: give the lease back so SQS redelivery can try again.
+        deps.jobs.release_submission(ref.job_id)
+        raise
+    except ProviderBadResponse as error:
+        # A 2xx we cannot read may still be an accepted (billed) job: do not post again.
+        fail_job(ref, SubmissionUncertain.code, f"{error.message}; the job may have been accepted", deps)
+        return SubmitResult.REJECTED
+    except PipelineError as error:
+        fail_job(ref, error.code, error.message, deps)
+        return SubmitResult.REJECTED
+
+    submitted_at = deps.clock.now()
+    render_job = RenderJob(
+        job_id=ref.job_id,
+        model=spec.model,
+        request_id=accepted.request_id,
+        input_bucket=ref.input_bucket,
+        job_key=ref.job_key,
+        media_keys=list(media_keys.values()),
+        video_key=spec.output_key or default_video_key(ref.job_key, spec.video_extension),
+        video_extension="webm" if spec.video_extension == "webm" else "mp4",
+        wants_captions=spec.wants_captions,
+        title=getattr(spec, "video_title", None),
+        parameters={k: v for k, v in payload.items() if k not in media_urls},
+        metadata=dict(spec.metadata),
+        received_at=ref.received_at,
+        submitted_at=submitted_at,
+        deadline_at=submitted_at + timedelta(minutes=settings.render_deadline_minutes),
+    )
+    deps.jobs.mark_submitted(ref.job_id, accepted.request_id, submitted_at, render_job.model_dump_json())
+    logger.info("submitted to Segmind", extra={"request_id": accepted.request_id, "model": spec.model})
+    _start_execution(render_job, deps)
+    return SubmitResult.STARTED
+
+
+def _start_execution(render_job: RenderJob, deps: Dependencies) -> None:
+    state = RenderState(job=render_job, poll=PollState(status="QUEUED", wait_seconds=PollPolicy().first_wait()))
+    execution_arn = deps.executions.start(render_job.job_id, state)
+    deps.jobs.mark_rendering(render_job.job_id, execution_arn, deps.clock.now())
+
+
+def _continue_existing(record: JobRecord, deps: Dependencies) -> SubmitResult:
+    """A redelivered event for a job we already know: never POST again."""
+    if record.status in (JobStatus.RENDERING, JobStatus.SUCCEEDED, JobStatus.FAILED):
+        logger.info("duplicate delivery ignored", extra={"status": record.status.value})
+        return SubmitResult.DUPLICATE
+    if record.status == JobStatus.SUBMITTED and record.render_job_json:
+        _start_execution(RenderJob.model_validate_json(record.render_job_json), deps)
+        return SubmitResult.RESUMED
+    now = deps.clock.now()
+    if record.lease_until is not None and record.lease_until > now:
+        raise SubmissionInProgress("another worker is submitting this job")
+    ref = JobRef(
+        job_id=record.job_id,
+        input_bucket=record.input_bucket,
+        job_key=record.job_key,
+        received_at=record.received_at,
+        media_keys=tuple(record.media_keys),
+        model=record.model,
+    )
+    fail_job(
+        ref,
+        SubmissionUncertain.code,
+        "a previous submit attempt stopped before its outcome was recorded; it may have been "
+        "accepted by Segmind, so it was not repeated",
+        deps,
+    )
+    return SubmitResult.REJECTED

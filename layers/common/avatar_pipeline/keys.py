@@ -1,0 +1,104 @@
+"""Object keys: the one place that decodes event keys, derives job ids and names every output.
+
+Layout (DESIGN.md section 4):
+  inbox/a/b.json            the trigger, with media beside it
+  videos/a/b.mp4|.webm      the video (or the job's output_key), captions .srt and manifest .json beside it
+  processed/a/...           inputs of a finished job;  failed/a/... inputs of a failed one,
+  failed/a/b.error.json     plus a readable error report
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import unicodedata
+from urllib.parse import unquote_plus
+
+INBOX_PREFIX = "inbox/"
+VIDEOS_PREFIX = "videos/"
+PROCESSED_PREFIX = "processed/"
+FAILED_PREFIX = "failed/"
+MAX_KEY_BYTES = 1024
+
+
+class UnsafeKey(ValueError):
+    """A key or relative reference that could escape its folder or is not a valid S3 key."""
+
+
+def decode_event_key(raw_key: str) -> str:
+    """S3 event notifications URL-encode keys (space -> '+', '+' -> '%2B'); this undoes it, once."""
+    return unquote_plus(raw_key)
+
+
+def derive_job_id(bucket: str, key: str, version_or_etag: str, sequencer: str | None) -> str:
+    """Same upload (and so every duplicate delivery of its event) -> same id; a new upload -> a new id.
+
+    The sequencer differs for every PUT of a key, so uploading the same file again after a failure
+    (its inputs were moved out of inbox/) is a fresh job, while redelivered events are not.
+    The id doubles as the Step Functions execution name (<= 80 chars, [A-Za-z0-9-_]).
+    """
+    digest = hashlib.sha256("\n".join([bucket, key, version_or_etag, sequencer or ""]).encode()).hexdigest()
+    return f"job-{digest[:40]}"
+
+
+def is_job_file_key(key: str) -> bool:
+    return key.startswith(INBOX_PREFIX) and key.endswith(".json") and len(key) > len(INBOX_PREFIX) + 5
+
+
+def relative_to_inbox(key: str) -> str:
+    if not key.startswith(INBOX_PREFIX):
+        raise UnsafeKey(f"{key!r} is not under {INBOX_PREFIX}")
+    return key[len(INBOX_PREFIX) :]
+
+
+def _check_key(key: str) -> str:
+    if not key or len(key.encode()) > MAX_KEY_BYTES:
+        raise UnsafeKey("key is empty or longer than 1024 bytes")
+    if any(unicodedata.category(ch) == "Cc" for ch in key):
+        raise UnsafeKey("key contains control characters")
+    if "\\" in key:
+        raise UnsafeKey("key contains a backslash")
+    return key
+
+
+def resolve_media_key(job_key: str, reference: str) -> str:
+    """Resolve a job file's `photo`/`audio` reference (relative to the job's folder) to a key in inbox/."""
+    _check_key(reference)
+    if reference.startswith("/"):
+        raise UnsafeKey(f"{reference!r} must be relative to the job file's folder")
+    if ".." in reference.split("/"):
+        raise UnsafeKey(f"{reference!r} must not contain '..'")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(job_key), reference))
+    if not resolved.startswith(INBOX_PREFIX) or resolved == job_key:
+        raise UnsafeKey(f"{reference!r} does not name a file beside the job in {INBOX_PREFIX}")
+    return resolved
+
+
+def validate_output_key(output_key: str) -> str:
+    """A user-chosen output key: relative, no '..', no empty segments."""
+    _check_key(output_key)
+    segments = output_key.split("/")
+    if output_key.startswith("/") or ".." in segments or "." in segments or "" in segments:
+        raise UnsafeKey(f"output_key {output_key!r} must be a relative path without '.', '..' or '//'")
+    return output_key
+
+
+def default_video_key(job_key: str, extension: str) -> str:
+    stem = relative_to_inbox(job_key)[: -len(".json")]
+    return f"{VIDEOS_PREFIX}{stem}.{extension}"
+
+
+def sibling_key(video_key: str, extension: str) -> str:
+    """The captions (.srt) or manifest (.json) beside a video."""
+    stem, _ = posixpath.splitext(video_key)
+    return f"{stem}.{extension}"
+
+
+def archived_key(input_key: str, succeeded: bool) -> str:
+    prefix = PROCESSED_PREFIX if succeeded else FAILED_PREFIX
+    return prefix + relative_to_inbox(input_key)
+
+
+def error_report_key(job_key: str) -> str:
+    stem = relative_to_inbox(job_key)[: -len(".json")]
+    return f"{FAILED_PREFIX}{stem}.error.json"

@@ -1,0 +1,103 @@
+"""Documents the pipeline stores or publishes: the job record, manifest, error report, notification."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, JsonValue
+
+
+class JobStatus(StrEnum):
+    SUBMITTING = "SUBMITTING"  # lease held while the provider POST is in flight
+    SUBMITTED = "SUBMITTED"  # the provider accepted it; execution not yet confirmed
+    RENDERING = "RENDERING"  # the state machine owns it
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+
+
+class JobRecord(BaseModel):
+    """One item in JobsTable: answers "what happened to my file"."""
+
+    job_id: str
+    status: JobStatus
+    model: str | None = None
+    input_bucket: str
+    job_key: str
+    media_keys: list[str] = Field(default_factory=list)
+    request_id: str | None = None
+    execution_arn: str | None = None
+    output_keys: list[str] = Field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    received_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    lease_until: datetime | None = None
+    status_calls: int = 0
+    provider_status: str | None = None
+    notified_status: str | None = None
+    # The RenderJob document as JSON text, so a redelivered submit can (re)start the execution.
+    render_job_json: str | None = None
+    expires_at: int  # epoch seconds, DynamoDB TTL
+
+
+class Timings(BaseModel):
+    received_at: datetime
+    submitted_at: datetime | None = None
+    completed_at: datetime
+    queued_seconds: float | None = None
+    rendering_seconds: float | None = None
+    total_seconds: float
+
+
+class Manifest(BaseModel):
+    """Written beside the video, last: its presence means the video (and captions) are complete."""
+
+    schema_version: Literal[1] = 1
+    job_id: str
+    model: str
+    request_id: str
+    parameters: dict[str, JsonValue]
+    input: dict[str, Any]
+    outputs: dict[str, Any]
+    video: dict[str, Any]
+    timings: Timings
+    provider_metrics: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ErrorReport(BaseModel):
+    """failed/<path>.error.json: what went wrong, in words a person can act on."""
+
+    schema_version: Literal[1] = 1
+    job_id: str
+    status: Literal["FAILED"] = "FAILED"
+    error_code: str
+    error_message: str
+    what_to_do: str
+    job_key: str
+    moved_inputs: dict[str, str]
+    request_id: str | None = None
+    failed_at: datetime
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Notification(BaseModel):
+    """The SNS message body (JSON); status and model are also message attributes for filter policies."""
+
+    schema_version: Literal[1] = 1
+    job_id: str
+    status: Literal["SUCCEEDED", "FAILED"]
+    model: str | None
+    input: dict[str, Any]
+    output: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    timings: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)

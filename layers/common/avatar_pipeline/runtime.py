@@ -1,0 +1,97 @@
+"""Composition root: builds the adapters once per process from the validated settings.
+
+Handlers call `dependencies()`; tests and the offline stack call `reset()` after changing the
+environment, and may `use_clock()` to run time faster than the wall clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import boto3
+import httpx
+
+from avatar_pipeline.adapters.executions import ExecutionStarter
+from avatar_pipeline.adapters.jobs_table import JobsTable
+from avatar_pipeline.adapters.notifier import SnsNotifier
+from avatar_pipeline.adapters.queue import RetryScheduler
+from avatar_pipeline.adapters.secrets import ApiKeySource
+from avatar_pipeline.adapters.storage import S3Storage
+from avatar_pipeline.adapters.transfer import DownloadPolicy, StreamingCopier
+from avatar_pipeline.clock import Clock, SystemClock
+from avatar_pipeline.provider.client import SegmindClient, default_timeout
+from avatar_pipeline.settings import Settings, get_settings
+
+
+@dataclass
+class Dependencies:
+    settings: Settings
+    clock: Clock
+
+    @cached_property
+    def _s3_client(self):  # type: ignore[no-untyped-def]
+        return boto3.client("s3")
+
+    @cached_property
+    def storage(self) -> S3Storage:
+        return S3Storage(self._s3_client)
+
+    @cached_property
+    def jobs(self) -> JobsTable:
+        return JobsTable(boto3.resource("dynamodb").Table(self.settings.jobs_table))
+
+    @cached_property
+    def notifier(self) -> SnsNotifier:
+        return SnsNotifier(boto3.client("sns"), self.settings.notification_topic_arn)
+
+    @cached_property
+    def executions(self) -> ExecutionStarter:
+        if not self.settings.state_machine_arn:
+            raise RuntimeError("STATE_MACHINE_ARN is not set for this function")
+        return ExecutionStarter(boto3.client("stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def retries(self) -> RetryScheduler:
+        return RetryScheduler(boto3.client("sqs"))
+
+    @cached_property
+    def provider(self) -> SegmindClient:
+        api_key = ApiKeySource(self.settings.segmind_api_key_secret_arn, self.settings.secret_max_age_seconds)
+        timeout = default_timeout(self.settings.provider_connect_timeout_s, self.settings.provider_read_timeout_s)
+        return SegmindClient(self.settings.segmind_base_url, api_key, timeout=timeout)
+
+    @cached_property
+    def copier(self) -> StreamingCopier:
+        policy = DownloadPolicy(
+            max_bytes=self.settings.max_output_bytes,
+            allow_loopback_http=self.settings.allow_loopback_http,
+            host_allowlist=self.settings.output_host_allowlist,
+        )
+        http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0))
+        return StreamingCopier(self._s3_client, http, policy)
+
+
+_clock: Clock = SystemClock()
+_dependencies: Dependencies | None = None
+
+
+def dependencies() -> Dependencies:
+    global _dependencies
+    if _dependencies is None:
+        _dependencies = Dependencies(settings=get_settings(), clock=_clock)
+    return _dependencies
+
+
+def use_clock(clock: Clock) -> None:
+    """Replace the clock (the offline stack scales time); rebuilds dependencies on next use."""
+    global _clock
+    _clock = clock
+    reset()
+
+
+def reset() -> None:
+    """Forget settings and clients, e.g. after the environment changed (tests, offline stack)."""
+    global _dependencies
+    _dependencies = None
+    get_settings.cache_clear()

@@ -1,0 +1,79 @@
+"""Every environment variable the functions read, validated once.
+
+Nothing else in the package reads os.environ. The template sets these (template.yaml Globals);
+the offline stack sets the same names from the stack it deployed into moto.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    input_bucket: str = Field(alias="INPUT_BUCKET", min_length=3)
+    output_bucket: str = Field(alias="OUTPUT_BUCKET", min_length=3)
+    jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+    notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", pattern=r"^arn:aws[a-z-]*:sns:")
+    segmind_api_key_secret_arn: str = Field(alias="SEGMIND_API_KEY_SECRET_ARN", min_length=1)
+    segmind_base_url: str = Field(alias="SEGMIND_BASE_URL", default="https://api.segmind.com")
+    # Only the Submit function needs it (a global reference would be a dependency cycle in the template).
+    state_machine_arn: str | None = Field(alias="STATE_MACHINE_ARN", default=None)
+    render_deadline_minutes: int = Field(alias="RENDER_DEADLINE_MINUTES", default=45, ge=1, le=55)
+    presign_expiry_seconds: int = Field(alias="PRESIGN_EXPIRY_SECONDS", default=3600, ge=60, le=3600)
+    media_wait_seconds: int = Field(alias="MEDIA_WAIT_SECONDS", default=300, ge=0, le=3600)
+    job_record_ttl_days: int = Field(alias="JOB_RECORD_TTL_DAYS", default=30, ge=1, le=3650)
+    max_job_file_bytes: int = Field(alias="MAX_JOB_FILE_BYTES", default=64 * 1024, ge=1024)
+    max_photo_bytes: int = Field(alias="MAX_PHOTO_BYTES", default=20 * 1024 * 1024, ge=1024)
+    max_audio_bytes: int = Field(alias="MAX_AUDIO_BYTES", default=100 * 1024 * 1024, ge=1024)
+    max_output_bytes: int = Field(alias="MAX_OUTPUT_BYTES", default=5 * 1024**3, ge=1024)
+    provider_connect_timeout_s: float = Field(alias="PROVIDER_CONNECT_TIMEOUT_S", default=5.0, gt=0)
+    provider_read_timeout_s: float = Field(alias="PROVIDER_READ_TIMEOUT_S", default=20.0, gt=0)
+    # Hosts the result may be downloaded from; empty = any public https host.
+    output_host_allowlist: tuple[str, ...] = Field(alias="OUTPUT_HOST_ALLOWLIST", default=())
+    # Plain http to a loopback host, for the offline emulator only.
+    allow_loopback_http: bool = Field(alias="ALLOW_LOOPBACK_HTTP", default=False)
+    secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
+
+    @field_validator("output_host_allowlist", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
+
+    @field_validator("segmind_base_url")
+    @classmethod
+    def _https_or_loopback(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value.rstrip("/")
+        if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+            return value.rstrip("/")
+        raise ValueError("SEGMIND_BASE_URL must be https:// (plain http only for a loopback emulator)")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        return cls.model_validate({k: v for k, v in environ.items() if k in _ALIASES})
+
+
+_ALIASES = {f.alias for f in Settings.model_fields.values() if f.alias}
+
+
+def is_loopback_host(host: str | None) -> bool:
+    return host in _LOOPBACK_HOSTS
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (never at import)."""
+    return Settings.from_environ(os.environ)

@@ -1,0 +1,73 @@
+"""The state machine's data (statemachine/render_job.asl.json), as the handlers see it.
+
+Execution input = RenderState(job=..., poll=...). The Poll function returns the next RenderState;
+the Choice reads poll.status / poll.deadline_passed; Catch blocks add `error` (Error + Cause).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+PollStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
+
+
+class RenderJob(BaseModel):
+    """What every step needs to know about a submitted job (kept small: state payloads are capped)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    model: str
+    request_id: str
+    input_bucket: str
+    job_key: str
+    media_keys: list[str] = Field(default_factory=list)
+    video_key: str
+    video_extension: Literal["mp4", "webm"] = "mp4"
+    wants_captions: bool = False
+    title: str | None = None
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    received_at: datetime
+    submitted_at: datetime
+    deadline_at: datetime
+
+
+class PollState(BaseModel):
+    status: PollStatus = "QUEUED"
+    wait_seconds: int = Field(ge=1)
+    polls: int = 0
+    deadline_passed: bool = False
+    error_message: str | None = None
+    provider_metrics: dict[str, Any] = Field(default_factory=dict)
+    first_seen_processing_at: datetime | None = None
+    completed_seen_at: datetime | None = None
+
+
+class StepError(BaseModel):
+    """What a Catch (or the ASL's Pass states for FAILED / deadline) puts at $.error."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    error: str = Field(alias="Error")
+    cause: str | None = Field(default=None, alias="Cause")
+
+
+class RenderState(BaseModel):
+    job: RenderJob
+    poll: PollState
+    error: StepError | None = None
+
+
+class JobOutcome(BaseModel):
+    """What Finalize / ReportFailure return (the execution's output)."""
+
+    job_id: str
+    status: Literal["SUCCEEDED", "FAILED"]
+    error_code: str | None = None
+    error_message: str | None = None
+    output_keys: list[str] = Field(default_factory=list)
+    notified: bool
