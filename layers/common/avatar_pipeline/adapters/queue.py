@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, SqsRecordModel
 from pydantic import Json
 
-from avatar_pipeline.domain.submit import InboxObject
+from avatar_pipeline.domain.context import InboxObject
 from avatar_pipeline.keys import decode_event_key
 
 if TYPE_CHECKING:

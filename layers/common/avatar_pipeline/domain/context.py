@@ -12,6 +12,18 @@ from avatar_pipeline.state import RenderJob
 
 
 @dataclass(frozen=True)
+class InboxObject:
+    """A decoded S3 "Object Created" event for a job file."""
+
+    bucket: str
+    key: str
+    etag: str
+    version_id: str | None
+    sequencer: str | None
+    event_time: datetime
+
+
+@dataclass(frozen=True)
 class JobRef:
     job_id: str
     input_bucket: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from avatar_pipeline.clock import isoformat
 from avatar_pipeline.domain.context import JobRef
@@ -12,8 +13,10 @@ from avatar_pipeline.errors import ADVICE, ErrorCode, error_code_for
 from avatar_pipeline.keys import error_report_key
 from avatar_pipeline.observability import logger
 from avatar_pipeline.records import ErrorReport, JobStatus, Notification
-from avatar_pipeline.runtime import Dependencies
 from avatar_pipeline.state import JobOutcome, RenderState
+
+if TYPE_CHECKING:
+    from avatar_pipeline.runtime import Dependencies
 
 
 def fail_job(ref: JobRef, code: ErrorCode, message: str, deps: Dependencies) -> JobOutcome:

@@ -8,6 +8,7 @@ the notification is granted once by the jobs table.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from avatar_pipeline.adapters.transfer import CopiedObject
 from avatar_pipeline.domain.context import JobRef
@@ -18,8 +19,10 @@ from avatar_pipeline.keys import sibling_key
 from avatar_pipeline.observability import logger
 from avatar_pipeline.provider.wire import RenderResult
 from avatar_pipeline.records import JobStatus, Manifest, Notification, Timings
-from avatar_pipeline.runtime import Dependencies
 from avatar_pipeline.state import JobOutcome, RenderState
+
+if TYPE_CHECKING:
+    from avatar_pipeline.runtime import Dependencies
 
 
 def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:

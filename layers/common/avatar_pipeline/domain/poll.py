@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from avatar_pipeline.domain.poll_policy import PollPolicy
-from avatar_pipeline.runtime import Dependencies
 from avatar_pipeline.state import PollState, RenderState
+
+if TYPE_CHECKING:
+    from avatar_pipeline.runtime import Dependencies
 
 
 def check_status(state: RenderState, deps: Dependencies, policy: PollPolicy | None = None) -> RenderState:

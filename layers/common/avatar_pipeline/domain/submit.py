@@ -9,12 +9,13 @@ request id is recorded before anything else can fail; a redelivery finds the ite
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from avatar_pipeline.adapters.storage import ObjectMissing, ObjectTooLarge
-from avatar_pipeline.domain.context import JobRef
+from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.poll_policy import PollPolicy
 from avatar_pipeline.errors import (
@@ -43,8 +44,10 @@ from avatar_pipeline.keys import (
 from avatar_pipeline.media import SNIFF_BYTES, sniff_audio, sniff_image
 from avatar_pipeline.observability import logger
 from avatar_pipeline.records import JobRecord, JobStatus
-from avatar_pipeline.runtime import Dependencies
 from avatar_pipeline.state import PollState, RenderJob, RenderState
+
+if TYPE_CHECKING:
+    from avatar_pipeline.runtime import Dependencies
 
 # How long a worker may hold the submit lease: longer than the Submit function's timeout, so an
 # expired lease means that worker is gone.
@@ -58,18 +61,6 @@ class SubmitResult(StrEnum):
     DUPLICATE = "DUPLICATE"  # already rendering or finished: nothing to do
     REJECTED = "REJECTED"  # failed fast with a report (bad input, provider refusal)
     IGNORED = "IGNORED"  # not a job file, or an upload that has since been replaced or removed
-
-
-@dataclass(frozen=True)
-class InboxObject:
-    """A decoded S3 "Object Created" event for a job file."""
-
-    bucket: str
-    key: str
-    etag: str
-    version_id: str | None
-    sequencer: str | None
-    event_time: datetime
 
 
 def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:

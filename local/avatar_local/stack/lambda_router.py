@@ -1,0 +1,142 @@
+"""Routes Lambda invocations made by moto's ASL interpreter to the real handlers, in process.
+
+moto cannot run Lambda code without Docker. Its interpreter calls Lambda through an ordinary boto3
+client, so a botocore `before-call.lambda.Invoke` hook sees every invoke; answering it there
+short-circuits the HTTP call. A handler's exception becomes `FunctionError: Unhandled` with the
+exception's class name as errorType, exactly as the Lambda service reports it, so the ASL's
+Retry/Catch `ErrorEquals` match our error class names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import threading
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+import botocore.handlers
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
+from botocore.response import StreamingBody
+
+Handler = Callable[[Any, Any], Any]
+REPO_ROOT = Path(__file__).resolve().parents[3]
+FUNCTION_DIRS = {"submit": "submit", "poll": "poll", "finalize": "finalize", "report_failure": "report_failure"}
+
+
+def load_handler(function_dir: str, repo_root: Path = REPO_ROOT) -> Handler:
+    """Import functions/<dir>/app.py by path (each function's module is named `app` on Lambda)."""
+    path = repo_root / "functions" / function_dir / "app.py"
+    spec = importlib.util.spec_from_file_location(f"avatar_functions.{function_dir}.app", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Handler = module.lambda_handler
+    return handler
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str
+    memory_limit_in_mb: int = 512
+    timeout_ms: int = 900_000
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_ms
+
+
+@dataclass
+class Invocation:
+    function: str
+    event: Any
+    error_type: str | None
+
+
+class LambdaRouter:
+    """Maps function names (or ARNs) to handlers; install() hooks botocore, uninstall() unhooks."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+        self.invocations: list[Invocation] = []
+        self.calls: Counter[str] = Counter()
+        self.before_invoke: Callable[[str, Any], None] | None = None
+        self._installed = False
+
+    def register(self, function_name: str, handler: Handler) -> None:
+        self._handlers[function_name] = handler
+
+    def invoke(self, function_name: str, event: Any) -> tuple[Any, str | None]:
+        """Run a handler as Lambda would; returns (payload, function_error)."""
+        name = function_name.rsplit(":function:", 1)[-1].split(":", 1)[0]
+        handler = self._handlers.get(name)
+        if handler is None:
+            raise KeyError(f"no handler registered for Lambda function {name!r}")
+        error_type: str | None = None
+        try:
+            if self.before_invoke is not None:
+                self.before_invoke(name, event)
+            payload = handler(event, FakeLambdaContext(function_name=name))
+        except Exception as exc:
+            error_type = type(exc).__name__
+            payload = {
+                "errorType": error_type,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_exception(exc)[-3:],
+            }
+        with self._lock:
+            self.calls[name] += 1
+            self.invocations.append(Invocation(function=name, event=event, error_type=error_type))
+        return payload, ("Unhandled" if error_type else None)
+
+    # --- botocore hook ---------------------------------------------------------------------------
+    def _on_invoke(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        url_path = str(params.get("url_path", ""))
+        marker = "/functions/"
+        if marker not in url_path:
+            return None
+        name = unquote(url_path.split(marker, 1)[1].split("/", 1)[0])
+        if name.rsplit(":function:", 1)[-1].split(":", 1)[0] not in self._handlers:
+            return None
+        body = params.get("body") or b"{}"
+        event = json.loads(body.decode() if isinstance(body, bytes) else body)
+        payload, function_error = self.invoke(name, event)
+        raw = json.dumps(payload).encode()
+        parsed: dict[str, Any] = {
+            "StatusCode": 200,
+            "ExecutedVersion": "$LATEST",
+            "Payload": StreamingBody(io.BytesIO(raw), len(raw)),
+        }
+        if function_error:
+            parsed["FunctionError"] = function_error
+        return AWSResponse(url_path, 200, HTTPHeaders(), None), parsed
+
+    def install(self) -> None:
+        if self._installed:
+            return
+        botocore.handlers.BUILTIN_HANDLERS.append(("before-call.lambda.Invoke", self._on_invoke))
+        # Sessions copy the handler list when created: start a fresh default session.
+        boto3.DEFAULT_SESSION = None
+        self._installed = True
+
+    def uninstall(self) -> None:
+        entry = ("before-call.lambda.Invoke", self._on_invoke)
+        if entry in botocore.handlers.BUILTIN_HANDLERS:
+            botocore.handlers.BUILTIN_HANDLERS.remove(entry)
+        boto3.DEFAULT_SESSION = None
+        self._installed = False

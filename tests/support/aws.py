@@ -1,0 +1,144 @@
+"""AWS resources in moto for the integration tier, and the environment the functions read.
+
+The end-to-end tier deploys template.yaml itself into moto (avatar_local.stack); this tier builds
+the few resources directly so each test starts from nothing in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from avatar_local.stack.lambda_router import LambdaRouter, load_handler
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "render_job.asl.json"
+API_KEY = "test-api-key-0123456789"
+FUNCTION_NAMES = {"poll": "PollFunction", "finalize": "FinalizeFunction", "report_failure": "ReportFailureFunction"}
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+@dataclass
+class PipelineResources:
+    input_bucket: str = "avatar-input"
+    output_bucket: str = "avatar-output"
+    jobs_table: str = "avatar-jobs"
+    idempotency_table: str = "avatar-idempotency"
+    topic_arn: str = ""
+    notifications_queue_url: str = ""
+    submit_queue_arn: str = ""
+    submit_queue_url: str = ""
+    secret_arn: str = ""
+    state_machine_arn: str = ""
+    router: LambdaRouter = field(default_factory=LambdaRouter)
+
+    def environment(self, provider_url: str, **overrides: str) -> dict[str, str]:
+        env = {
+            "INPUT_BUCKET": self.input_bucket,
+            "OUTPUT_BUCKET": self.output_bucket,
+            "JOBS_TABLE": self.jobs_table,
+            "IDEMPOTENCY_TABLE": self.idempotency_table,
+            "NOTIFICATION_TOPIC_ARN": self.topic_arn,
+            "SEGMIND_API_KEY_SECRET_ARN": self.secret_arn,
+            "SEGMIND_BASE_URL": provider_url,
+            "STATE_MACHINE_ARN": self.state_machine_arn,
+            "RENDER_DEADLINE_MINUTES": "45",
+            "PRESIGN_EXPIRY_SECONDS": "3600",
+            "MEDIA_WAIT_SECONDS": "300",
+            "ALLOW_LOOPBACK_HTTP": "true",
+        }
+        env.update(overrides)
+        return env
+
+    # --- observations ------------------------------------------------------------------------------
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every SNS message published so far: {"body": <parsed Message>, "attributes": {name: value}}."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.notifications_queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not batch:
+                return messages
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+                messages.append({"body": json.loads(envelope["Message"]), "attributes": attributes})
+                sqs.delete_message(QueueUrl=self.notifications_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def keys(self, bucket: str) -> list[str]:
+        s3 = boto3.client("s3", region_name=REGION)
+        return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+    def wait_for_execution(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            execution = sfn.describe_execution(executionArn=arn)
+            if execution["status"] != "RUNNING":
+                return dict(execution)
+            time.sleep(0.02)
+        raise TimeoutError(f"execution {job_id} still running after {timeout} s")
+
+    def history(self, job_id: str) -> list[dict[str, Any]]:
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+        return [dict(event) for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]]
+
+
+def create_resources() -> PipelineResources:
+    """Inside an active mock_aws: buckets, tables, topic (+ a capture queue), secret, queue, state machine."""
+    res = PipelineResources()
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in (res.input_bucket, res.output_bucket):
+        s3.create_bucket(Bucket=bucket)
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    for table, key in ((res.jobs_table, "job_id"), (res.idempotency_table, "id")):
+        ddb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    sns = boto3.client("sns", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    res.topic_arn = sns.create_topic(Name="avatar-notifications")["TopicArn"]
+    res.notifications_queue_url = sqs.create_queue(QueueName="captured-notifications")["QueueUrl"]
+    capture_arn = sqs.get_queue_attributes(QueueUrl=res.notifications_queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(TopicArn=res.topic_arn, Protocol="sqs", Endpoint=capture_arn)
+    res.submit_queue_url = sqs.create_queue(QueueName="SubmitQueue", Attributes={"VisibilityTimeout": "360"})[
+        "QueueUrl"
+    ]
+    res.submit_queue_arn = sqs.get_queue_attributes(QueueUrl=res.submit_queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    res.secret_arn = secrets.create_secret(Name="segmind-api-key", SecretString=API_KEY)["ARN"]
+
+    definition = ASL_PATH.read_text()
+    for placeholder, name in (
+        ("PollFunctionArn", FUNCTION_NAMES["poll"]),
+        ("FinalizeFunctionArn", FUNCTION_NAMES["finalize"]),
+        ("ReportFailureFunctionArn", FUNCTION_NAMES["report_failure"]),
+    ):
+        definition = definition.replace("${" + placeholder + "}", function_arn(name))
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    res.state_machine_arn = sfn.create_state_machine(
+        name="RenderJob", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/render-job"
+    )["stateMachineArn"]
+    for directory, name in FUNCTION_NAMES.items():
+        res.router.register(name, load_handler(directory))
+    return res
