@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from avatar_pipeline import runtime
+TEST_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_SERVICE_NAME": "avatar-pipeline",
+    "POWERTOOLS_METRICS_NAMESPACE": "AvatarPipeline",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+# Powertools reads its settings when the observability singletons are created, which happens when
+# any conftest or test module first imports the package; this root conftest is imported first.
+os.environ.update(TEST_ENVIRONMENT)
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "POWERTOOLS_SERVICE_NAME": "avatar-pipeline",
-        "POWERTOOLS_METRICS_NAMESPACE": "AvatarPipeline",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
+    from avatar_pipeline import runtime
+
+    for name, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
     runtime.reset()
     yield
     runtime.reset()

@@ -15,7 +15,9 @@ from avatar_pipeline.errors import TransientError
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
 
-processor = BatchProcessor(event_type=EventType.SQS, model=InboxEventRecord)
+# Report failed records individually even when all of them failed: SQS then redelivers just those,
+# with the per-record delays set below, rather than the whole batch after the visibility timeout.
+processor = BatchProcessor(event_type=EventType.SQS, model=InboxEventRecord, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method

@@ -53,6 +53,7 @@ def pipeline(monkeypatch: pytest.MonkeyPatch, provider: ScriptedProvider) -> Ite
         try:
             with WarpedWaits(clock, skip=True):
                 yield Pipeline(aws=resources, provider=provider, clock=clock)
+                resources.drain_executions()
         finally:
             resources.router.uninstall()
             runtime.use_clock(SystemClock())

@@ -91,6 +91,20 @@ class PipelineResources:
             time.sleep(0.02)
         raise TimeoutError(f"execution {job_id} still running after {timeout} s")
 
+    def drain_executions(self, timeout: float = 20.0) -> None:
+        """Let running executions finish (or stop them), so none outlives its test into the next one."""
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = sfn.list_executions(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")["executions"]
+            if not running:
+                return
+            time.sleep(0.02)
+        for execution in sfn.list_executions(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")[
+            "executions"
+        ]:
+            sfn.stop_execution(executionArn=execution["executionArn"])
+
     def history(self, job_id: str) -> list[dict[str, Any]]:
         sfn = boto3.client("stepfunctions", region_name=REGION)
         arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"

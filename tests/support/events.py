@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -25,6 +26,7 @@ def object_created_sqs_event(
     queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:SubmitQueue",
     receipt_handle: str = "receipt-1",
     message_id: str = "msg-1",
+    event_time: datetime | None = None,
 ) -> dict[str, Any]:
     """The SQS batch Lambda receives for one S3 upload, with the key URL-encoded as AWS encodes it."""
     event = copy.deepcopy(load_event("submit_sqs_object_created.json"))
@@ -32,6 +34,7 @@ def object_created_sqs_event(
     body = json.loads(record["body"])
     body["detail"]["bucket"]["name"] = bucket
     body["resources"] = [f"arn:aws:s3:::{bucket}"]
+    body["time"] = (event_time or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     body["detail"]["object"].update(
         {"key": quote_plus(key, safe="/"), "etag": etag, "size": size, "sequencer": sequencer}
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ class Script:
 
     statuses: list[Reply | str] = field(default_factory=lambda: ["QUEUED", "PROCESSING", "COMPLETED"])
     submit: Reply | None = None
+    # Replies for the first submits, in order (e.g. a 429 then the normal answer).
+    submit_sequence: list[Reply] = field(default_factory=list)
+    # Seconds to stall before answering a submit (a read timeout on the client's side).
+    submit_delay: float = 0.0
     caption: bool = False
 
 
@@ -57,6 +62,11 @@ class ScriptedProvider:
         with self._lock:
             self.submits.append(body)
             self.calls["submit"] += 1
+            scripted = self.script.submit_sequence.pop(0) if self.script.submit_sequence else None
+        if self.script.submit_delay:
+            time.sleep(self.script.submit_delay)
+        if scripted is not None:
+            return scripted
         if self.script.submit is not None:
             return self.script.submit
         request_id = str(uuid.uuid4())

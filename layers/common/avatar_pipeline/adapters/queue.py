@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, SqsRecordModel
+from botocore.exceptions import ClientError
 from pydantic import Json
 
 from avatar_pipeline.domain.context import InboxObject
 from avatar_pipeline.keys import decode_event_key
+from avatar_pipeline.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -30,12 +32,18 @@ class RetryScheduler:
         self._sqs = client
         self._queue_urls: dict[str, str] = {}
 
-    def retry_in(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
-        self._sqs.change_message_visibility(
-            QueueUrl=self._queue_url(queue_arn),
-            ReceiptHandle=receipt_handle,
-            VisibilityTimeout=max(0, min(seconds, 43_200)),
-        )
+    def retry_in(self, queue_arn: str, receipt_handle: str, seconds: int) -> bool:
+        """Best effort: if SQS refuses, the record still comes back after the queue's visibility timeout."""
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url(queue_arn),
+                ReceiptHandle=receipt_handle,
+                VisibilityTimeout=max(0, min(seconds, 43_200)),
+            )
+        except ClientError as error:
+            logger.warning("could not reschedule the record", extra={"error": str(error)})
+            return False
+        return True
 
     def _queue_url(self, queue_arn: str) -> str:
         if queue_arn not in self._queue_urls:

@@ -11,6 +11,7 @@ import posixpath
 from collections.abc import Iterable
 
 from avatar_pipeline.adapters.storage import S3Storage
+from avatar_pipeline.jobs.spec import SUPPORTED_MODELS
 from avatar_pipeline.keys import UnsafeKey, archived_key, resolve_media_key
 
 _SIBLING_SCAN_LIMIT = 500
@@ -52,17 +53,36 @@ def _referenced_by_siblings(storage: S3Storage, bucket: str, job_key: str, media
 
 def _media_named_by(storage: S3Storage, bucket: str, job_key: str) -> set[str]:
     try:
-        document = json.loads(storage.read(bucket, job_key, 64 * 1024))
+        raw = storage.read(bucket, job_key, 64 * 1024)
     except (LookupError, ValueError):
         return set()
-    if not isinstance(document, dict):
-        return set()
-    named: set[str] = set()
+    return set(media_named_in(job_key, raw))
+
+
+def model_named_in(raw: bytes) -> str | None:
+    """Best effort, for job files too broken to validate: the supported model they name, if any."""
+    document = _loose_document(raw)
+    model = document.get("model")
+    return model if model in SUPPORTED_MODELS else None
+
+
+def _loose_document(raw: bytes) -> dict[str, object]:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def media_named_in(job_key: str, raw: bytes) -> tuple[str, ...]:
+    """Best effort, for job files too broken to validate: the media keys its photo/audio fields name."""
+    document = _loose_document(raw)
+    named: list[str] = []
     for field in _MEDIA_FIELDS:
         reference = document.get(field)
         if isinstance(reference, str):
             try:
-                named.add(resolve_media_key(job_key, reference))
+                named.append(resolve_media_key(job_key, reference))
             except UnsafeKey:
                 continue
-    return named
+    return tuple(named)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from avatar_pipeline.adapters.storage import ObjectMissing, ObjectTooLarge
 from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
+from avatar_pipeline.domain.inbox import media_named_in, model_named_in
 from avatar_pipeline.domain.poll_policy import PollPolicy
 from avatar_pipeline.errors import (
     InvalidJob,
@@ -78,8 +79,10 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
         logger.info("job file was replaced or removed since the event; its own event covers it")
         return SubmitResult.IGNORED
     ref = JobRef(job_id=job_id, input_bucket=obj.bucket, job_key=obj.key, received_at=obj.event_time)
+    raw = b""
     try:
-        spec = _read_spec(obj, deps)
+        raw = _read_job_file(obj, deps)
+        spec = parse_job_file(raw)
         ref = replace(ref, model=spec.model, metadata=dict(spec.metadata))
         media_keys = _resolve_media(obj.key, spec)
         ref = replace(ref, media_keys=tuple(media_keys.values()))
@@ -87,6 +90,9 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
     except MediaNotYetAvailable:
         raise
     except PipelineError as error:
+        if ref.model is None:
+            # Too broken to validate: still name its model and take the files it names out of inbox/.
+            ref = replace(ref, model=model_named_in(raw), media_keys=media_named_in(obj.key, raw))
         fail_job(ref, error.code, error.message, deps)
         return SubmitResult.REJECTED
     return _post_once(ref, spec, media_keys, deps)
@@ -103,14 +109,13 @@ def retry_delay_for(error: TransientError, now: datetime) -> int | None:
     return None
 
 
-def _read_spec(obj: InboxObject, deps: Dependencies) -> AvatarIVJob | AvatarVJob:
+def _read_job_file(obj: InboxObject, deps: Dependencies) -> bytes:
     try:
-        raw = deps.storage.read(obj.bucket, obj.key, deps.settings.max_job_file_bytes)
+        return deps.storage.read(obj.bucket, obj.key, deps.settings.max_job_file_bytes)
     except ObjectTooLarge as exc:
         raise InvalidJob(f"the job file is {exc.size} bytes; job files are at most {exc.limit} bytes") from None
     except ObjectMissing:
         raise InvalidJob("the job file disappeared before it could be read") from None
-    return parse_job_file(raw)
 
 
 def _resolve_media(job_key: str, spec: AvatarIVJob | AvatarVJob) -> dict[str, str]:
@@ -130,7 +135,8 @@ def _check_media(obj: InboxObject, media_keys: dict[str, str], deps: Dependencie
         is_photo = parameter == "image_url"
         info = deps.storage.head(obj.bucket, key)
         if info is None:
-            waited = (deps.clock.now() - obj.event_time).total_seconds()
+            # S3's clock and ours may disagree a little: a negative wait counts as none.
+            waited = max(0.0, (deps.clock.now() - obj.event_time).total_seconds())
             if waited < settings.media_wait_seconds:
                 raise MediaNotYetAvailable(f"{key} has not arrived yet (waited {waited:.0f} s)")
             raise MissingMedia(f"{key} was not found beside the job file (waited {settings.media_wait_seconds} s)")

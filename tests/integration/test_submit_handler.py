@@ -1,0 +1,201 @@
+"""The Submit function on the SQS batches Lambda delivers: exactly one provider submit per job."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from avatar_local.stack.lambda_router import FakeLambdaContext, load_handler
+from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
+from tests.integration.conftest import Pipeline
+from tests.support.events import object_created_sqs_event
+from tests.support.media import make_png
+
+pytestmark = pytest.mark.integration
+
+
+def upload(pipeline: Pipeline, key: str, body: bytes) -> str:
+    put = boto3.client("s3").put_object(Bucket=pipeline.aws.input_bucket, Key=key, Body=body)
+    return str(put["ETag"]).strip('"')
+
+
+def job_event(pipeline: Pipeline, key: str, job: dict[str, Any] | bytes, **kwargs: Any) -> dict[str, Any]:
+    body = job if isinstance(job, bytes) else json.dumps(job).encode()
+    etag = upload(pipeline, key, body)
+    return object_created_sqs_event(
+        pipeline.aws.input_bucket, key, etag, len(body), queue_arn=pipeline.aws.submit_queue_arn, **kwargs
+    )
+
+
+def avatar_iv_job(**overrides: Any) -> dict[str, Any]:
+    return {"model": "heygen-avatar-iv", "photo": "face.png", "video_title": "Hi", "script": "Hello there."} | overrides
+
+
+def run_submit(event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = load_handler("submit")(event, FakeLambdaContext(function_name="SubmitFunction"))
+    return result
+
+
+def executions(pipeline: Pipeline) -> list[dict[str, Any]]:
+    sfn = boto3.client("stepfunctions")
+    return list(sfn.list_executions(stateMachineArn=pipeline.aws.state_machine_arn)["executions"])
+
+
+def test_the_same_event_delivered_three_times_submits_once(pipeline: Pipeline) -> None:
+    """Given one upload whose event arrives three times (EventBridge/SQS are at-least-once),
+    then the provider sees exactly one POST and exactly one execution runs."""
+    upload(pipeline, "inbox/face.png", make_png())
+    event = job_event(pipeline, "inbox/hello.json", avatar_iv_job())
+
+    results = [run_submit(event) for _ in range(3)]
+
+    assert results == [{"batchItemFailures": []}] * 3
+    assert pipeline.provider.calls["submit"] == 1
+    assert len(executions(pipeline)) == 1
+
+
+def test_a_new_upload_of_the_same_key_is_a_new_job(pipeline: Pipeline) -> None:
+    """Given a job uploaded, finished, and uploaded again (a new S3 event sequencer), then it is a
+    second job, because re-uploading is how a user retries."""
+    upload(pipeline, "inbox/face.png", make_png())
+    run_submit(job_event(pipeline, "inbox/hello.json", avatar_iv_job(), sequencer="00000000000000000A"))
+    run_submit(job_event(pipeline, "inbox/hello.json", avatar_iv_job(), sequencer="00000000000000000B"))
+
+    assert pipeline.provider.calls["submit"] == 2
+
+
+def test_an_invalid_job_fails_fast_without_reaching_the_provider(pipeline: Pipeline) -> None:
+    """Given a job file with an enum violated, then the record succeeds (no retry, no DLQ), the
+    provider is never called, an error report explains it, and one FAILED notification is sent."""
+    upload(pipeline, "inbox/face.png", make_png())
+    event = job_event(pipeline, "inbox/bad.json", avatar_iv_job(fit="stretch"))
+
+    assert run_submit(event) == {"batchItemFailures": []}
+
+    assert pipeline.provider.calls["submit"] == 0
+    assert executions(pipeline) == []
+    keys = pipeline.aws.keys(pipeline.aws.input_bucket)
+    assert keys == ["failed/bad.error.json", "failed/bad.json", "failed/face.png"]
+    report = json.loads(
+        boto3.client("s3").get_object(Bucket=pipeline.aws.input_bucket, Key="failed/bad.error.json")["Body"].read()
+    )
+    assert report["error_code"] == "INVALID_JOB"
+    assert "fit" in report["error_message"]
+    notifications = pipeline.aws.notifications()
+    assert [n["body"]["error_code"] for n in notifications] == ["INVALID_JOB"]
+    assert notifications[0]["attributes"] == {"status": "FAILED", "model": "heygen-avatar-iv"}
+
+
+def test_a_photo_that_is_not_an_image_is_unsupported_media(pipeline: Pipeline) -> None:
+    """Given a photo named .png whose bytes are HTML, then the job fails with UNSUPPORTED_MEDIA."""
+    upload(pipeline, "inbox/face.png", b"<html><body>not an image</body></html>")
+    run_submit(job_event(pipeline, "inbox/fake.json", avatar_iv_job()))
+
+    assert pipeline.provider.calls["submit"] == 0
+    assert [n["body"]["error_code"] for n in pipeline.aws.notifications()] == ["UNSUPPORTED_MEDIA"]
+
+
+def test_media_arriving_after_the_job_file_is_waited_for(pipeline: Pipeline) -> None:
+    """Given a job file whose photo is not there yet, then the record is retried soon (its
+    visibility shortened) and, once the photo arrives, the job is submitted normally."""
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=pipeline.aws.submit_queue_url, MessageBody="placeholder")
+    message = sqs.receive_message(QueueUrl=pipeline.aws.submit_queue_url)["Messages"][0]
+    event = job_event(pipeline, "inbox/late.json", avatar_iv_job(), receipt_handle=message["ReceiptHandle"])
+
+    first = run_submit(event)
+
+    assert first == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    assert pipeline.provider.calls["submit"] == 0
+    attributes = sqs.get_queue_attributes(QueueUrl=pipeline.aws.submit_queue_url, AttributeNames=["All"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+    upload(pipeline, "inbox/face.png", make_png())
+    assert run_submit(event) == {"batchItemFailures": []}
+    assert pipeline.provider.calls["submit"] == 1
+
+
+def test_media_that_never_arrives_fails_with_missing_media(pipeline: Pipeline) -> None:
+    """Given a job file older than MEDIA_WAIT_SECONDS whose photo is absent, then MISSING_MEDIA."""
+    event = job_event(pipeline, "inbox/lonely.json", avatar_iv_job(), event_time=datetime.now(UTC) - timedelta(hours=1))
+
+    assert run_submit(event) == {"batchItemFailures": []}
+    assert [n["body"]["error_code"] for n in pipeline.aws.notifications()] == ["MISSING_MEDIA"]
+
+
+def test_a_throttled_submit_is_retried_and_then_submitted_once(pipeline: Pipeline) -> None:
+    """Given the provider answers 429 to the first POST, then the record fails (SQS redelivers)
+    and the redelivery submits; the job is posted once successfully, never twice."""
+    pipeline.provider.script.submit_sequence = [(429, {"error": "Rate limit exceeded"})]
+    upload(pipeline, "inbox/face.png", make_png())
+    event = job_event(pipeline, "inbox/busy.json", avatar_iv_job())
+
+    first = run_submit(event)
+    second = run_submit(event)
+
+    assert first["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+    assert second == {"batchItemFailures": []}
+    assert pipeline.provider.calls["submit"] == 2  # the throttled attempt plus the accepted one
+    assert len(executions(pipeline)) == 1
+
+
+def test_a_submit_that_times_out_is_never_repeated(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a POST whose answer never arrives in time (it may have been accepted and billed),
+    then the job fails with a clear report instead of posting again, also on redelivery."""
+    monkeypatch.setenv("PROVIDER_READ_TIMEOUT_S", "0.3")
+    pipeline.provider.script.submit_delay = 1.0
+    upload(pipeline, "inbox/face.png", make_png())
+    event = job_event(pipeline, "inbox/slow.json", avatar_iv_job())
+
+    assert run_submit(event) == {"batchItemFailures": []}
+    assert run_submit(event) == {"batchItemFailures": []}
+
+    assert pipeline.provider.calls["submit"] == 1
+    notifications = pipeline.aws.notifications()
+    assert len(notifications) == 1
+    assert notifications[0]["body"]["error_code"] == "INTERNAL"
+    assert "may have been accepted" in notifications[0]["body"]["error_message"]
+
+
+def test_a_refused_connection_is_retried_because_nothing_was_sent(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the provider's port refuses connections, then the record is retried and no job is
+    failed or recorded as submitted (the POST provably never happened)."""
+    monkeypatch.setenv("SEGMIND_BASE_URL", "http://127.0.0.1:9")
+    upload(pipeline, "inbox/face.png", make_png())
+    event = job_event(pipeline, "inbox/offline.json", avatar_iv_job())
+
+    assert run_submit(event)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+    assert pipeline.aws.notifications() == []
+    assert boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"] == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["inbox/Team Ö/hello world+1.json", "inbox/100% done/a b.json", "inbox/ünïcödé/naïve.json"],
+)
+def test_keys_with_spaces_plus_unicode_and_percent_are_decoded_once(pipeline: Pipeline, key: str) -> None:
+    """Given keys that S3 URL-encodes in its events, then the job file and its photo are found."""
+    folder = key.rsplit("/", 1)[0]
+    upload(pipeline, f"{folder}/face.png", make_png())
+    run_submit(job_event(pipeline, key, avatar_iv_job()))
+
+    assert pipeline.provider.calls["submit"] == 1
+    record = boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"][0]
+    assert record["job_key"] == key
+
+
+def test_the_sample_event_parses_with_the_handler_model() -> None:
+    """Given events/submit_sqs_object_created.json, then the Submit model parses it and the key is
+    decoded ('+' is a space in S3 event keys)."""
+    from tests.support.events import load_event
+
+    record = InboxEventRecord.model_validate(load_event("submit_sqs_object_created.json")["Records"][0])
+    obj = to_inbox_object(record.body)
+    assert obj.key == "inbox/campaign-a/alice welcome.json"
+    assert obj.bucket == "avatar-pipeline-input-123456789012"
