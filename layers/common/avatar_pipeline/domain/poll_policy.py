@@ -8,6 +8,7 @@ off beyond it, and never waits past the deadline.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,5 +39,5 @@ class PollPolicy:
                 max(self.dense_interval_seconds, previous_wait * self.backoff_factor),
             )
         remaining = (deadline_at - now).total_seconds()
-        # One last check right at the deadline, never beyond it.
-        return max(1, round(min(wait, max(remaining, 1))))
+        # One last check right at the deadline, never beyond it (whole seconds, rounded down).
+        return max(1, math.floor(min(wait, max(remaining, 1))))

@@ -128,7 +128,7 @@ class AvatarIVJob(_JobBase):
     @field_validator("voice_id")
     @classmethod
     def _voice_name_or_id(cls, value: str) -> str:
-        if _HEX_VOICE_ID.match(value):
+        if _HEX_VOICE_ID.fullmatch(value):
             return value
         if value in AVATAR_IV_VOICES:
             return AVATAR_IV_VOICES[value]
@@ -192,7 +192,7 @@ class AvatarVJob(_JobBase):
     @field_validator("background")
     @classmethod
     def _colour_or_url(cls, value: str | None) -> str | None:
-        if value is None or _HEX_COLOUR.match(value):
+        if value is None or _HEX_COLOUR.fullmatch(value):
             return value
         try:
             return _https_url(value)
@@ -240,6 +240,8 @@ def _describe(error: ErrorDetails) -> str:
 
 def parse_job_file(raw: bytes) -> AvatarIVJob | AvatarVJob:
     """Parse a job file's bytes, raising InvalidJob with every problem listed, readably."""
+    # Editors on Windows often save UTF-8 with a byte-order mark; it is not part of the JSON.
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     if not raw.strip():
         raise InvalidJob("the job file is empty")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,6 +39,14 @@ class StatusReport(BaseModel):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error_text(cls, value: object) -> object:
+        # The notes say a string; an object or list still describes the failure, so keep it as text.
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value)[:1000]
 
     @field_validator("metrics", mode="before")
     @classmethod

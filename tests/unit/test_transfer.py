@@ -1,0 +1,553 @@
+"""StreamingCopier: the provider's result streamed into S3 (moto), served by an in-process HTTP transport."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import boto3
+import httpx
+import pytest
+from moto import mock_aws
+
+from avatar_pipeline.adapters.transfer import MIB, CopiedObject, DownloadPolicy, StreamingCopier
+from avatar_pipeline.errors import OutputInvalid, OutputTransferError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.unit
+
+BUCKET = "avatar-output-123456789012"
+KEY = "videos/campaign-a/alice-welcome.mp4"
+VIDEO_URL = "https://videos.segmind.com/outputs/abc.mp4"
+PART_SIZE = 5 * MIB  # S3's minimum part size
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42"
+SRT = b"1\n00:00:00,000 --> 00:00:02,500\nHello, this is an avatar demo.\n\n2\n00:00:02,500 --> 00:00:04,000\nBye.\n"
+HTML = b"<!DOCTYPE html><html><body><h1>Access denied</h1><p>" + b"x" * 200 + b"</p></body></html>"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def mp4(size: int) -> bytes:
+    """An MP4-signature body of `size` bytes whose content varies, so misplaced parts would show."""
+    filler = hashlib.sha256(b"seed").digest() * (size // 32 + 1)
+    return (MP4_HEAD + filler)[:size]
+
+
+class Chunks(httpx.SyncByteStream):
+    """A response body sent in pieces, optionally breaking off with a transport error."""
+
+    def __init__(self, body: bytes, piece: int = MIB, fail_after: int | None = None) -> None:
+        self._body, self._piece, self._fail_after = body, piece, fail_after
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        for start in range(0, len(self._body), self._piece):
+            if self._fail_after is not None and sent >= self._fail_after:
+                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            piece = self._body[start : start + self._piece]
+            sent += len(piece)
+            yield piece
+
+
+class Host:
+    """A MockTransport handler serving URL -> response, remembering the URLs asked for."""
+
+    def __init__(self, routes: dict[str, Handler]) -> None:
+        self._routes = routes
+        self.requested: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        self.requested.append(url)
+        if url not in self._routes:
+            return httpx.Response(404, text="no such route")
+        return self._routes[url](request)
+
+
+def serve(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
+    return lambda request: httpx.Response(status, content=body, headers=headers)
+
+
+def serve_stream(stream: httpx.SyncByteStream, headers: dict[str, str] | None = None) -> Handler:
+    return lambda request: httpx.Response(200, stream=stream, headers=headers)
+
+
+def redirect(location: str, status: int = 302) -> Handler:
+    return lambda request: httpx.Response(status, headers={"location": location})
+
+
+@pytest.fixture(scope="module")
+def s3_account() -> Iterator[S3Client]:
+    """One moto account for the module (starting moto is the slow part); each test gets an empty bucket."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        with mock_aws():
+            client = boto3.client("s3", region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            yield client
+
+
+@pytest.fixture
+def s3(s3_account: S3Client) -> Iterator[S3Client]:
+    yield s3_account
+    for upload in s3_account.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []):
+        s3_account.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+    for key in stored_keys(s3_account):
+        s3_account.delete_object(Bucket=BUCKET, Key=key)
+
+
+def copier(
+    s3: S3Client, host: Host, policy: DownloadPolicy | None = None, part_size: int = PART_SIZE
+) -> StreamingCopier:
+    http = httpx.Client(transport=httpx.MockTransport(host))
+    return StreamingCopier(s3, http, policy or DownloadPolicy(max_bytes=64 * MIB), part_size=part_size)
+
+
+def stored_keys(s3: S3Client) -> list[str]:
+    return [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+
+
+def open_uploads(s3: S3Client) -> list[str]:
+    return [upload["Key"] for upload in s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])]
+
+
+def assert_nothing_written(s3: S3Client) -> None:
+    assert stored_keys(s3) == []
+    assert open_uploads(s3) == []
+
+
+# --- copying ------------------------------------------------------------------------------------------
+
+
+def test_small_video_is_copied_with_size_hash_and_type(s3: S3Client) -> None:
+    """Given a small MP4 at the result URL
+    When it is copied into the output bucket
+    Then the object equals the source, with the right size, sha256, content type and metadata."""
+    body = mp4(4096)
+    host = Host({VIDEO_URL: serve(body)})
+
+    copied = copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video", metadata={"job-id": "job-1"})
+
+    assert copied == CopiedObject(
+        key=KEY, size=len(body), sha256=hashlib.sha256(body).hexdigest(), content_type="video/mp4"
+    )
+    stored = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert stored["Body"].read() == body
+    assert stored["ContentType"] == "video/mp4"
+    assert stored["Metadata"] == {"job-id": "job-1"}
+
+
+def test_tiny_video_under_the_sniff_window_is_copied(s3: S3Client) -> None:
+    """Given an MP4-signature body shorter than the 64-byte sniff window
+    When it is copied
+    Then it is still verified and written whole."""
+    body = MP4_HEAD + b"\x00" * 8
+    copied = copier(s3, Host({VIDEO_URL: serve(body)})).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert copied.size == len(body)
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+def test_webm_video_is_stored_as_webm(s3: S3Client) -> None:
+    """Given a WebM at the result URL
+    When it is copied
+    Then it is stored with the WebM content type."""
+    body = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01" + b"\x00" * 500
+    copied = copier(s3, Host({VIDEO_URL: serve(body)})).copy(VIDEO_URL, BUCKET, "videos/a.webm", expect="video")
+
+    assert copied.content_type == "video/webm"
+    assert s3.get_object(Bucket=BUCKET, Key="videos/a.webm")["ContentType"] == "video/webm"
+
+
+def test_video_without_content_length_is_copied(s3: S3Client) -> None:
+    """Given a result served chunked, without Content-Length
+    When it is copied
+    Then the object equals the source."""
+    body = mp4(300_000)
+    host = Host({VIDEO_URL: serve_stream(Chunks(body, piece=65_536))})
+
+    copied = copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert copied.size == len(body)
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+def test_large_video_goes_through_multipart_and_arrives_intact(s3: S3Client) -> None:
+    """Given a result larger than two parts
+    When it is copied with 5 MiB parts
+    Then it is uploaded in three parts, the object equals the source, and no upload is left open."""
+    body = mp4(11 * MIB + 12_345)
+    host = Host({VIDEO_URL: serve(body)})
+
+    copied = copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert copied.size == len(body)
+    assert copied.sha256 == hashlib.sha256(body).hexdigest()
+    stored = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert stored["Body"].read() == body
+    assert stored["ETag"].strip('"').endswith("-3")
+    assert stored["ContentType"] == "video/mp4"
+    assert open_uploads(s3) == []
+
+
+# --- refusing what is not a usable video ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body", [HTML, b'{"error": "Request abc not found"}' * 4, b"", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100]
+)
+def test_non_video_body_is_refused_and_nothing_written(s3: S3Client, body: bytes) -> None:
+    """Given a result URL serving an HTML page, JSON, nothing, or an image
+    When it is copied as a video
+    Then OutputInvalid is raised and no object is written."""
+    with pytest.raises(OutputInvalid):
+        copier(s3, Host({VIDEO_URL: serve(body)})).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+def test_declared_size_over_the_limit_is_refused_before_streaming(s3: S3Client) -> None:
+    """Given a result whose Content-Length is over max_bytes
+    When it is copied
+    Then OutputInvalid is raised and nothing is written."""
+    host = Host({VIDEO_URL: serve(mp4(2 * MIB))})
+    policy = DownloadPolicy(max_bytes=1 * MIB)
+
+    with pytest.raises(OutputInvalid, match="limit"):
+        copier(s3, host, policy).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+def test_streamed_size_over_the_limit_aborts_the_multipart_upload(s3: S3Client) -> None:
+    """Given a result without Content-Length that turns out larger than max_bytes (after a part was uploaded)
+    When it is copied
+    Then OutputInvalid is raised, no object is written and no multipart upload is left open."""
+    host = Host({VIDEO_URL: serve_stream(Chunks(mp4(8 * MIB)))})
+    policy = DownloadPolicy(max_bytes=6 * MIB)
+
+    with pytest.raises(OutputInvalid, match="limit"):
+        copier(s3, host, policy).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+def test_streamed_size_over_a_small_limit_writes_nothing(s3: S3Client) -> None:
+    """Given a result without Content-Length larger than a limit below one part
+    When it is copied
+    Then OutputInvalid is raised and nothing is written."""
+    host = Host({VIDEO_URL: serve_stream(Chunks(mp4(300_000), piece=50_000))})
+
+    with pytest.raises(OutputInvalid):
+        copier(s3, host, DownloadPolicy(max_bytes=100_000)).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+def test_video_of_exactly_the_limit_is_copied(s3: S3Client) -> None:
+    """Given a result of exactly max_bytes
+    When it is copied
+    Then it is accepted."""
+    body = mp4(100_000)
+    copied = copier(s3, Host({VIDEO_URL: serve(body)}), DownloadPolicy(max_bytes=100_000)).copy(
+        VIDEO_URL, BUCKET, KEY, expect="video"
+    )
+    assert copied.size == 100_000
+
+
+# --- broken transfers -----------------------------------------------------------------------------------
+
+
+def test_truncated_small_body_is_a_transfer_error(s3: S3Client) -> None:
+    """Given a result that declares more bytes than it sends
+    When it is copied
+    Then OutputTransferError (retryable) is raised and nothing is written."""
+    body = mp4(5000)
+    host = Host({VIDEO_URL: serve_stream(Chunks(body), headers={"content-length": "9000"})})
+
+    with pytest.raises(OutputTransferError, match="truncated") as caught:
+        copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert caught.value.retryable is True
+    assert_nothing_written(s3)
+
+
+def test_truncated_large_body_aborts_the_multipart_upload(s3: S3Client) -> None:
+    """Given a large result that declares 12 MiB but sends 11 MiB (two parts already uploaded)
+    When it is copied
+    Then OutputTransferError is raised, no object is written and no multipart upload is left open."""
+    host = Host({VIDEO_URL: serve_stream(Chunks(mp4(11 * MIB)), headers={"content-length": str(12 * MIB)})})
+
+    with pytest.raises(OutputTransferError):
+        copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+@pytest.mark.parametrize("fail_after", [MIB, 6 * MIB], ids=["before-first-part", "after-first-part"])
+def test_connection_dropped_mid_stream_aborts_everything(s3: S3Client, fail_after: int) -> None:
+    """Given a result whose connection breaks off mid-body
+    When it is copied
+    Then OutputTransferError is raised, no object is written and no multipart upload is left open."""
+    body = mp4(11 * MIB)
+    host = Host(
+        {VIDEO_URL: serve_stream(Chunks(body, fail_after=fail_after), headers={"content-length": str(len(body))})}
+    )
+
+    with pytest.raises(OutputTransferError, match="RemoteProtocolError"):
+        copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+@pytest.mark.parametrize("exc_type", [httpx.ConnectError, httpx.ReadTimeout])
+def test_transport_failure_before_the_body_is_a_transfer_error(
+    s3: S3Client, exc_type: type[httpx.TransportError]
+) -> None:
+    """Given the result host cannot be reached or does not answer
+    When the result is copied
+    Then OutputTransferError is raised and nothing is written."""
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise exc_type("boom", request=request)
+
+    with pytest.raises(OutputTransferError):
+        copier(s3, Host({VIDEO_URL: fail})).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_server_errors_are_transfer_errors(s3: S3Client, status: int) -> None:
+    """Given the result host answers 5xx or 429
+    When the result is copied
+    Then OutputTransferError (retryable) is raised and nothing is written."""
+    with pytest.raises(OutputTransferError):
+        copier(s3, Host({VIDEO_URL: serve(b"oops", status=status)})).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+@pytest.mark.parametrize("status", [404, 403, 410, 400])
+def test_client_errors_mean_the_output_is_invalid(s3: S3Client, status: int) -> None:
+    """Given the result host answers 404 (deleted), 403, 410 or 400
+    When the result is copied
+    Then OutputInvalid is raised and nothing is written."""
+    with pytest.raises(OutputInvalid):
+        copier(s3, Host({VIDEO_URL: serve(b"gone", status=status)})).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+# --- redirects --------------------------------------------------------------------------------------------
+
+
+def test_redirect_chain_within_the_limit_is_followed(s3: S3Client) -> None:
+    """Given a result URL that redirects three times (absolute and relative locations, various codes)
+    When it is copied with max_redirects=3
+    Then the chain is followed and the final body stored."""
+    body = mp4(2048)
+    host = Host(
+        {
+            VIDEO_URL: redirect("https://cdn.segmind.com/a/abc.mp4", 301),
+            "https://cdn.segmind.com/a/abc.mp4": redirect("/b/abc.mp4", 307),
+            "https://cdn.segmind.com/b/abc.mp4": redirect("https://files.segmind.com/abc.mp4?sig=1", 308),
+            "https://files.segmind.com/abc.mp4?sig=1": serve(body),
+        }
+    )
+
+    copier(s3, host, DownloadPolicy(max_bytes=MIB, max_redirects=3)).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert host.requested[-1] == "https://files.segmind.com/abc.mp4?sig=1"
+    assert len(host.requested) == 4
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+def test_too_many_redirects_are_refused(s3: S3Client) -> None:
+    """Given a redirect chain one longer than max_redirects
+    When the result is copied
+    Then OutputInvalid is raised and nothing is written."""
+    host = Host(
+        {
+            VIDEO_URL: redirect("https://videos.segmind.com/1"),
+            "https://videos.segmind.com/1": redirect("https://videos.segmind.com/2"),
+            "https://videos.segmind.com/2": serve(mp4(1024)),
+        }
+    )
+    with pytest.raises(OutputInvalid, match="redirect"):
+        copier(s3, host, DownloadPolicy(max_bytes=MIB, max_redirects=1)).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+def test_redirect_loop_is_refused(s3: S3Client) -> None:
+    """Given a result URL that redirects in a loop
+    When it is copied
+    Then OutputInvalid is raised after a bounded number of requests and nothing is written."""
+    other = "https://videos.segmind.com/outputs/other.mp4"
+    host = Host({VIDEO_URL: redirect(other), other: redirect(VIDEO_URL)})
+
+    with pytest.raises(OutputInvalid, match="redirect"):
+        copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert len(host.requested) == 4
+    assert_nothing_written(s3)
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://videos.segmind.com/outputs/abc.mp4", "http://127.0.0.1:9000/abc.mp4", "https://evil.example.com/abc.mp4"],
+    ids=["downgrade-to-http", "to-loopback-http", "to-other-host"],
+)
+def test_redirect_targets_are_checked_like_the_first_url(s3: S3Client, location: str) -> None:
+    """Given an allowlisted https result URL that redirects to plain http, or to a host outside the allowlist
+    When it is copied
+    Then OutputInvalid is raised and the target is never requested."""
+    host = Host({VIDEO_URL: redirect(location), location: serve(mp4(1024))})
+    policy = DownloadPolicy(max_bytes=MIB, host_allowlist=("segmind.com",))
+
+    with pytest.raises(OutputInvalid):
+        copier(s3, host, policy).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert host.requested == [VIDEO_URL]
+    assert_nothing_written(s3)
+
+
+# --- which URLs may be fetched ------------------------------------------------------------------------------
+
+
+def test_plain_http_is_refused_by_default(s3: S3Client) -> None:
+    """Given a plain-http result URL, even on loopback, and the default policy
+    When it is copied
+    Then OutputInvalid is raised without a request."""
+    url = "http://127.0.0.1:9000/abc.mp4"
+    host = Host({url: serve(mp4(1024))})
+
+    with pytest.raises(OutputInvalid, match="http"):
+        copier(s3, host).copy(url, BUCKET, KEY, expect="video")
+    assert host.requested == []
+    assert_nothing_written(s3)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/abc.mp4", "http://localhost:9000/abc.mp4"])
+def test_plain_http_to_loopback_is_allowed_for_the_emulator(s3: S3Client, url: str) -> None:
+    """Given a plain-http loopback result URL and allow_loopback_http
+    When it is copied
+    Then it is copied."""
+    body = mp4(1024)
+    policy = DownloadPolicy(max_bytes=MIB, allow_loopback_http=True)
+
+    copier(s3, Host({url: serve(body)}), policy).copy(url, BUCKET, KEY, expect="video")
+
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+@pytest.mark.parametrize(
+    "url", ["http://example.com/abc.mp4", "http://10.0.0.5/abc.mp4", "http://127.0.0.1.nip.io/abc.mp4"]
+)
+def test_plain_http_elsewhere_is_refused_even_with_loopback_allowed(s3: S3Client, url: str) -> None:
+    """Given allow_loopback_http and a plain-http URL on a host that is not loopback
+    When it is copied
+    Then OutputInvalid is raised without a request."""
+    host = Host({url: serve(mp4(1024))})
+    with pytest.raises(OutputInvalid):
+        copier(s3, host, DownloadPolicy(max_bytes=MIB, allow_loopback_http=True)).copy(url, BUCKET, KEY, expect="video")
+    assert host.requested == []
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://videos.segmind.com/abc.mp4", "file:///etc/passwd", "https:///abc.mp4", "abc.mp4"]
+)
+def test_other_schemes_and_hostless_urls_are_refused(s3: S3Client, url: str) -> None:
+    """Given a result URL with another scheme or no host
+    When it is copied
+    Then OutputInvalid is raised without a request."""
+    host = Host({})
+    with pytest.raises(OutputInvalid):
+        copier(s3, host).copy(url, BUCKET, KEY, expect="video")
+    assert host.requested == []
+
+
+@pytest.mark.parametrize(
+    "url", ["https://segmind.com/abc.mp4", "https://videos.segmind.com/abc.mp4", "https://A.Segmind.COM/abc.mp4"]
+)
+def test_allowlisted_hosts_and_their_subdomains_are_fetched(s3: S3Client, url: str) -> None:
+    """Given a host allowlist of segmind.com
+    When a result on segmind.com or a subdomain (any case) is copied
+    Then it is copied."""
+    body = mp4(1024)
+    policy = DownloadPolicy(max_bytes=MIB, host_allowlist=("segmind.com",))
+    host = Host({url.replace("A.Segmind.COM", "a.segmind.com"): serve(body)})
+
+    copier(s3, host, policy).copy(url, BUCKET, KEY, expect="video")
+
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://evil.example.com/abc.mp4", "https://evilsegmind.com/abc.mp4", "https://segmind.com.evil.io/abc.mp4"],
+)
+def test_hosts_outside_the_allowlist_are_refused(s3: S3Client, url: str) -> None:
+    """Given a host allowlist of segmind.com
+    When a result on another host (including lookalikes) is copied
+    Then OutputInvalid is raised without a request and nothing is written."""
+    host = Host({url: serve(mp4(1024))})
+    policy = DownloadPolicy(max_bytes=MIB, host_allowlist=("segmind.com",))
+
+    with pytest.raises(OutputInvalid, match="ALLOWLIST"):
+        copier(s3, host, policy).copy(url, BUCKET, KEY, expect="video")
+    assert host.requested == []
+    assert_nothing_written(s3)
+
+
+# --- captions -----------------------------------------------------------------------------------------------
+
+CAPTIONS_URL = "https://videos.segmind.com/outputs/abc.srt"
+CAPTIONS_KEY = "videos/campaign-a/alice-welcome.srt"
+
+
+def test_srt_captions_are_copied(s3: S3Client) -> None:
+    """Given SRT captions at the caption URL
+    When they are copied as captions
+    Then they are stored as SubRip text."""
+    copied = copier(s3, Host({CAPTIONS_URL: serve(SRT)})).copy(CAPTIONS_URL, BUCKET, CAPTIONS_KEY, expect="captions")
+
+    assert copied.content_type == "application/x-subrip"
+    assert copied.sha256 == hashlib.sha256(SRT).hexdigest()
+    stored = s3.get_object(Bucket=BUCKET, Key=CAPTIONS_KEY)
+    assert stored["Body"].read() == SRT
+    assert stored["ContentType"] == "application/x-subrip"
+
+
+@pytest.mark.parametrize(
+    "body", [HTML, mp4(2048), b"Request abc not found", b""], ids=["html", "video", "text", "empty"]
+)
+def test_non_srt_captions_are_refused(s3: S3Client, body: bytes) -> None:
+    """Given something other than SRT at the caption URL
+    When it is copied as captions
+    Then OutputInvalid is raised and nothing is written."""
+    with pytest.raises(OutputInvalid):
+        copier(s3, Host({CAPTIONS_URL: serve(body)})).copy(CAPTIONS_URL, BUCKET, CAPTIONS_KEY, expect="captions")
+    assert_nothing_written(s3)
+
+
+def test_captions_have_their_own_size_limit(s3: S3Client) -> None:
+    """Given captions larger than max_caption_bytes (though far under max_bytes)
+    When they are copied as captions
+    Then OutputInvalid is raised and nothing is written."""
+    policy = DownloadPolicy(max_bytes=64 * MIB, max_caption_bytes=len(SRT) - 1)
+    with pytest.raises(OutputInvalid):
+        copier(s3, Host({CAPTIONS_URL: serve(SRT)}), policy).copy(CAPTIONS_URL, BUCKET, CAPTIONS_KEY, expect="captions")
+    assert_nothing_written(s3)
+
+
+def test_gzip_encoded_captions_are_copied_decoded(s3: S3Client) -> None:
+    """Given captions stored gzip-encoded on the result host (Content-Encoding: gzip, Content-Length of the
+    compressed bytes), which httpx asks for by default with Accept-Encoding: gzip
+    When they are copied as captions
+    Then the decoded SRT is stored: the download is complete, not "truncated"."""
+    srt = SRT * 50
+    host = Host({CAPTIONS_URL: serve(gzip.compress(srt), headers={"content-encoding": "gzip"})})
+
+    copied = copier(s3, host).copy(CAPTIONS_URL, BUCKET, CAPTIONS_KEY, expect="captions")
+
+    assert copied.size == len(srt)
+    assert s3.get_object(Bucket=BUCKET, Key=CAPTIONS_KEY)["Body"].read() == srt
