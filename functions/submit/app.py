@@ -24,7 +24,7 @@ processor = BatchProcessor(event_type=EventType.SQS, model=InboxEventRecord, rai
 def record_handler(record: InboxEventRecord) -> str:
     deps = dependencies()
     try:
-        result = submit_job(to_inbox_object(record.body), deps)
+        result = submit_job(to_inbox_object(record), deps)
     except TransientError as error:
         delay = retry_delay_for(error, deps.clock.now())
         if delay is not None:

@@ -1,5 +1,198 @@
-"""Placeholder; replaced by the real CLI."""
+"""avatar-pipeline: run the whole pipeline offline, or the Segmind emulator alone.
+
+avatar-pipeline local demo
+avatar-pipeline local run --inbox DIR --out DIR [--faults FILE] [--render-seconds N]
+                          [--time-scale X] [--duplicate-events N] [--rpm N] [--timeout S]
+avatar-pipeline emulator serve [--port P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from avatar_local.emulator import FaultPlan
+    from avatar_local.media_probe import MediaInfo
+    from avatar_local.stack.runner import JobProgress, LocalRunConfig
+
+EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO_ROOT / "examples"
 
 
-def main() -> int:
-    return 0
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avatar-pipeline", description=__doc__.split("\n\n")[0] if __doc__ else "")
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    local = groups.add_parser("local", help="the whole pipeline offline (moto + emulator + real handlers)")
+    local_commands = local.add_subparsers(dest="command", required=True)
+    demo = local_commands.add_parser("demo", help="drop examples/ into the stack and watch a video being made")
+    demo.add_argument("--out", type=Path, default=REPO_ROOT / "demo-output")
+    demo.add_argument("--time-scale", type=_positive_float, default=0.05)
+    demo.add_argument("--timeout", type=_positive_float, default=240.0)
+
+    run = local_commands.add_parser("run", help="drop a folder of jobs into the stack and collect everything")
+    run.add_argument("--inbox", type=Path, required=True, help="folder uploaded to inbox/ (relative paths kept)")
+    run.add_argument("--out", type=Path, required=True, help="summary.json, notifications.jsonl, outputs/, inputs/")
+    run.add_argument("--faults", type=Path, help="a fault plan JSON for the emulator")
+    run.add_argument("--render-seconds", type=_positive_float, default=140.0, help="median render time")
+    run.add_argument("--time-scale", type=_positive_float, default=0.01, help="factor on every delay")
+    run.add_argument("--duplicate-events", type=_positive_int, default=1, help="deliver each event N times")
+    run.add_argument("--rpm", type=_positive_int, help="the emulator's requests-per-minute budget per key")
+    run.add_argument("--timeout", type=_positive_float, default=600.0, help="wall-clock seconds")
+
+    emulator = groups.add_parser("emulator", help="the Segmind v2 emulator")
+    emulator_commands = emulator.add_subparsers(dest="command", required=True)
+    serve = emulator_commands.add_parser("serve", help="serve the emulator until interrupted")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--render-seconds", type=_positive_float, default=140.0)
+    serve.add_argument("--time-scale", type=_positive_float, default=1.0)
+    serve.add_argument("--rpm", type=_positive_int)
+    serve.add_argument("--faults", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.group == "emulator":
+        return _serve_emulator(args)
+    if args.command == "demo":
+        return _demo(args)
+    return _run(args, parser)
+
+
+def _load_faults(path: Path | None, parser: argparse.ArgumentParser | None = None) -> FaultPlan | None:
+    from avatar_local.emulator import FaultPlan
+
+    if path is None:
+        return None
+    if not path.is_file():
+        if parser is not None:
+            parser.error(f"--faults: {path} is not a file")
+        raise SystemExit(EXIT_USAGE)
+    return FaultPlan.model_validate_json(path.read_text())
+
+
+def _serve_emulator(args: argparse.Namespace) -> int:
+    from avatar_local.emulator import EmulatorConfig, run_server_forever
+
+    config = EmulatorConfig(render_seconds=args.render_seconds, time_scale=args.time_scale, rpm=args.rpm)
+    print(f"x-api-key: {sorted(config.api_keys)[0]}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        run_server_forever(config, port=args.port, faults=_load_faults(args.faults))
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from avatar_local.stack.runner import LocalRunConfig
+
+    if not args.inbox.is_dir():
+        parser.error(f"--inbox: {args.inbox} is not a folder")
+    if not any(p.suffix == ".json" for p in args.inbox.rglob("*")):
+        parser.error(f"--inbox: {args.inbox} holds no job (.json) files")
+    config = LocalRunConfig(
+        render_seconds=args.render_seconds,
+        time_scale=args.time_scale,
+        rpm=args.rpm,
+        faults=_load_faults(args.faults, parser),
+        duplicate_events=args.duplicate_events,
+    )
+    completed, summary = run_local(args.inbox, args.out, config, args.timeout, sys.stdout)
+    counts = summary["counts"]
+    print(
+        f"\n{counts['jobs']} jobs: {counts['succeeded']} succeeded, {counts['failed']} failed, "
+        f"{counts['pending']} not finished; {counts['notifications']} notifications; "
+        f"{counts['dead_letters']} in the DLQ; {summary['duration_seconds']} s"
+    )
+    print(f"results in {args.out}/ (summary.json, notifications.jsonl, outputs/, inputs/)")
+    return EXIT_OK if completed else EXIT_TIMEOUT
+
+
+def run_local(
+    inbox: Path, out: Path, config: LocalRunConfig, timeout: float, console: TextIO
+) -> tuple[bool, dict[str, Any]]:
+    """Start the stack, drop the inbox, follow progress, write the results. Returns (completed, summary)."""
+    from avatar_local.stack.runner import LocalPipeline
+
+    out.mkdir(parents=True, exist_ok=True)
+    config.log_path = out / "logs.jsonl"
+    (out / "logs.jsonl").unlink(missing_ok=True)
+    started = time.monotonic()
+    console.write("starting local AWS, the Segmind emulator and the stack from template.yaml ...\n")
+    console.flush()
+    with LocalPipeline(config) as pipeline:
+        job_keys = pipeline.drop(inbox)
+        console.write(f"dropped {len(job_keys)} job file(s) into inbox/ ({time.monotonic() - started:.1f} s)\n")
+
+        def show(job: JobProgress, elapsed: float) -> None:
+            detail = f" (provider: {job.provider_status})" if job.provider_status and job.status == "RENDERING" else ""
+            error = f" {job.error_code}" if job.error_code else ""
+            console.write(f"  [{elapsed:6.1f}s] {job.job_key}: {job.status}{detail}{error}\n")
+            console.flush()
+
+        completed = pipeline.wait_until_terminal(job_keys, timeout, on_change=show)
+        summary = pipeline.write_results(out, job_keys, time.monotonic() - started, completed)
+    return completed, summary
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from avatar_local.media_probe import probe
+    from avatar_local.stack.runner import LocalRunConfig
+
+    out: Path = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        inbox = Path(tmp) / "inbox"
+        shutil.copytree(EXAMPLES, inbox)
+        completed, summary = run_local(inbox, out, LocalRunConfig(time_scale=args.time_scale), args.timeout, sys.stdout)
+    if not completed:
+        print("the demo did not finish in time; see demo-output/logs.jsonl", file=sys.stderr)
+        return EXIT_TIMEOUT
+    _print_demo_result(out, summary, sys.stdout, probe)
+    return EXIT_OK if all(j["status"] == "SUCCEEDED" for j in summary["jobs"]) else EXIT_TIMEOUT
+
+
+def _print_demo_result(out: Path, summary: dict[str, Any], console: TextIO, probe: Callable[[Path], MediaInfo]) -> None:
+    for job in summary["jobs"]:
+        console.write(f"\n{job['input_key']}: {job['status']}\n")
+        videos = [k for k in job["outputs"] if k.endswith((".mp4", ".webm"))]
+        for key in videos:
+            path = (out / "outputs" / key).resolve()
+            info = probe(path)
+            console.write(
+                f"  video: {path}\n  duration: {info.duration_seconds:.1f} s, "
+                f"streams: {info.video_codec} video + {info.audio_codec} audio\n"
+            )
+    notification_lines = (out / "notifications.jsonl").read_text().splitlines()
+    if notification_lines:
+        console.write("  notification:\n")
+        console.write(json.dumps(json.loads(notification_lines[0]), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

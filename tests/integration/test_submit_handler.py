@@ -42,7 +42,7 @@ def run_submit(event: dict[str, Any]) -> dict[str, Any]:
 
 def executions(pipeline: Pipeline) -> list[dict[str, Any]]:
     sfn = boto3.client("stepfunctions")
-    return list(sfn.list_executions(stateMachineArn=pipeline.aws.state_machine_arn)["executions"])
+    return [dict(e) for e in sfn.list_executions(stateMachineArn=pipeline.aws.state_machine_arn)["executions"]]
 
 
 def test_the_same_event_delivered_three_times_submits_once(pipeline: Pipeline) -> None:
@@ -196,6 +196,6 @@ def test_the_sample_event_parses_with_the_handler_model() -> None:
     from tests.support.events import load_event
 
     record = InboxEventRecord.model_validate(load_event("submit_sqs_object_created.json")["Records"][0])
-    obj = to_inbox_object(record.body)
+    obj = to_inbox_object(record)
     assert obj.key == "inbox/campaign-a/alice welcome.json"
     assert obj.bucket == "avatar-pipeline-input-123456789012"

@@ -125,6 +125,10 @@ class ProviderBadResponse(TransientError):
 class MediaNotYetAvailable(TransientError):
     """A photo or audio file named by the job has not arrived yet; retried until MEDIA_WAIT_SECONDS."""
 
+    def __init__(self, message: str, retry_after_seconds: int = 15) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
 
 class SubmissionInProgress(TransientError):
     """Another worker holds the submit lease for this job; retried later by SQS."""

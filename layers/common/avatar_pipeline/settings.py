@@ -31,6 +31,8 @@ class Settings(BaseModel):
     render_deadline_minutes: int = Field(alias="RENDER_DEADLINE_MINUTES", default=45, ge=1, le=55)
     presign_expiry_seconds: int = Field(alias="PRESIGN_EXPIRY_SECONDS", default=3600, ge=60, le=3600)
     media_wait_seconds: int = Field(alias="MEDIA_WAIT_SECONDS", default=300, ge=0, le=3600)
+    # The SubmitQueue's redrive maxReceiveCount: the last receive must end the job, not the DLQ.
+    submit_max_receives: int = Field(alias="SUBMIT_MAX_RECEIVES", default=5, ge=1, le=1000)
     job_record_ttl_days: int = Field(alias="JOB_RECORD_TTL_DAYS", default=30, ge=1, le=3650)
     max_job_file_bytes: int = Field(alias="MAX_JOB_FILE_BYTES", default=64 * 1024, ge=1024)
     max_photo_bytes: int = Field(alias="MAX_PHOTO_BYTES", default=20 * 1024 * 1024, ge=1024)

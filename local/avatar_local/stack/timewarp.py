@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
+import botocore.handlers
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
@@ -23,7 +25,8 @@ class ScaledClock:
         if scale <= 0:
             raise ValueError("time scale must be positive")
         self.scale = scale
-        self._start_virtual = start or datetime.now(UTC)
+        self._start_real = datetime.now(UTC)
+        self._start_virtual = start or self._start_real
         self._start_wall = time.monotonic()
         self._offset = timedelta(0)
         self._lock = threading.Lock()
@@ -32,6 +35,11 @@ class ScaledClock:
         elapsed = (time.monotonic() - self._start_wall) / self.scale
         with self._lock:
             return self._start_virtual + timedelta(seconds=elapsed) + self._offset
+
+    def to_virtual(self, real: datetime) -> datetime:
+        """Where a wall-clock moment (e.g. an S3 event's time) falls on the virtual timeline."""
+        with self._lock:
+            return self._start_virtual + (real - self._start_real) / self.scale + self._offset
 
     def advance(self, seconds: float) -> None:
         """Jump virtual time forward without waiting (used when waits are skipped entirely)."""
@@ -74,6 +82,35 @@ class WarpedWaits:
     def __exit__(self, *exc: object) -> None:
         WaitFunction._wait_interval = self._original_wait  # type: ignore[method-assign]
         vars(retrier_decl)["time"] = self._original_sleep
+
+
+class ScaledQueueDelays:
+    """Scales the delays handlers ask of SQS (ChangeMessageVisibility), as the poller scales the rest."""
+
+    def __init__(self, scale: float) -> None:
+        self._scale = scale
+
+    def _scale_params(self, params: dict[str, Any], **_: Any) -> None:
+        if "VisibilityTimeout" in params:
+            params["VisibilityTimeout"] = scaled_seconds(float(params["VisibilityTimeout"]), self._scale)
+
+    def __enter__(self) -> ScaledQueueDelays:
+        botocore.handlers.BUILTIN_HANDLERS.append(
+            ("before-parameter-build.sqs.ChangeMessageVisibility", self._scale_params)
+        )
+        boto3.DEFAULT_SESSION = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        entry = ("before-parameter-build.sqs.ChangeMessageVisibility", self._scale_params)
+        if entry in botocore.handlers.BUILTIN_HANDLERS:
+            botocore.handlers.BUILTIN_HANDLERS.remove(entry)
+        boto3.DEFAULT_SESSION = None
+
+
+def scaled_seconds(seconds: float, scale: float) -> int:
+    """SQS takes whole seconds: at least 1, so a scaled-down retry never becomes a hot loop."""
+    return max(1, round(seconds * scale)) if seconds > 0 else 0
 
 
 class _SleepShim:

@@ -53,8 +53,9 @@ class RetryScheduler:
         return self._queue_urls[queue_arn]
 
 
-def to_inbox_object(event: S3EventNotificationEventBridgeModel) -> InboxObject:
+def to_inbox_object(record: InboxEventRecord) -> InboxObject:
     """The only place an event's object key is decoded (S3 URL-encodes it: space -> '+')."""
+    event = record.body
     detail = event.detail
     return InboxObject(
         bucket=detail.bucket.name,
@@ -63,4 +64,5 @@ def to_inbox_object(event: S3EventNotificationEventBridgeModel) -> InboxObject:
         version_id=detail.object.version_id,
         sequencer=detail.object.sequencer,
         event_time=event.time,
+        receive_count=int(record.attributes.ApproximateReceiveCount),
     )

@@ -21,6 +21,7 @@ class InboxObject:
     version_id: str | None
     sequencer: str | None
     event_time: datetime
+    receive_count: int = 1  # SQS ApproximateReceiveCount of the record that carried the event
 
 
 @dataclass(frozen=True)

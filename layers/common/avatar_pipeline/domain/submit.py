@@ -98,10 +98,20 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
     return _post_once(ref, spec, media_keys, deps)
 
 
+def _media_recheck_delay(receive_count: int, remaining_seconds: float, max_receives: int) -> int:
+    """Early rechecks come quickly (media usually follows its job file within seconds), later ones
+    back off; the next-to-last receive waits out the rest, so the last one falls at the deadline.
+    Every recheck is an SQS receive, and the queue's redrive allows only `max_receives` of them."""
+    if receive_count >= max_receives - 1:
+        return max(1, math.ceil(remaining_seconds))
+    backoff: int = MEDIA_RECHECK_SECONDS * 2 ** (receive_count - 1)
+    return max(1, min(math.ceil(remaining_seconds), backoff))
+
+
 def retry_delay_for(error: TransientError, now: datetime) -> int | None:
     """Seconds until a record that failed transiently should be tried again (None: the queue's default)."""
     if isinstance(error, MediaNotYetAvailable):
-        return MEDIA_RECHECK_SECONDS
+        return error.retry_after_seconds
     if isinstance(error, ProviderThrottled) and error.reset_at is not None:
         return max(1, min(120, math.ceil((error.reset_at - now).total_seconds()) + 1))
     if isinstance(error, ProviderThrottled | SubmissionInProgress):
@@ -137,9 +147,16 @@ def _check_media(obj: InboxObject, media_keys: dict[str, str], deps: Dependencie
         if info is None:
             # S3's clock and ours may disagree a little: a negative wait counts as none.
             waited = max(0.0, (deps.clock.now() - obj.event_time).total_seconds())
-            if waited < settings.media_wait_seconds:
-                raise MediaNotYetAvailable(f"{key} has not arrived yet (waited {waited:.0f} s)")
-            raise MissingMedia(f"{key} was not found beside the job file (waited {settings.media_wait_seconds} s)")
+            remaining = settings.media_wait_seconds - waited
+            last_receive = obj.receive_count >= settings.submit_max_receives
+            if remaining > 0 and not last_receive:
+                raise MediaNotYetAvailable(
+                    f"{key} has not arrived yet (waited {waited:.0f} s)",
+                    retry_after_seconds=_media_recheck_delay(
+                        obj.receive_count, remaining, settings.submit_max_receives
+                    ),
+                )
+            raise MissingMedia(f"{key} was not found beside the job file (waited {waited:.0f} s)")
         limit = settings.max_photo_bytes if is_photo else settings.max_audio_bytes
         if info.size == 0:
             raise UnsupportedMedia(f"{key} is empty")

@@ -1,0 +1,159 @@
+"""Plays Lambda's SQS event source mapping for the Submit function, as the Lambda service would.
+
+Batches of up to BatchSize records, at most MaximumConcurrency batches in flight, partial batch
+responses (only the failed records stay on the queue), the queue's visibility timeout (scaled),
+and SQS's own redrive to the DLQ after maxReceiveCount receives. It also closes moto's fidelity
+gaps on the way: event keys URL-encoded as AWS encodes them, and event times on the virtual
+timeline. `duplicate_events` re-sends each event N-1 times (EventBridge/SQS are at-least-once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+
+from avatar_local.stack.timewarp import ScaledClock, scaled_seconds
+
+LOG = logging.getLogger("avatar_local.poller")
+Invoke = Callable[[dict[str, Any]], tuple[Any, str | None]]
+
+
+@dataclass
+class PollerStats:
+    batches: int = 0
+    records: int = 0
+    failed_records: int = 0
+    deleted: int = 0
+    duplicates_sent: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class QueuePoller:
+    def __init__(
+        self,
+        queue_url: str,
+        queue_arn: str,
+        invoke: Invoke,
+        batch_size: int,
+        concurrency: int,
+        visibility_timeout: int,
+        clock: ScaledClock,
+        duplicate_events: int = 1,
+    ) -> None:
+        self._queue_url, self._queue_arn, self._invoke = queue_url, queue_arn, invoke
+        self._batch_size = max(1, min(batch_size, 10))
+        self._concurrency = max(1, concurrency)
+        self._visibility = scaled_seconds(visibility_timeout, clock.scale)
+        self._clock = clock
+        self._duplicates = max(1, duplicate_events)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self.stats = PollerStats()
+
+    def start(self) -> QueuePoller:
+        for index in range(self._concurrency):
+            thread = threading.Thread(target=self._loop, name=f"sqs-poller-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        sqs = boto3.client("sqs")
+        while not self._stop.is_set():
+            try:
+                self._poll_once(sqs)
+            except Exception as exc:
+                LOG.exception("poller iteration failed")
+                with self._lock:
+                    self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(0.2)
+
+    def _poll_once(self, sqs: Any) -> None:
+        response = sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=self._batch_size,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=self._visibility,
+            MessageSystemAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return
+        self._send_duplicates(sqs, messages)
+        event = {"Records": [self._record(m) for m in messages]}
+        payload, function_error = self._invoke(event)
+        if function_error:
+            failed = {m["MessageId"] for m in messages}
+        else:
+            failed = {item["itemIdentifier"] for item in (payload or {}).get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.records += len(messages)
+            self.stats.failed_records += len(failed)
+            self.stats.deleted += len(done)
+
+    def _send_duplicates(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
+        if self._duplicates <= 1:
+            return
+        for message in messages:
+            fingerprint = hashlib.sha256(message["Body"].encode()).hexdigest()
+            with self._lock:
+                if fingerprint in self._seen:
+                    continue
+                self._seen.add(fingerprint)
+            for _ in range(self._duplicates - 1):
+                sqs.send_message(QueueUrl=self._queue_url, MessageBody=message["Body"])
+            with self._lock:
+                self.stats.duplicates_sent += self._duplicates - 1
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        """An SQS record exactly as Lambda hands it to the function."""
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": self._as_aws_would_send(message["Body"]),
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": {},
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self._queue_arn,
+            "awsRegion": self._queue_arn.split(":")[3],
+        }
+
+    def _as_aws_would_send(self, body: str) -> str:
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return body
+        if not isinstance(event, dict) or event.get("detail-type") != "Object Created":
+            return body
+        detail_object = event.get("detail", {}).get("object", {})
+        if "key" in detail_object:
+            # moto sends the raw key; AWS URL-encodes it (space -> '+', '+' -> '%2B').
+            detail_object["key"] = quote_plus(detail_object["key"], safe="/")
+        if "time" in event:
+            real = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+            event["time"] = self._clock.to_virtual(real).isoformat()
+        return json.dumps(event)

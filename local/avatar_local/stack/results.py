@@ -1,0 +1,111 @@
+"""What a local run leaves on disk: summary.json, notifications.jsonl, outputs/ and inputs/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from avatar_local.emulator import JobStats
+from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord
+
+if TYPE_CHECKING:
+    from avatar_local.stack.runner import LocalPipeline
+
+
+def download_bucket(bucket: str, target: Path) -> list[str]:
+    s3 = boto3.client("s3")
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            path = target / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            keys.append(key)
+    return keys
+
+
+def _provider_submits(pipeline: LocalPipeline, job_id: str) -> int:
+    """Accepted (billable) submits the emulator saw for this job, matched by the job's request ids."""
+    assert pipeline.emulator is not None and pipeline.stack is not None
+    table = boto3.resource("dynamodb").Table(pipeline.stack.outputs["JobsTableName"])
+    record = table.get_item(Key={"job_id": job_id})
+    item = record.get("Item", {})
+    request_id = item.get("request_id")
+    snapshot = pipeline.emulator.jobs_snapshot()
+    by_request = {job.request_id: job for job in snapshot}
+    if request_id is None:
+        return 0
+    job = by_request.get(str(request_id))
+    if job is None:
+        return 0
+    # Other accepted submits for the same job look alike to the provider: same model and payload title.
+    twins = [j for j in snapshot if j.request_id != job.request_id and _same_payload(j, job)]
+    return 1 + len(twins)
+
+
+def _same_payload(a: JobStats, b: JobStats) -> bool:
+    return bool(a.payload_fingerprint) and a.payload_fingerprint == b.payload_fingerprint
+
+
+def write_results(
+    pipeline: LocalPipeline, out: Path, job_keys: list[str], duration_s: float, completed: bool
+) -> dict[str, Any]:
+    assert pipeline.stack is not None and pipeline.emulator is not None and pipeline.poller is not None
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = download_bucket(pipeline.stack.outputs["OutputBucketName"], out / "outputs")
+    download_bucket(pipeline.stack.outputs["InputBucketName"], out / "inputs")
+    with (out / "notifications.jsonl").open("w", encoding="utf-8") as stream:
+        for notification in pipeline.notifications:
+            stream.write(json.dumps(notification) + "\n")
+
+    progress = pipeline.progress()
+    table = boto3.resource("dynamodb").Table(pipeline.stack.outputs["JobsTableName"])
+    jobs: list[dict[str, Any]] = []
+    for key in job_keys:
+        job = progress.get(key)
+        if job is None:
+            jobs.append({"input_key": key, "job_id": None, "status": "PENDING", "error_code": None,
+                         "error_message": None, "outputs": [], "provider_submits": 0, "notifications": 0})  # fmt: skip
+            continue
+        record = JobRecord.model_validate(table.get_item(Key={"job_id": job.job_id})["Item"])
+        jobs.append(
+            {
+                "input_key": key,
+                "job_id": job.job_id,
+                "status": record.status.value if record.status in TERMINAL_STATUSES else "PENDING",
+                "error_code": record.error_code,
+                "error_message": record.error_message,
+                "outputs": record.output_keys,
+                "provider_submits": _provider_submits(pipeline, job.job_id),
+                "notifications": len(pipeline.notifications_for(job.job_id)),
+                "status_calls": record.status_calls,
+            }
+        )
+    sqs = boto3.client("sqs")
+    dlq = sqs.get_queue_attributes(
+        QueueUrl=pipeline.stack.outputs["SubmitDeadLetterQueueUrl"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    stats = pipeline.emulator.stats()
+    summary: dict[str, Any] = {
+        "jobs": jobs,
+        "completed": completed,
+        "duration_seconds": round(duration_s, 2),
+        "time_scale": pipeline.config.time_scale,
+        "counts": {
+            "jobs": len(jobs),
+            "succeeded": sum(j["status"] == "SUCCEEDED" for j in jobs),
+            "failed": sum(j["status"] == "FAILED" for j in jobs),
+            "pending": sum(j["status"] == "PENDING" for j in jobs),
+            "notifications": len(pipeline.notifications),
+            "dead_letters": int(dlq),
+        },
+        "provider": stats.model_dump(mode="json"),
+        "queue": vars(pipeline.poller.stats),
+        "output_keys": outputs,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    return summary

@@ -1,0 +1,310 @@
+"""The offline stack, assembled: local AWS + template.yaml + Segmind emulator + the real handlers.
+
+with LocalPipeline(LocalRunConfig(time_scale=0.01)) as pipeline:
+    expected = pipeline.drop(Path("examples"))
+    pipeline.wait_until_terminal(expected, timeout=120)
+    pipeline.write_results(Path("out"))
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import boto3
+
+from avatar_local.emulator import EmulatorConfig, FaultPlan, SegmindEmulator
+from avatar_local.stack.lambda_router import LambdaRouter, load_handler
+from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
+from avatar_local.stack.poller import QueuePoller
+from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWaits
+from avatar_pipeline import runtime
+from avatar_pipeline.clock import SystemClock
+
+LOCAL_API_KEY = "local-dev-key"
+TERMINAL = ("SUCCEEDED", "FAILED")
+MEDIA_FIRST = 0
+JOB_FILES_LAST = 1
+
+
+@dataclass
+class LocalRunConfig:
+    render_seconds: float = 140.0
+    render_sigma: float = 0.0
+    time_scale: float = 0.01
+    rpm: int | None = None
+    credits: int | None = None
+    faults: FaultPlan | None = None
+    duplicate_events: int = 1
+    api_key: str = LOCAL_API_KEY
+    output_shape: Literal["string", "list", "object"] = "string"
+    parameters: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+
+
+@dataclass
+class JobProgress:
+    job_key: str
+    job_id: str
+    status: str
+    provider_status: str | None
+    error_code: str | None
+
+
+class LocalPipeline:
+    def __init__(self, config: LocalRunConfig) -> None:
+        self.config = config
+        self.clock = ScaledClock(config.time_scale)
+        self.router = LambdaRouter()
+        self.notifications: list[dict[str, Any]] = []
+        self._notification_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._saved_env: dict[str, str | None] = {}
+        self._log_stream: TextIO | None = None
+        self._saved_stdout: TextIO | None = None
+        self.aws = LocalAws()
+        self.emulator: SegmindEmulator | None = None
+        self.stack: DeployedStack | None = None
+        self.poller: QueuePoller | None = None
+        self._waits = WarpedWaits(self.clock, skip=False)
+        self._queue_delays = ScaledQueueDelays(config.time_scale)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> LocalPipeline:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        cfg = self.config
+        self.aws.start()
+        self.emulator = SegmindEmulator(
+            EmulatorConfig(
+                api_keys={cfg.api_key},
+                render_seconds=cfg.render_seconds,
+                render_sigma=cfg.render_sigma,
+                time_scale=cfg.time_scale,
+                rpm=cfg.rpm,
+                credits=cfg.credits,
+                output_shape=cfg.output_shape,
+            )
+        )
+        base_url = self.emulator.start()
+        if cfg.faults is not None:
+            self.emulator.set_faults(cfg.faults)
+        self.stack = deploy({"SegmindBaseUrl": base_url, **cfg.parameters}, api_key=cfg.api_key)
+        self._set_function_environment(self.stack)
+        self._capture_logs()
+        runtime.use_clock(self.clock)
+        for logical_id, directory in FUNCTIONS.items():
+            self.router.register(self.stack.physical(logical_id), load_handler(directory))
+        self.router.install()
+        self._queue_delays.__enter__()
+        self._waits.__enter__()
+        self._capture_notifications(self.stack)
+        submit_queue_url = self.stack.outputs["SubmitQueueUrl"]
+        submit_name = self.stack.physical("SubmitFunction")
+        self.poller = QueuePoller(
+            queue_url=submit_queue_url,
+            queue_arn=self.stack.outputs["SubmitQueueArn"],
+            invoke=lambda event: self.router.invoke(submit_name, event),
+            batch_size=self.stack.submit_batch_size,
+            concurrency=self.stack.submit_max_concurrency,
+            visibility_timeout=self.stack.submit_visibility_timeout,
+            clock=self.clock,
+            duplicate_events=self.config.duplicate_events,
+        ).start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self.poller is not None:
+            self.poller.stop()
+        self._stop_executions()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._waits.__exit__()
+        self._queue_delays.__exit__()
+        self.router.uninstall()
+        runtime.use_clock(SystemClock())
+        if self.emulator is not None:
+            self.emulator.stop()
+        self.aws.stop()
+        self._restore_logs()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        runtime.reset()
+
+    # --- wiring ------------------------------------------------------------------------------------
+    def _set_function_environment(self, stack: DeployedStack) -> None:
+        """One process plays every function: the union of their deployed environments."""
+        merged: dict[str, str] = {}
+        for variables in stack.function_environment.values():
+            merged.update(variables)
+        merged.update(
+            {
+                "ALLOW_LOOPBACK_HTTP": "true",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": os.environ.get("AVATAR_LOCAL_LOG_LEVEL", "INFO"),
+            }
+        )
+        for name, value in merged.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        runtime.reset()
+
+    def _capture_logs(self) -> None:
+        """Handler logs and EMF metrics go to a file (or nowhere), keeping the console for progress."""
+        path = self.config.log_path
+        self._log_stream = path.open("a", encoding="utf-8") if path else io.StringIO()
+        self._saved_stdout = sys.stdout
+        sys.stdout = self._log_stream
+        for handler in logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "avatar-pipeline")).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(self._log_stream)
+
+    def _restore_logs(self) -> None:
+        if self._saved_stdout is not None:
+            sys.stdout = self._saved_stdout
+        if self._log_stream is not None and not isinstance(self._log_stream, io.StringIO):
+            self._log_stream.close()
+
+    @property
+    def console(self) -> TextIO:
+        return self._saved_stdout or sys.stdout
+
+    def _capture_notifications(self, stack: DeployedStack) -> None:
+        sqs = boto3.client("sqs")
+        sns = boto3.client("sns")
+        queue_url = sqs.create_queue(QueueName="local-notification-capture")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=stack.outputs["NotificationTopicArn"], Protocol="sqs", Endpoint=queue_arn)
+
+        def drain() -> None:
+            while not self._stop.is_set():
+                messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                    "Messages", []
+                )
+                for message in messages:
+                    envelope = json.loads(message["Body"])
+                    record = {
+                        "message": json.loads(envelope["Message"]),
+                        "attributes": {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()},
+                        "subject": envelope.get("Subject"),
+                    }
+                    with self._notification_lock:
+                        self.notifications.append(record)
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+        thread = threading.Thread(target=drain, name="notification-capture", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _stop_executions(self) -> None:
+        if self.stack is None:
+            return
+        try:
+            sfn = boto3.client("stepfunctions")
+            arn = self.stack.outputs["StateMachineArn"]
+            for execution in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]:
+                sfn.stop_execution(executionArn=execution["executionArn"])
+        except Exception:
+            logging.getLogger("avatar_local").exception("could not stop running executions")
+
+    # --- driving -----------------------------------------------------------------------------------
+    def drop(self, inbox: Path) -> list[str]:
+        """Upload every file under `inbox` to inbox/ (relative paths kept, media before job files)."""
+        assert self.stack is not None
+        bucket = self.stack.outputs["InputBucketName"]
+        s3 = boto3.client("s3")
+        files = sorted(
+            (p for p in inbox.rglob("*") if p.is_file()),
+            key=lambda p: (JOB_FILES_LAST if p.suffix == ".json" else MEDIA_FIRST, str(p)),
+        )
+        job_keys: list[str] = []
+        for path in files:
+            key = "inbox/" + path.relative_to(inbox).as_posix()
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            if path.suffix == ".json":
+                job_keys.append(key)
+        return job_keys
+
+    def put(self, key: str, body: bytes) -> None:
+        assert self.stack is not None
+        boto3.client("s3").put_object(Bucket=self.stack.outputs["InputBucketName"], Key=key, Body=body)
+
+    def progress(self) -> dict[str, JobProgress]:
+        """The latest job record per job file key."""
+        assert self.stack is not None
+        table = boto3.resource("dynamodb").Table(self.stack.outputs["JobsTableName"])
+        items: list[dict[str, Any]] = []
+        scan: dict[str, Any] = {}
+        while True:
+            page = table.scan(**scan)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            scan = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+        latest: dict[str, JobProgress] = {}
+        for item in sorted(items, key=lambda i: str(i.get("received_at", ""))):
+            latest[str(item["job_key"])] = JobProgress(
+                job_key=str(item["job_key"]),
+                job_id=str(item["job_id"]),
+                status=str(item["status"]),
+                provider_status=item.get("provider_status"),
+                error_code=item.get("error_code"),
+            )
+        return latest
+
+    def notifications_for(self, job_id: str) -> list[dict[str, Any]]:
+        with self._notification_lock:
+            return [n for n in self.notifications if n["message"].get("job_id") == job_id]
+
+    def wait_until_terminal(
+        self,
+        job_keys: list[str],
+        timeout: float,
+        on_change: Callable[[JobProgress, float], None] | None = None,
+    ) -> bool:
+        """True once every job is terminal and notified; False if the timeout passed first."""
+        started = time.monotonic()
+        seen: dict[str, tuple[str, str | None]] = {}
+        while time.monotonic() - started < timeout:
+            progress = self.progress()
+            for key in job_keys:
+                job = progress.get(key)
+                if job is None:
+                    continue
+                state = (job.status, job.provider_status)
+                if on_change is not None and seen.get(key) != state:
+                    on_change(job, time.monotonic() - started)
+                seen[key] = state
+            if all(
+                key in progress and progress[key].status in TERMINAL and self.notifications_for(progress[key].job_id)
+                for key in job_keys
+            ):
+                return True
+            time.sleep(0.1)
+        return False
+
+    # --- results -----------------------------------------------------------------------------------
+    def write_results(self, out: Path, job_keys: list[str], duration_s: float, completed: bool) -> dict[str, Any]:
+        from avatar_local.stack.results import write_results
+
+        assert self.stack is not None and self.emulator is not None and self.poller is not None
+        return write_results(self, out, job_keys, duration_s, completed)

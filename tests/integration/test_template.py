@@ -1,0 +1,531 @@
+"""template.yaml: the contract the handlers and the state machine rely on, pinned.
+
+Three layers: the template as written (what cfn-lint and a reader see), the template as SAM translates
+it (offline, aws-sam-translator), and the translated template deployed into moto's CloudFormation
+(what the offline stack does), including the inbox rule routing real S3 events to the submit queue.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cfnlint.api import ManualArgs, lint, lint_file
+from moto import mock_aws
+
+from avatar_local.stack.sam_translate import ARTIFACT_BUCKET, code_artifacts, load_cfn_yaml, translate_template
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+ASL_PATH = REPO_ROOT / "statemachine" / "render_job.asl.json"
+
+FUNCTIONS = {
+    "SubmitFunction": "functions/submit/",
+    "PollFunction": "functions/poll/",
+    "FinalizeFunction": "functions/finalize/",
+    "ReportFailureFunction": "functions/report_failure/",
+}
+# Every function reads these (avatar_pipeline.settings.Settings and Powertools).
+GLOBAL_ENV_VARS = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "INPUT_BUCKET",
+    "OUTPUT_BUCKET",
+    "JOBS_TABLE",
+    "IDEMPOTENCY_TABLE",
+    "NOTIFICATION_TOPIC_ARN",
+    "SEGMIND_BASE_URL",
+    "SEGMIND_API_KEY_SECRET_ARN",
+    "RENDER_DEADLINE_MINUTES",
+    "PRESIGN_EXPIRY_SECONDS",
+    "MEDIA_WAIT_SECONDS",
+    "JOB_RECORD_TTL_DAYS",
+}
+OUTPUTS = {
+    "InputBucketName",
+    "OutputBucketName",
+    "SubmitQueueUrl",
+    "SubmitQueueArn",
+    "SubmitDeadLetterQueueUrl",
+    "StateMachineArn",
+    "JobsTableName",
+    "IdempotencyTableName",
+    "NotificationTopicArn",
+    "ApiKeySecretArn",
+    "SubmitFunctionName",
+    "PollFunctionName",
+    "FinalizeFunctionName",
+    "ReportFailureFunctionName",
+    "InboxRuleName",
+    "CommonLayerArn",
+}
+FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:segmind-api-key-AbCdEf"
+
+
+@pytest.fixture(scope="module")
+def aws_env() -> Iterator[None]:
+    """A region for the SAM translator and fake credentials for moto; never a real account."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.delenv("AWS_PROFILE", raising=False)
+        patch.delenv("AWS_SESSION_TOKEN", raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_cfn_yaml(TEMPLATE_PATH)
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"]
+    return found
+
+
+def props(resources: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    properties: dict[str, Any] = resources[logical_id]["Properties"]
+    return properties
+
+
+def allow_statements(policies: list[Any]) -> Iterator[dict[str, Any]]:
+    for policy in policies:
+        if isinstance(policy, dict) and "Statement" in policy:
+            yield from (s for s in policy["Statement"] if s["Effect"] == "Allow")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def dangling_transitions(machine: dict[str, Any]) -> list[str]:
+    """Next/Default/StartAt targets that name no state of their (sub-)machine, branches included."""
+    states: dict[str, Any] = machine["States"]
+    targets = [machine["StartAt"]]
+    dangling: list[str] = []
+    for state in states.values():
+        targets += [state[k] for k in ("Next", "Default") if k in state]
+        targets += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", []) if "Next" in c]
+        for branch in state.get("Branches", []) + [state[k] for k in ("Iterator", "ItemProcessor") if k in state]:
+            dangling += dangling_transitions(branch)
+    return dangling + [t for t in targets if t not in states]
+
+
+# ------------------------------------------------------------------ the template as written
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    matches = lint_file(TEMPLATE_PATH)
+    assert [str(m) for m in matches] == []
+
+
+def test_every_function_runs_python312_x86_with_the_common_layer(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.12"
+    assert globals_["Architectures"] == ["x86_64"]
+    assert globals_["Handler"] == "app.lambda_handler"
+    assert globals_["Tracing"] == "Active"
+    assert globals_["Layers"] == [{"Ref": "CommonLayer"}]
+    for logical_id, code_uri in FUNCTIONS.items():
+        function = props(resources, logical_id)
+        assert resources[logical_id]["Type"] == "AWS::Serverless::Function"
+        assert function["CodeUri"] == code_uri
+        # Nothing overrides the globals per function.
+        assert not {"Runtime", "Architectures", "Handler", "Tracing", "Layers"} & function.keys(), logical_id
+        assert (REPO_ROOT / code_uri / "app.py").is_file()
+
+
+def test_layer_is_built_for_the_functions_runtime(resources: dict[str, Any]) -> None:
+    layer = resources["CommonLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/common/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    # A BuildMethod other than the runtime would ship pydantic-core for the wrong ABI.
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert (REPO_ROOT / "layers/common/requirements.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "timeout", "memory"),
+    [
+        ("SubmitFunction", 60, 512),
+        ("PollFunction", 30, 256),
+        ("FinalizeFunction", 900, 1024),
+        ("ReportFailureFunction", 60, 256),
+    ],
+)
+def test_function_sizes(resources: dict[str, Any], logical_id: str, timeout: int, memory: int) -> None:
+    function = props(resources, logical_id)
+    assert (function["Timeout"], function["MemorySize"]) == (timeout, memory)
+
+
+def test_definition_substitutions_are_exactly_the_asl_placeholders(resources: dict[str, Any]) -> None:
+    machine = props(resources, "RenderJobStateMachine")
+    placeholders = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", ASL_PATH.read_text(encoding="utf-8")))
+    assert machine["DefinitionUri"] == "statemachine/render_job.asl.json"
+    assert set(machine["DefinitionSubstitutions"]) == placeholders
+    assert machine["DefinitionSubstitutions"] == {
+        "PollFunctionArn": {"Fn::GetAtt": ["PollFunction", "Arn"]},
+        "FinalizeFunctionArn": {"Fn::GetAtt": ["FinalizeFunction", "Arn"]},
+        "ReportFailureFunctionArn": {"Fn::GetAtt": ["ReportFailureFunction", "Arn"]},
+    }
+
+
+def test_state_machine_definition_passes_the_step_functions_schema(resources: dict[str, Any]) -> None:
+    """cfn-lint never opens a DefinitionUri file, so lint the definition inlined the way CloudFormation sees it."""
+    definition = ASL_PATH.read_text(encoding="utf-8")
+    for name in props(resources, "RenderJobStateMachine")["DefinitionSubstitutions"]:
+        definition = definition.replace(
+            "${" + name + "}", f"arn:aws:lambda:us-east-1:123456789012:function:{name.removesuffix('Arn')}"
+        )
+    wrapper = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {
+            "Machine": {
+                "Type": "AWS::StepFunctions::StateMachine",
+                "Properties": {
+                    "RoleArn": "arn:aws:iam::123456789012:role/render-job",
+                    "Definition": json.loads(definition),
+                },
+            }
+        },
+    }
+    matches = lint(json.dumps(wrapper), config=ManualArgs(regions=["us-east-1"]))
+    assert [str(m) for m in matches] == []
+    # The schema does not check that transitions land on a state.
+    assert dangling_transitions(json.loads(definition)) == []
+
+
+def test_state_machine_is_standard_traced_logged_and_invokes_only_its_three_functions(
+    resources: dict[str, Any],
+) -> None:
+    machine = props(resources, "RenderJobStateMachine")
+    assert machine["Type"] == "STANDARD"
+    assert machine["Tracing"] == {"Enabled": True}
+    assert machine["Logging"]["Level"] == "ERROR"
+    assert machine["Logging"]["IncludeExecutionData"] is False
+    log_group = machine["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
+    assert props(resources, log_group["Fn::GetAtt"][0])["RetentionInDays"] > 0
+    invoked = [p["LambdaInvokePolicy"]["FunctionName"] for p in machine["Policies"] if "LambdaInvokePolicy" in p]
+    assert sorted(ref["Ref"] for ref in invoked) == ["FinalizeFunction", "PollFunction", "ReportFailureFunction"]
+
+
+def test_every_function_gets_the_contract_environment(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert set(variables) >= GLOBAL_ENV_VARS
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "avatar-pipeline"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "AvatarPipeline"
+    assert variables["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    assert variables["SEGMIND_BASE_URL"] == {"Ref": "SegmindBaseUrl"}
+    assert variables["RENDER_DEADLINE_MINUTES"] == {"Ref": "RenderDeadlineMinutes"}
+    assert variables["PRESIGN_EXPIRY_SECONDS"] == {"Ref": "MediaUrlExpirySeconds"}
+    assert variables["MEDIA_WAIT_SECONDS"] == {"Ref": "MediaWaitSeconds"}
+    assert variables["JOB_RECORD_TTL_DAYS"] == "30"
+    assert variables["SEGMIND_API_KEY_SECRET_ARN"] == {
+        "Fn::If": ["CreateApiKeySecret", {"Ref": "SegmindApiKeySecret"}, {"Ref": "SegmindApiKeySecretArn"}]
+    }
+    # STATE_MACHINE_ARN only on Submit: globally it would be a cycle (the machine references the others).
+    assert "STATE_MACHINE_ARN" not in variables
+    assert props(resources, "SubmitFunction")["Environment"]["Variables"] == {
+        "STATE_MACHINE_ARN": {"Ref": "RenderJobStateMachine"}
+    }
+    for logical_id in FUNCTIONS.keys() - {"SubmitFunction"}:
+        assert "Environment" not in props(resources, logical_id)
+
+
+def test_submit_queue_redelivers_safely_then_dead_letters(resources: dict[str, Any]) -> None:
+    queue = props(resources, "SubmitQueue")
+    submit_timeout = props(resources, "SubmitFunction")["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * submit_timeout
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    # The Submit function knows the same number, so a job's last receive ends it instead of the DLQ.
+    submit_env = props(resources, "SubmitFunction")["Environment"]["Variables"]
+    assert int(submit_env["SUBMIT_MAX_RECEIVES"]) == queue["RedrivePolicy"]["maxReceiveCount"]
+    dead_letters = props(resources, "SubmitDeadLetterQueue")
+    assert dead_letters["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dead_letters["SqsManagedSseEnabled"] is True
+
+
+def test_submit_consumes_the_queue_in_small_partial_failure_batches(resources: dict[str, Any]) -> None:
+    events = props(resources, "SubmitFunction")["Events"]
+    (source,) = events.values()
+    assert source["Type"] == "SQS"
+    assert source["Properties"] == {
+        "Queue": {"Fn::GetAtt": ["SubmitQueue", "Arn"]},
+        "BatchSize": 5,
+        "MaximumBatchingWindowInSeconds": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": {"Ref": "MaxConcurrentSubmits"}},
+    }
+
+
+@pytest.mark.parametrize("bucket", ["InputBucket", "OutputBucket"])
+def test_buckets_are_private_encrypted_and_tls_only(resources: dict[str, Any], bucket: str) -> None:
+    properties = props(resources, bucket)
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    (encryption,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    assert {"DaysAfterInitiation": 1} in [r.get("AbortIncompleteMultipartUpload") for r in rules]
+
+    (policy,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket}
+    ]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert statement["Action"] == "s3:*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert {"Fn::GetAtt": [bucket, "Arn"]} in statement["Resource"]
+    assert {"Fn::Sub": f"${{{bucket}.Arn}}/*"} in statement["Resource"]
+
+
+def test_input_bucket_sends_events_to_eventbridge(resources: dict[str, Any]) -> None:
+    notifications = props(resources, "InputBucket")["NotificationConfiguration"]
+    assert notifications == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+
+
+def test_output_bucket_keeps_overwritten_videos_for_a_month(resources: dict[str, Any]) -> None:
+    properties = props(resources, "OutputBucket")
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    assert {"NoncurrentDays": 30} in [r.get("NoncurrentVersionExpiration") for r in rules]
+
+
+def test_inbox_rule_selects_job_json_files_under_inbox(resources: dict[str, Any]) -> None:
+    rule = props(resources, "InboxJobCreatedRule")
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": "InputBucket"}]},
+            "object": {"key": [{"wildcard": "inbox/*.json"}]},
+        },
+    }
+    assert rule["Targets"] == [{"Id": "SubmitQueue", "Arn": {"Fn::GetAtt": ["SubmitQueue", "Arn"]}}]
+    (statement,) = props(resources, "SubmitQueuePolicy")["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["InboxJobCreatedRule", "Arn"]}}}
+
+
+def test_jobs_table_expires_records_and_recovers_to_a_point_in_time(resources: dict[str, Any]) -> None:
+    table = props(resources, "JobsTable")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "status-updated_at-index"
+    assert index["KeySchema"] == [
+        {"AttributeName": "status", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert types == {"job_id": "S", "status": "S", "updated_at": "S"}
+
+
+def test_idempotency_table_matches_powertools_defaults(resources: dict[str, Any]) -> None:
+    table = props(resources, "IdempotencyTable")
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_function_policies_name_every_action(resources: dict[str, Any]) -> None:
+    for logical_id in FUNCTIONS:
+        for statement in allow_statements(props(resources, logical_id)["Policies"]):
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"{logical_id}: wildcard action {action}"
+            assert statement["Resource"] != "*", f"{logical_id}: {statement.get('Sid')} on every resource"
+
+
+def test_only_submit_starts_render_jobs(resources: dict[str, Any]) -> None:
+    starters = {
+        logical_id
+        for logical_id in FUNCTIONS
+        for statement in allow_statements(props(resources, logical_id)["Policies"])
+        if "states:StartExecution" in as_list(statement["Action"])
+    }
+    assert starters == {"SubmitFunction"}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "accepted"),
+    [
+        ("SegmindApiKeySecretArn", "", True),
+        ("SegmindApiKeySecretArn", FAKE_SECRET_ARN, True),
+        ("SegmindApiKeySecretArn", "segmind-api-key", False),
+        ("SegmindBaseUrl", "https://api.segmind.com", True),
+        ("SegmindBaseUrl", "http://127.0.0.1:8765", True),
+        ("SegmindBaseUrl", "http://localhost", True),
+        ("SegmindBaseUrl", "http://api.segmind.com", False),
+        ("SegmindBaseUrl", "http://127.0.0.1.example.com", False),
+        ("NotificationEmail", "", True),
+        ("NotificationEmail", "ops@example.com", True),
+        ("NotificationEmail", "not-an-address", False),
+    ],
+)
+def test_parameter_patterns(template: dict[str, Any], parameter: str, value: str, accepted: bool) -> None:
+    pattern = template["Parameters"][parameter]["AllowedPattern"]
+    # CloudFormation matches the whole value (Java's String.matches).
+    assert (re.fullmatch(pattern, value) is not None) is accepted
+
+
+def test_numeric_parameters_keep_inside_the_providers_limits(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    # Segmind keeps results for an hour: the deadline leaves time to copy the video.
+    assert parameters["RenderDeadlineMinutes"]["MaxValue"] <= 55
+    assert parameters["MediaUrlExpirySeconds"]["MaxValue"] <= 3600
+    # SQS event sources accept a MaximumConcurrency of 2 at least.
+    assert parameters["MaxConcurrentSubmits"]["MinValue"] == 2
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert set(outputs) == OUTPUTS
+    assert not [name for name, output in outputs.items() if "Export" in output]
+
+
+# ------------------------------------------------------------------ the template as SAM translates it
+
+
+@pytest.fixture(scope="module")
+def translated(aws_env: None) -> dict[str, Any]:
+    return translate_template(TEMPLATE_PATH, {"SegmindApiKeySecretArn": FAKE_SECRET_ARN})
+
+
+def of_type(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+def test_translation_has_the_four_functions_on_the_layer(translated: dict[str, Any]) -> None:
+    functions = of_type(translated, "AWS::Lambda::Function")
+    assert set(functions) == set(FUNCTIONS)
+    (layer_id,) = of_type(translated, "AWS::Lambda::LayerVersion")
+    for function in functions.values():
+        properties = function["Properties"]
+        assert properties["Runtime"] == "python3.12"
+        assert properties["Handler"] == "app.lambda_handler"
+        assert properties["Layers"] == [{"Ref": layer_id}]
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        assert properties["Code"]["S3Bucket"] == ARTIFACT_BUCKET
+    assert len(code_artifacts(translated)) == len(FUNCTIONS) + 1
+
+
+def test_translation_maps_the_queue_to_submit_with_partial_batch_failures(translated: dict[str, Any]) -> None:
+    (mapping,) = of_type(translated, "AWS::Lambda::EventSourceMapping").values()
+    properties = mapping["Properties"]
+    assert properties["FunctionName"] == {"Ref": "SubmitFunction"}
+    assert properties["EventSourceArn"] == {"Fn::GetAtt": ["SubmitQueue", "Arn"]}
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxConcurrentSubmits"}}
+    assert properties["BatchSize"] == 5
+
+
+def test_translation_inlines_the_definition_and_keeps_the_substitutions(translated: dict[str, Any]) -> None:
+    properties = translated["Resources"]["RenderJobStateMachine"]["Properties"]
+    assert "DefinitionS3Location" not in properties
+    assert set(properties["DefinitionSubstitutions"]) == {
+        "PollFunctionArn",
+        "FinalizeFunctionArn",
+        "ReportFailureFunctionArn",
+    }
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+
+
+# ------------------------------------------------------------------ the translated template in moto
+
+
+def _placeholder_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def lambda_handler(event, context):\n    return None\n")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def moto_stack(translated: dict[str, Any]) -> Iterator[dict[str, str]]:
+    """The stack deployed into moto's CloudFormation: logical id -> physical id, plus the outputs."""
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        for bucket, key in code_artifacts(translated):
+            s3.put_object(Bucket=bucket, Key=key, Body=_placeholder_zip())
+        cloudformation = boto3.client("cloudformation")
+        cloudformation.create_stack(
+            StackName="avatar-pipeline",
+            TemplateBody=json.dumps(translated),
+            Parameters=[{"ParameterKey": "SegmindApiKeySecretArn", "ParameterValue": FAKE_SECRET_ARN}],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        (stack,) = cloudformation.describe_stacks(StackName="avatar-pipeline")["Stacks"]
+        assert stack["StackStatus"] == "CREATE_COMPLETE"
+        summaries = cloudformation.list_stack_resources(StackName="avatar-pipeline")["StackResourceSummaries"]
+        found = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "") for s in summaries}
+        found.update({f"Output:{o['OutputKey']}": o["OutputValue"] for o in stack.get("Outputs", [])})
+        yield found
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS.* not supported by moto:UserWarning")
+def test_moto_stack_resolves_the_functions_environment(moto_stack: dict[str, str]) -> None:
+    configuration = boto3.client("lambda").get_function_configuration(FunctionName=moto_stack["SubmitFunction"])
+    variables = configuration["Environment"]["Variables"]
+    assert set(variables) == GLOBAL_ENV_VARS | {"STATE_MACHINE_ARN"}
+    assert variables["STATE_MACHINE_ARN"] == moto_stack["RenderJobStateMachine"]
+    assert variables["INPUT_BUCKET"] == moto_stack["InputBucket"]
+    assert variables["SEGMIND_API_KEY_SECRET_ARN"] == FAKE_SECRET_ARN
+    assert moto_stack["Output:SubmitFunctionName"] == moto_stack["SubmitFunction"]
+    assert moto_stack["Output:StateMachineArn"] == moto_stack["RenderJobStateMachine"]
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS.* not supported by moto:UserWarning")
+def test_moto_inbox_rule_queues_only_job_files(moto_stack: dict[str, str]) -> None:
+    """Given the bucket's EventBridge notifications (which moto's CloudFormation does not apply),
+    when files land inside and outside inbox/, then only inbox/**.json reaches the submit queue."""
+    s3 = boto3.client("s3")
+    bucket = moto_stack["InputBucket"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    keys = ["inbox/top.json", "inbox/campaign-a/alice.json", "inbox/alice.png", "processed/old.json", "inbox.json"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+
+    sqs = boto3.client("sqs")
+    queued: list[str] = []
+    while messages := sqs.receive_message(QueueUrl=moto_stack["SubmitQueue"], MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        for message in messages:
+            queued.append(json.loads(message["Body"])["detail"]["object"]["key"])
+            sqs.delete_message(QueueUrl=moto_stack["SubmitQueue"], ReceiptHandle=message["ReceiptHandle"])
+    assert sorted(queued) == ["inbox/campaign-a/alice.json", "inbox/top.json"]
