@@ -15,7 +15,7 @@ SAM       := $(SAM_VENV)/bin/sam
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install system-deps test unit lint template-check build deploy demo bench clean
+.PHONY: help install system-deps test unit lint template-check build deploy demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,7 +53,7 @@ install: $(STAMPS)/venv $(STAMPS)/system-deps ## create .venv with everything fo
 lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common local functions tests bench
+	$(VENV)/bin/mypy layers/common local functions tests
 
 template-check: install $(STAMPS)/sam ## cfn-lint, sam validate --lint, sam build (offline)
 	$(VENV)/bin/cfn-lint template.yaml
@@ -68,15 +68,15 @@ test: lint template-check ## everything CI runs
 
 build: install $(STAMPS)/sam ## sam build without Docker (python3.12 from PATH)
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build --region $(AWS_DEFAULT_REGION)
+	@# The runtime provides boto3/botocore; a copy in the layer would shadow it.
+	@test ! -e .aws-sam/build/CommonLayer/python/botocore || { echo "botocore leaked into the layer"; exit 1; }
+	@du -sh .aws-sam/build/CommonLayer | awk '{print "layer size: " $$1}' 
 
 deploy: build ## sam deploy --guided into your own account
 	$(SAM) deploy --guided
 
 demo: install ## run the whole pipeline offline and leave a playable video
 	$(VENV)/bin/avatar-pipeline local demo
-
-bench: install ## benchmarks (figures beside a baseline, JSON under bench/results/)
-	$(VENV)/bin/python -m bench
 
 clean: ## remove build output and venvs
 	rm -rf $(VENV) $(SAM_VENV) $(STAMPS) .aws-sam .mypy_cache .ruff_cache .pytest_cache demo-output

@@ -19,6 +19,7 @@ from avatar_pipeline.state import RenderState
 @metrics.log_metrics
 @event_parser(model=RenderState)
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
-    outcome = finalize_job(event, dependencies())
+    deps = dependencies()
+    outcome = deps.once.finalize(event, lambda state: finalize_job(state, deps), context)
     metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
     return outcome.model_dump(mode="json")

@@ -180,3 +180,30 @@ def test_transient_provider_fault_is_absorbed_by_the_retry(pipeline: Pipeline) -
     assert failures[0]["taskFailedEventDetails"]["error"] == "ProviderUnavailable"
     assert len(pipeline.aws.notifications()) == 1
     assert pipeline.provider.calls["submit"] == 1
+
+
+def test_finalize_run_again_after_success_returns_the_recorded_outcome(pipeline: Pipeline) -> None:
+    """Given a job that already finished, when Finalize is invoked again with the same state (as a
+    Step Functions retry after a late-reported success would), then it returns the recorded outcome
+    from the idempotency store without fetching or copying the video again, or notifying again."""
+    submit(drop_job(pipeline))
+    job_id = only_job_id(pipeline)
+    assert pipeline.aws.wait_for_execution(job_id)["status"] == "SUCCEEDED"
+    entered = [
+        e["stateEnteredEventDetails"]
+        for e in pipeline.aws.history(job_id)
+        if e.get("stateEnteredEventDetails", {}).get("name") == "FinalizeVideo"
+    ]
+    finalize_input = json.loads(entered[0]["input"])
+    first_outcome = json.loads(
+        next(e for e in pipeline.aws.history(job_id) if e["type"] == "ExecutionSucceeded")[
+            "executionSucceededEventDetails"
+        ]["output"]
+    )
+    result_calls = pipeline.provider.calls["result"]
+
+    again = load_handler("finalize")(finalize_input, FakeLambdaContext(function_name="FinalizeFunction"))
+
+    assert again == first_outcome
+    assert pipeline.provider.calls["result"] == result_calls
+    assert len(pipeline.aws.notifications()) == 1

@@ -154,9 +154,20 @@ def test_layer_is_built_for_the_functions_runtime(resources: dict[str, Any]) -> 
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/common/"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-    # A BuildMethod other than the runtime would ship pydantic-core for the wrong ABI.
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
-    assert (REPO_ROOT / "layers/common/requirements.txt").is_file()
+    # Built by layers/common/Makefile, for the functions' Python and architecture (pydantic-core is
+    # compiled), and without boto3/botocore, which the runtime provides.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    build = (REPO_ROOT / "layers/common/Makefile").read_text()
+    assert "build-CommonLayer:" in build
+    assert "--python-version 3.12" in build
+    assert "manylinux2014_x86_64" in build
+    listed = [
+        line.split("#")[0].strip().lower()
+        for name in ("requirements.txt", "requirements-nodeps.txt")
+        for line in (REPO_ROOT / "layers/common" / name).read_text().splitlines()
+    ]
+    assert [entry for entry in listed if entry.startswith("boto")] == []
 
 
 @pytest.mark.parametrize(
@@ -241,7 +252,8 @@ def test_every_function_gets_the_contract_environment(template: dict[str, Any], 
     # STATE_MACHINE_ARN only on Submit: globally it would be a cycle (the machine references the others).
     assert "STATE_MACHINE_ARN" not in variables
     assert props(resources, "SubmitFunction")["Environment"]["Variables"] == {
-        "STATE_MACHINE_ARN": {"Ref": "RenderJobStateMachine"}
+        "STATE_MACHINE_ARN": {"Ref": "RenderJobStateMachine"},
+        "SUBMIT_MAX_RECEIVES": "5",
     }
     for logical_id in FUNCTIONS.keys() - {"SubmitFunction"}:
         assert "Environment" not in props(resources, logical_id)
@@ -501,7 +513,7 @@ def moto_stack(translated: dict[str, Any]) -> Iterator[dict[str, str]]:
 def test_moto_stack_resolves_the_functions_environment(moto_stack: dict[str, str]) -> None:
     configuration = boto3.client("lambda").get_function_configuration(FunctionName=moto_stack["SubmitFunction"])
     variables = configuration["Environment"]["Variables"]
-    assert set(variables) == GLOBAL_ENV_VARS | {"STATE_MACHINE_ARN"}
+    assert set(variables) == GLOBAL_ENV_VARS | {"STATE_MACHINE_ARN", "SUBMIT_MAX_RECEIVES"}
     assert variables["STATE_MACHINE_ARN"] == moto_stack["RenderJobStateMachine"]
     assert variables["INPUT_BUCKET"] == moto_stack["InputBucket"]
     assert variables["SEGMIND_API_KEY_SECRET_ARN"] == FAKE_SECRET_ARN

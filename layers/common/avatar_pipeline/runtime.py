@@ -13,6 +13,7 @@ import boto3
 import httpx
 
 from avatar_pipeline.adapters.executions import ExecutionStarter
+from avatar_pipeline.adapters.idempotency import OnceOnly
 from avatar_pipeline.adapters.jobs_table import JobsTable
 from avatar_pipeline.adapters.notifier import SnsNotifier
 from avatar_pipeline.adapters.queue import RetryScheduler
@@ -50,6 +51,10 @@ class Dependencies:
         if not self.settings.state_machine_arn:
             raise RuntimeError("STATE_MACHINE_ARN is not set for this function")
         return ExecutionStarter(boto3.client("stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def once(self) -> OnceOnly:
+        return OnceOnly(self.settings.idempotency_table)
 
     @cached_property
     def retries(self) -> RetryScheduler:

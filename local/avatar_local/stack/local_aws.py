@@ -79,13 +79,17 @@ class LocalAws:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._set_env({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "MOTO_PORT": str(port)})
+        # moto's backends are process-wide: start from nothing, even after an earlier stack.
+        httpx.post(f"{self.endpoint}/moto-api/reset")
         # Step Functions runs the ASL for real inside the server process (this process).
         httpx.post(f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}})
         boto3.DEFAULT_SESSION = None
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        if self.endpoint:
+            httpx.post(f"{self.endpoint}/moto-api/reset")
+            self._server.stop()
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
