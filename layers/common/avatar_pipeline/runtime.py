@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import boto3
 import httpx
@@ -24,6 +25,9 @@ from avatar_pipeline.clock import Clock, SystemClock
 from avatar_pipeline.provider.client import SegmindClient, default_timeout
 from avatar_pipeline.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 
 @dataclass
 class Dependencies:
@@ -31,7 +35,7 @@ class Dependencies:
     clock: Clock
 
     @cached_property
-    def _s3_client(self):  # type: ignore[no-untyped-def]
+    def _s3_client(self) -> S3Client:
         return boto3.client("s3")
 
     @cached_property

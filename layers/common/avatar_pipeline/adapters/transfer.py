@@ -23,6 +23,7 @@ from avatar_pipeline.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIB = 1024 * 1024
 Expected = Literal["video", "captions"]
@@ -61,11 +62,14 @@ class CopiedObject:
 class _PartWriter:
     """Buffers one part at a time; starts a multipart upload only once a full part exists."""
 
-    def __init__(self, s3: S3Client, bucket: str, key: str, part_size: int, extra: dict[str, object]) -> None:
-        self._s3, self._bucket, self._key, self._part_size, self._extra = s3, bucket, key, part_size, extra
+    def __init__(
+        self, s3: S3Client, bucket: str, key: str, part_size: int, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        self._s3, self._bucket, self._key, self._part_size = s3, bucket, key, part_size
+        self._content_type, self._metadata = content_type, metadata
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: list[dict[str, object]] = []
+        self._parts: list[CompletedPartTypeDef] = []
 
     def write(self, chunk: bytes) -> None:
         self._buffer.extend(chunk)
@@ -75,7 +79,9 @@ class _PartWriter:
 
     def _upload_part(self, data: bytes) -> None:
         if self._upload_id is None:
-            created = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self._key, **self._extra)  # type: ignore[arg-type]
+            created = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, ContentType=self._content_type, Metadata=self._metadata
+            )
             self._upload_id = created["UploadId"]
         number = len(self._parts) + 1
         part = self._s3.upload_part(
@@ -85,7 +91,13 @@ class _PartWriter:
 
     def finish(self) -> None:
         if self._upload_id is None:
-            self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer), **self._extra)  # type: ignore[arg-type]
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=self._key,
+                Body=bytes(self._buffer),
+                ContentType=self._content_type,
+                Metadata=self._metadata,
+            )
             return
         if self._buffer:
             self._upload_part(bytes(self._buffer))
@@ -94,7 +106,7 @@ class _PartWriter:
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+            MultipartUpload={"Parts": self._parts},
         )
 
     def abort(self) -> None:
@@ -187,8 +199,7 @@ class StreamingCopier:
         return CopiedObject(key=key, size=size, sha256=digest.hexdigest(), content_type=content_type)
 
     def _writer(self, bucket: str, key: str, content_type: str, metadata: dict[str, str]) -> _PartWriter:
-        extra: dict[str, object] = {"ContentType": content_type, "Metadata": metadata}
-        return _PartWriter(self._s3, bucket, key, self._part_size, extra)
+        return _PartWriter(self._s3, bucket, key, self._part_size, content_type, metadata)
 
 
 def _abort(writer: _PartWriter | None) -> None:
