@@ -15,7 +15,7 @@ SAM       := $(SAM_VENV)/bin/sam
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install system-deps test unit lint template-check build deploy demo clean
+.PHONY: help install system-deps test unit lint template-check build deploy demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,7 +53,7 @@ install: $(STAMPS)/venv $(STAMPS)/system-deps ## create .venv with everything fo
 lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common local functions tests
+	$(VENV)/bin/mypy layers/common local functions tests bench
 
 template-check: install $(STAMPS)/sam ## cfn-lint, sam validate --lint, sam build (offline)
 	$(VENV)/bin/cfn-lint template.yaml
@@ -77,6 +77,9 @@ deploy: build ## sam deploy --guided into your own account
 
 demo: install ## run the whole pipeline offline and leave a playable video
 	$(VENV)/bin/avatar-pipeline local demo
+
+bench: install ## benchmarks: figures beside a baseline, JSON in bench/results/
+	$(VENV)/bin/python -m bench
 
 clean: ## remove build output and venvs
 	rm -rf $(VENV) $(SAM_VENV) $(STAMPS) .aws-sam .mypy_cache .ruff_cache .pytest_cache demo-output
