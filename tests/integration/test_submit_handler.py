@@ -11,6 +11,7 @@ import pytest
 
 from avatar_local.stack.lambda_router import FakeLambdaContext, load_handler
 from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
+from avatar_pipeline.domain.submit import SUBMIT_LEASE
 from tests.integration.conftest import Pipeline
 from tests.support.events import object_created_sqs_event
 from tests.support.media import make_png
@@ -199,3 +200,58 @@ def test_the_sample_event_parses_with_the_handler_model() -> None:
     obj = to_inbox_object(record)
     assert obj.key == "inbox/campaign-a/alice welcome.json"
     assert obj.bucket == "avatar-pipeline-input-123456789012"
+
+
+def test_a_crash_between_the_providers_answer_and_the_bookkeeping_never_posts_twice(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a worker that dies after Segmind accepted the job but before the request id was
+    recorded, then redeliveries never POST again: while the dead worker's lease runs they wait, and
+    once it has expired the job fails with a report saying the submit may have been accepted."""
+    from avatar_pipeline.adapters.jobs_table import JobsTable
+
+    upload(pipeline, "inbox/face.png", make_png())
+    event = job_event(pipeline, "inbox/crash.json", avatar_iv_job())
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the worker died before recording the request id")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(JobsTable, "mark_submitted", crash)
+        assert run_submit(event)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+    assert pipeline.provider.calls["submit"] == 1
+
+    assert run_submit(event)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]  # lease still held
+    pipeline.clock.advance(SUBMIT_LEASE.total_seconds() + 1)
+    assert run_submit(event) == {"batchItemFailures": []}
+
+    assert pipeline.provider.calls["submit"] == 1
+    notifications = pipeline.aws.notifications()
+    assert len(notifications) == 1
+    assert notifications[0]["body"]["error_code"] == "INTERNAL"
+    assert "may have been accepted" in notifications[0]["body"]["error_message"]
+
+
+def test_a_failed_start_execution_is_retried_without_posting_again(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given StartExecution fails after the provider accepted the job, then the redelivered event
+    starts the execution (named after the job id) without a second POST, and the job completes."""
+    from avatar_pipeline.adapters.executions import ExecutionStarter
+
+    upload(pipeline, "inbox/face.png", make_png())
+    event = job_event(pipeline, "inbox/sfn.json", avatar_iv_job())
+
+    def unavailable(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("Step Functions is unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ExecutionStarter, "start", unavailable)
+        assert run_submit(event)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+
+    assert run_submit(event) == {"batchItemFailures": []}
+
+    assert pipeline.provider.calls["submit"] == 1
+    job_id = str(boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"][0]["job_id"])
+    assert pipeline.aws.wait_for_execution(job_id)["status"] == "SUCCEEDED"
+    assert [n["attributes"]["status"] for n in pipeline.aws.notifications()] == ["SUCCEEDED"]
