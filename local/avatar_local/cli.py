@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from avatar_local.emulator import FaultPlan
     from avatar_local.media_probe import MediaInfo
+    from avatar_local.stack.crashes import CrashRule
     from avatar_local.stack.runner import JobProgress, LocalRunConfig
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2
@@ -86,15 +87,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load_faults(path: Path | None, parser: argparse.ArgumentParser | None = None) -> FaultPlan | None:
+    return _load_fault_file(path, parser)[0]
+
+
+def _load_fault_file(
+    path: Path | None, parser: argparse.ArgumentParser | None = None
+) -> tuple[FaultPlan | None, list[CrashRule]]:
+    """A fault file is the emulator's plan, or {"provider": <plan>, "handlers": [<crash rules>]}."""
+    from pydantic import TypeAdapter, ValidationError
+
     from avatar_local.emulator import FaultPlan
+    from avatar_local.stack.crashes import CrashRule
 
     if path is None:
-        return None
-    if not path.is_file():
+        return None, []
+    try:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and set(data) <= {"provider", "handlers"} and data:
+            plan = FaultPlan.model_validate(data["provider"]) if "provider" in data else None
+            crashes = TypeAdapter(list[CrashRule]).validate_python(data.get("handlers", []))
+            return plan, crashes
+        return FaultPlan.model_validate(data), []
+    except (OSError, ValueError, ValidationError) as exc:
+        message = f"--faults: {path}: {exc}"
         if parser is not None:
-            parser.error(f"--faults: {path} is not a file")
-        raise SystemExit(EXIT_USAGE)
-    return FaultPlan.model_validate_json(path.read_text())
+            parser.error(message)
+        print(message, file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def _serve_emulator(args: argparse.Namespace) -> int:
@@ -114,11 +133,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--inbox: {args.inbox} is not a folder")
     if not any(p.suffix == ".json" for p in args.inbox.rglob("*")):
         parser.error(f"--inbox: {args.inbox} holds no job (.json) files")
+    faults, crashes = _load_fault_file(args.faults, parser)
     config = LocalRunConfig(
         render_seconds=args.render_seconds,
         time_scale=args.time_scale,
         rpm=args.rpm,
-        faults=_load_faults(args.faults, parser),
+        faults=faults,
+        crashes=crashes,
         duplicate_events=args.duplicate_events,
     )
     completed, summary = run_local(args.inbox, args.out, config, args.timeout, sys.stdout)

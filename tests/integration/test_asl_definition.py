@@ -94,9 +94,25 @@ def test_retries_back_off_with_full_jitter_on_every_transient_provider_error(asl
     for name in ("CheckRenderStatus", "FinalizeVideo", "ReportFailure"):
         for retry in asl["States"][name]["Retry"]:
             assert retry["JitterStrategy"] == "FULL"
-            assert retry["MaxDelaySeconds"] <= 60
             assert retry["BackoffRate"] > 1
+            if retry["ErrorEquals"] == ["IdempotencyAlreadyInProgressError"]:
+                continue
+            assert retry["MaxDelaySeconds"] <= 60
             assert retry["MaxAttempts"] <= 6
+
+
+def test_a_crashed_finalize_is_retried_past_the_lock_it_leaves(asl: dict[str, Any]) -> None:
+    """A Finalize that dies leaves its idempotency lock until its timeout (900 s): the retry for
+    IdempotencyAlreadyInProgressError must outlast it even with full jitter (about half the caps)."""
+    retries = asl["States"]["FinalizeVideo"]["Retry"]
+    crash = next(r for r in retries if "Runtime.ExitError" in r["ErrorEquals"])
+    assert {"Sandbox.Timedout", "Runtime.ExitError"} <= set(crash["ErrorEquals"])
+    lock = next(r for r in retries if r["ErrorEquals"] == ["IdempotencyAlreadyInProgressError"])
+    waits, interval = [], float(lock["IntervalSeconds"])
+    for _ in range(lock["MaxAttempts"]):
+        waits.append(min(interval, lock["MaxDelaySeconds"]))
+        interval *= lock["BackoffRate"]
+    assert sum(waits) / 2 > 900
     poll_retried = {e for r in asl["States"]["CheckRenderStatus"]["Retry"] for e in r["ErrorEquals"]}
     provider_transient = {n for n in transient_error_names() if n.startswith("Provider")}
     assert provider_transient <= poll_retried

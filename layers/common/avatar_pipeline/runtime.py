@@ -77,7 +77,8 @@ class Dependencies:
             allow_loopback_http=self.settings.allow_loopback_http,
             host_allowlist=self.settings.output_host_allowlist,
         )
-        http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0))
+        read = self.settings.download_read_timeout_s
+        http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=read, write=read, pool=10.0))
         return StreamingCopier(self._s3_client, http, policy)
 
 

@@ -40,6 +40,7 @@ class Settings(BaseModel):
     max_output_bytes: int = Field(alias="MAX_OUTPUT_BYTES", default=5 * 1024**3, ge=1024)
     provider_connect_timeout_s: float = Field(alias="PROVIDER_CONNECT_TIMEOUT_S", default=5.0, gt=0)
     provider_read_timeout_s: float = Field(alias="PROVIDER_READ_TIMEOUT_S", default=20.0, gt=0)
+    download_read_timeout_s: float = Field(alias="DOWNLOAD_READ_TIMEOUT_S", default=60.0, gt=0)
     # Hosts the result may be downloaded from; empty = any public https host.
     output_host_allowlist: tuple[str, ...] = Field(alias="OUTPUT_HOST_ALLOWLIST", default=())
     # Plain http to a loopback host, for the offline emulator only.

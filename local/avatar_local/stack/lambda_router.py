@@ -72,14 +72,17 @@ class LambdaRouter:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._timeouts: dict[str, float] = {}
         self._lock = threading.Lock()
         self.invocations: list[Invocation] = []
         self.calls: Counter[str] = Counter()
         self.before_invoke: Callable[[str, Any], None] | None = None
         self._installed = False
 
-    def register(self, function_name: str, handler: Handler) -> None:
+    def register(self, function_name: str, handler: Handler, timeout_seconds: float = 900.0) -> None:
+        """`timeout_seconds` is what the context reports as remaining time (already time-scaled)."""
         self._handlers[function_name] = handler
+        self._timeouts[function_name] = timeout_seconds
 
     def invoke(self, function_name: str, event: Any) -> tuple[Any, str | None]:
         """Run a handler as Lambda would; returns (payload, function_error)."""
@@ -91,7 +94,8 @@ class LambdaRouter:
         try:
             if self.before_invoke is not None:
                 self.before_invoke(name, event)
-            payload = handler(event, FakeLambdaContext(function_name=name))
+            context = FakeLambdaContext(function_name=name, timeout_ms=int(self._timeouts.get(name, 900.0) * 1000))
+            payload = handler(event, context)
         except Exception as exc:
             error_type = type(exc).__name__
             payload = {

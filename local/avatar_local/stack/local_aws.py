@@ -54,6 +54,7 @@ class DeployedStack:
     submit_max_concurrency: int
     submit_visibility_timeout: int
     max_receive_count: int
+    function_timeouts: dict[str, float] = field(default_factory=dict)  # logical id -> seconds
     secret_arn: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -132,6 +133,10 @@ def deploy(parameters: dict[str, str], api_key: str, stack_name: str = "avatar-p
         ),
         submit_visibility_timeout=int(queue.get("VisibilityTimeout", 30)),
         max_receive_count=int(queue.get("RedrivePolicy", {}).get("maxReceiveCount", 5)),
+        function_timeouts={
+            logical_id: float(template["Resources"][logical_id]["Properties"].get("Timeout", 3))
+            for logical_id in FUNCTIONS
+        },
     )
     _close_moto_gaps(stack, template, api_key)
     return stack

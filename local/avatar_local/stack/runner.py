@@ -23,6 +23,7 @@ from typing import Any, Literal, TextIO
 import boto3
 
 from avatar_local.emulator import EmulatorConfig, FaultPlan, SegmindEmulator
+from avatar_local.stack.crashes import CrashRule, crashes_installed
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
 from avatar_local.stack.poller import QueuePoller
@@ -49,6 +50,7 @@ class LocalRunConfig:
     output_shape: Literal["string", "list", "object"] = "string"
     parameters: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    crashes: list[CrashRule] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class LocalPipeline:
         self.stack: DeployedStack | None = None
         self.poller: QueuePoller | None = None
         self._waits = WarpedWaits(self.clock, skip=False)
+        self._crashes = crashes_installed(config.crashes)
         self._queue_delays = ScaledQueueDelays(config.time_scale)
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -110,7 +113,11 @@ class LocalPipeline:
         self._capture_logs()
         runtime.use_clock(self.clock)
         for logical_id, directory in FUNCTIONS.items():
-            self.router.register(self.stack.physical(logical_id), load_handler(directory))
+            # The context's remaining time is what Powertools idempotency uses to expire the lock of
+            # a crashed invocation: scaled like every other delay.
+            timeout = self.stack.function_timeouts[logical_id] * cfg.time_scale
+            self.router.register(self.stack.physical(logical_id), load_handler(directory), timeout_seconds=timeout)
+        self._crashes.__enter__()
         self.router.install()
         self._queue_delays.__enter__()
         self._waits.__enter__()
@@ -137,6 +144,7 @@ class LocalPipeline:
             thread.join(timeout=5)
         self._waits.__exit__()
         self._queue_delays.__exit__()
+        self._crashes.__exit__(None, None, None)
         self.router.uninstall()
         runtime.use_clock(SystemClock())
         if self.emulator is not None:
@@ -159,6 +167,9 @@ class LocalPipeline:
         merged.update(
             {
                 "ALLOW_LOOPBACK_HTTP": "true",
+                # Loopback answers in milliseconds; short read timeouts keep fault runs quick.
+                "PROVIDER_READ_TIMEOUT_S": "5",
+                "DOWNLOAD_READ_TIMEOUT_S": "5",
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_LOG_LEVEL": os.environ.get("AVATAR_LOCAL_LOG_LEVEL", "INFO"),
             }

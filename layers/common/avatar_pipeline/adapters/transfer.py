@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -23,9 +24,10 @@ from avatar_pipeline.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIB = 1024 * 1024
+DEFAULT_PART_SIZE = 8 * MIB
+DEFAULT_UPLOAD_WORKERS = 3
 Expected = Literal["video", "captions"]
 _REDIRECTS = {301, 302, 303, 307, 308}
 
@@ -60,59 +62,121 @@ class CopiedObject:
 
 
 class _PartWriter:
-    """Buffers one part at a time; starts a multipart upload only once a full part exists."""
+    """Fills one part buffer while at most `workers` earlier parts upload; starts a multipart upload only
+    once a full part exists.
+
+    The download (caller's thread) never waits for an upload unless all `workers` slots are busy, and
+    never reads further ahead than that, so the writer holds at most `workers + 1` parts: the one being
+    filled and the ones being uploaded. A failed part is noticed at the next part boundary (or at
+    `finish`), which raises it in the caller's thread; the caller then `abort`s.
+    """
 
     def __init__(
-        self, s3: S3Client, bucket: str, key: str, part_size: int, content_type: str, metadata: dict[str, str]
+        self,
+        s3: S3Client,
+        bucket: str,
+        key: str,
+        part_size: int,
+        workers: int,
+        content_type: str,
+        metadata: dict[str, str],
     ) -> None:
-        self._s3, self._bucket, self._key, self._part_size = s3, bucket, key, part_size
+        self._s3, self._bucket, self._key = s3, bucket, key
+        self._part_size, self._workers = part_size, workers
         self._content_type, self._metadata = content_type, metadata
-        self._buffer = bytearray()
+        # Preallocated and reused: filling it in place never reallocates, so a part costs its size once.
+        self._fill = bytearray(part_size)
+        self._filled = 0
         self._upload_id: str | None = None
-        self._parts: list[CompletedPartTypeDef] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: set[Future[tuple[int, str]]] = set()
+        self._etags: dict[int, str] = {}
+        self._submitted = 0
 
     def write(self, chunk: bytes) -> None:
-        self._buffer.extend(chunk)
-        while len(self._buffer) >= self._part_size:
-            self._upload_part(bytes(self._buffer[: self._part_size]))
-            del self._buffer[: self._part_size]
+        view = memoryview(chunk)
+        while view:
+            take = view[: self._part_size - self._filled]
+            self._fill[self._filled : self._filled + len(take)] = take
+            self._filled += len(take)
+            view = view[len(take) :]
+            if self._filled == self._part_size:
+                self._submit_fill()
 
-    def _upload_part(self, data: bytes) -> None:
+    def _submit_fill(self) -> None:
         if self._upload_id is None:
             created = self._s3.create_multipart_upload(
                 Bucket=self._bucket, Key=self._key, ContentType=self._content_type, Metadata=self._metadata
             )
             self._upload_id = created["UploadId"]
-        number = len(self._parts) + 1
+            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="s3-part")
+        assert self._pool is not None
+        self._collect(block=False)
+        while len(self._in_flight) >= self._workers:
+            self._collect(block=True)
+        # bytes, not the bytearray: botocore wraps a bytes body without copying it (BytesIO shares it),
+        # and the fill buffer is free again at once.
+        body = bytes(memoryview(self._fill)[: self._filled])
+        self._filled = 0
+        self._submitted += 1
+        self._in_flight.add(self._pool.submit(self._upload_part, self._upload_id, self._submitted, body))
+
+    def _upload_part(self, upload_id: str, number: int, body: bytes) -> tuple[int, str]:
         part = self._s3.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=data
+            Bucket=self._bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=body
         )
-        self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
+        return number, part["ETag"]
+
+    def _collect(self, block: bool) -> None:
+        """Record finished parts; re-raise a failed one here, in the caller's thread."""
+        if not self._in_flight:
+            return
+        done, self._in_flight = wait(self._in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            number, etag = future.result()
+            self._etags[number] = etag
 
     def finish(self) -> None:
         if self._upload_id is None:
             self._s3.put_object(
                 Bucket=self._bucket,
                 Key=self._key,
-                Body=bytes(self._buffer),
+                Body=bytes(memoryview(self._fill)[: self._filled]),
                 ContentType=self._content_type,
                 Metadata=self._metadata,
             )
             return
-        if self._buffer:
-            self._upload_part(bytes(self._buffer))
-            self._buffer.clear()
+        if self._filled:
+            self._submit_fill()
+        while self._in_flight:
+            self._collect(block=True)
+        numbers = sorted(self._etags)
+        if numbers != list(range(1, self._submitted + 1)):
+            # Unreachable while every part either succeeds or raises; completing would publish a video
+            # with a hole in it, so refuse rather than trust that.
+            raise OutputTransferError(f"parts {numbers} do not cover 1..{self._submitted}")
         self._s3.complete_multipart_upload(
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts},
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self._etags[n]} for n in numbers]},
         )
+        self._upload_id = None
+        self._shutdown()
 
     def abort(self) -> None:
+        # Uploads still running must end before the abort: a part that lands after it would keep
+        # storage (and an open upload) alive. Parts not yet started are cancelled.
+        self._shutdown()
         if self._upload_id is not None:
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
             self._upload_id = None
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._in_flight = set()
 
 
 class StreamingCopier:
@@ -121,11 +185,14 @@ class StreamingCopier:
         s3: S3Client,
         http: httpx.Client,
         policy: DownloadPolicy,
-        part_size: int = 8 * MIB,
+        part_size: int = DEFAULT_PART_SIZE,
         chunk_size: int = 1 * MIB,
+        upload_workers: int = DEFAULT_UPLOAD_WORKERS,
     ) -> None:
+        if upload_workers < 1:
+            raise ValueError("upload_workers must be at least 1")
         self._s3, self._http, self._policy = s3, http, policy
-        self._part_size, self._chunk_size = part_size, chunk_size
+        self._part_size, self._chunk_size, self._upload_workers = part_size, chunk_size, upload_workers
 
     def copy(
         self, url: str, bucket: str, key: str, expect: Expected, metadata: dict[str, str] | None = None
@@ -199,7 +266,7 @@ class StreamingCopier:
         return CopiedObject(key=key, size=size, sha256=digest.hexdigest(), content_type=content_type)
 
     def _writer(self, bucket: str, key: str, content_type: str, metadata: dict[str, str]) -> _PartWriter:
-        return _PartWriter(self._s3, bucket, key, self._part_size, content_type, metadata)
+        return _PartWriter(self._s3, bucket, key, self._part_size, self._upload_workers, content_type, metadata)
 
 
 def _abort(writer: _PartWriter | None) -> None:
