@@ -207,3 +207,21 @@ def test_finalize_run_again_after_success_returns_the_recorded_outcome(pipeline:
     assert again == first_outcome
     assert pipeline.provider.calls["result"] == result_calls
     assert len(pipeline.aws.notifications()) == 1
+
+
+def test_a_finalize_that_dies_after_copying_is_retried_and_completes(pipeline: Pipeline) -> None:
+    """Given the Finalize process dies after the video is copied but before the manifest (Lambda
+    reports Runtime.ExitError), then the state machine retries it and the job completes with a
+    manifest and exactly one notification."""
+    from avatar_local.stack.crashes import CrashRule, crashes_installed
+
+    with crashes_installed([CrashRule()]):
+        submit(drop_job(pipeline))
+        job_id = only_job_id(pipeline)
+        execution = pipeline.aws.wait_for_execution(job_id)
+
+    failures = [e["taskFailedEventDetails"]["error"] for e in pipeline.aws.history(job_id) if e["type"] == "TaskFailed"]
+    assert failures[0] == "Runtime.ExitError"
+    assert execution["status"] == "SUCCEEDED"
+    assert "videos/campaign-a/alice welcome.json" in pipeline.aws.keys(pipeline.aws.output_bucket)
+    assert [n["attributes"]["status"] for n in pipeline.aws.notifications()] == ["SUCCEEDED"]

@@ -11,7 +11,6 @@ import pytest
 
 from avatar_local.stack.lambda_router import FakeLambdaContext, load_handler
 from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
-from avatar_pipeline.domain.submit import SUBMIT_LEASE
 from tests.integration.conftest import Pipeline
 from tests.support.events import object_created_sqs_event
 from tests.support.media import make_png
@@ -206,8 +205,9 @@ def test_a_crash_between_the_providers_answer_and_the_bookkeeping_never_posts_tw
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Given a worker that dies after Segmind accepted the job but before the request id was
-    recorded, then redeliveries never POST again: while the dead worker's lease runs they wait, and
-    once it has expired the job fails with a report saying the submit may have been accepted."""
+    recorded, then nothing POSTs again: a duplicate delivery is dropped while the claim runs, and
+    the claimer's own message coming back fails the job with a report saying the submit may have
+    been accepted."""
     from avatar_pipeline.adapters.jobs_table import JobsTable
 
     upload(pipeline, "inbox/face.png", make_png())
@@ -221,8 +221,12 @@ def test_a_crash_between_the_providers_answer_and_the_bookkeeping_never_posts_tw
         assert run_submit(event)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
     assert pipeline.provider.calls["submit"] == 1
 
-    assert run_submit(event)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]  # lease still held
-    pipeline.clock.advance(SUBMIT_LEASE.total_seconds() + 1)
+    # A duplicate (another message) while the claim runs is dropped: the claimer's message remains.
+    duplicate = json.loads(json.dumps(event))
+    duplicate["Records"][0]["messageId"] = "msg-duplicate"
+    assert run_submit(duplicate) == {"batchItemFailures": []}
+    assert pipeline.aws.notifications() == []
+    # The claimer's own message coming back means its worker died mid-submit.
     assert run_submit(event) == {"batchItemFailures": []}
 
     assert pipeline.provider.calls["submit"] == 1

@@ -6,6 +6,7 @@ the few resources directly so each test starts from nothing in milliseconds.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -154,5 +155,5 @@ def create_resources() -> PipelineResources:
         name="RenderJob", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/render-job"
     )["stateMachineArn"]
     for directory, name in FUNCTION_NAMES.items():
-        res.router.register(name, load_handler(directory))
+        res.router.register(name, functools.partial(load_handler, directory))
     return res

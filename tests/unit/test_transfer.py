@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from avatar_pipeline.adapters.transfer import MIB, CopiedObject, DownloadPolicy, StreamingCopier
-from avatar_pipeline.errors import OutputInvalid, OutputTransferError
+from avatar_pipeline.errors import OutputInvalid, OutputTransferError, ResultExpired
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -329,9 +329,19 @@ def test_server_errors_are_transfer_errors(s3: S3Client, status: int) -> None:
     assert_nothing_written(s3)
 
 
-@pytest.mark.parametrize("status", [404, 403, 410, 400])
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_result_file_that_is_gone_is_expired(s3: S3Client, status: int) -> None:
+    """Given the result host answers 404 or 410 (the provider deleted the file)
+    When the result is copied
+    Then ResultExpired is raised and nothing is written."""
+    with pytest.raises(ResultExpired):
+        copier(s3, Host({VIDEO_URL: serve(b"gone", status=status)})).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    assert_nothing_written(s3)
+
+
+@pytest.mark.parametrize("status", [403, 400])
 def test_client_errors_mean_the_output_is_invalid(s3: S3Client, status: int) -> None:
-    """Given the result host answers 404 (deleted), 403, 410 or 400
+    """Given the result host answers 403 or 400
     When the result is copied
     Then OutputInvalid is raised and nothing is written."""
     with pytest.raises(OutputInvalid):

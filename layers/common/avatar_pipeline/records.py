@@ -39,6 +39,7 @@ class JobRecord(BaseModel):
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     lease_until: datetime | None = None
+    claimed_by_message: str | None = None  # the SQS message whose worker holds the submit lease
     status_calls: int = 0
     provider_status: str | None = None
     notified_status: str | None = None

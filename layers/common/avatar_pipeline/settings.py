@@ -31,6 +31,9 @@ class Settings(BaseModel):
     render_deadline_minutes: int = Field(alias="RENDER_DEADLINE_MINUTES", default=45, ge=1, le=55)
     presign_expiry_seconds: int = Field(alias="PRESIGN_EXPIRY_SECONDS", default=3600, ge=60, le=3600)
     media_wait_seconds: int = Field(alias="MEDIA_WAIT_SECONDS", default=300, ge=0, le=3600)
+    # How long a submit claim stays valid: longer than the Submit function's timeout (60 s), so an
+    # expired claim means its worker is gone; shorter than the queue's visibility timeout (360 s).
+    submit_lease_seconds: int = Field(alias="SUBMIT_LEASE_SECONDS", default=120, ge=1)
     # The SubmitQueue's redrive maxReceiveCount: the last receive must end the job, not the DLQ.
     submit_max_receives: int = Field(alias="SUBMIT_MAX_RECEIVES", default=5, ge=1, le=1000)
     job_record_ttl_days: int = Field(alias="JOB_RECORD_TTL_DAYS", default=30, ge=1, le=3650)

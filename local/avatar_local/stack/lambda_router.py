@@ -68,10 +68,18 @@ class Invocation:
 
 
 class LambdaRouter:
-    """Maps function names (or ARNs) to handlers; install() hooks botocore, uninstall() unhooks."""
+    """Maps function names (or ARNs) to handlers; install() hooks botocore, uninstall() unhooks.
+
+    Like Lambda, each function has a pool of execution environments, each serving one invocation at
+    a time: a module-level object in a handler (Powertools' BatchProcessor keeps the current batch
+    on itself) is never shared by two concurrent invocations. An environment is a fresh import of
+    the handler's module, made on demand (a cold start) and reused after.
+    """
 
     def __init__(self) -> None:
-        self._handlers: dict[str, Handler] = {}
+        self._loaders: dict[str, Callable[[], Handler]] = {}
+        self._idle: dict[str, list[Handler]] = {}
+        self.cold_starts: Counter[str] = Counter()
         self._timeouts: dict[str, float] = {}
         self._lock = threading.Lock()
         self.invocations: list[Invocation] = []
@@ -79,30 +87,45 @@ class LambdaRouter:
         self.before_invoke: Callable[[str, Any], None] | None = None
         self._installed = False
 
-    def register(self, function_name: str, handler: Handler, timeout_seconds: float = 900.0) -> None:
-        """`timeout_seconds` is what the context reports as remaining time (already time-scaled)."""
-        self._handlers[function_name] = handler
+    def register(self, function_name: str, loader: Callable[[], Handler], timeout_seconds: float = 900.0) -> None:
+        """`loader` makes a new execution environment (imports the handler afresh);
+        `timeout_seconds` is what the context reports as remaining time (already time-scaled)."""
+        self._loaders[function_name] = loader
+        self._idle[function_name] = []
         self._timeouts[function_name] = timeout_seconds
+
+    def _acquire(self, name: str) -> Handler:
+        with self._lock:
+            if self._idle[name]:
+                return self._idle[name].pop()
+            self.cold_starts[name] += 1
+        return self._loaders[name]()
+
+    def _release(self, name: str, handler: Handler) -> None:
+        with self._lock:
+            self._idle[name].append(handler)
 
     def invoke(self, function_name: str, event: Any) -> tuple[Any, str | None]:
         """Run a handler as Lambda would; returns (payload, function_error)."""
         name = function_name.rsplit(":function:", 1)[-1].split(":", 1)[0]
-        handler = self._handlers.get(name)
-        if handler is None:
+        if name not in self._loaders:
             raise KeyError(f"no handler registered for Lambda function {name!r}")
+        handler = self._acquire(name)
         error_type: str | None = None
         try:
             if self.before_invoke is not None:
                 self.before_invoke(name, event)
             context = FakeLambdaContext(function_name=name, timeout_ms=int(self._timeouts.get(name, 900.0) * 1000))
             payload = handler(event, context)
-        except Exception as exc:
-            error_type = type(exc).__name__
+        except Exception as exc:  # every handler error becomes a Lambda function error
+            # Lambda names a dead runtime "Runtime.ExitError"; a simulated crash carries that name.
+            error_type = str(getattr(exc, "lambda_error_type", type(exc).__name__))
             payload = {
                 "errorType": error_type,
                 "errorMessage": str(exc),
                 "stackTrace": traceback.format_exception(exc)[-3:],
             }
+        self._release(name, handler)
         with self._lock:
             self.calls[name] += 1
             self.invocations.append(Invocation(function=name, event=event, error_type=error_type))
@@ -115,7 +138,7 @@ class LambdaRouter:
         if marker not in url_path:
             return None
         name = unquote(url_path.split(marker, 1)[1].split("/", 1)[0])
-        if name.rsplit(":function:", 1)[-1].split(":", 1)[0] not in self._handlers:
+        if name.rsplit(":function:", 1)[-1].split(":", 1)[0] not in self._loaders:
             return None
         body = params.get("body") or b"{}"
         event = json.loads(body.decode() if isinstance(body, bytes) else body)

@@ -21,7 +21,7 @@ from urllib.parse import quote_plus
 
 import boto3
 
-from avatar_local.stack.timewarp import ScaledClock, scaled_seconds
+from avatar_local.stack.timewarp import ScaledClock
 
 LOG = logging.getLogger("avatar_local.poller")
 Invoke = Callable[[dict[str, Any]], tuple[Any, str | None]]
@@ -46,13 +46,21 @@ class QueuePoller:
         batch_size: int,
         concurrency: int,
         visibility_timeout: int,
+        function_timeout: int,
         clock: ScaledClock,
+        rescheduled: Callable[[str], bool],
         duplicate_events: int = 1,
     ) -> None:
         self._queue_url, self._queue_arn, self._invoke = queue_url, queue_arn, invoke
         self._batch_size = max(1, min(batch_size, 10))
         self._concurrency = max(1, concurrency)
-        self._visibility = scaled_seconds(visibility_timeout, clock.scale)
+        # While a batch is being worked on its messages stay hidden for the function's real timeout,
+        # as on AWS (visibility >= 6x the timeout): the handler's HTTP calls take wall-clock time.
+        self._in_flight_visibility = function_timeout
+        # After a failed invocation, the queue's visibility timeout; the stack's ScaledQueueDelays hook
+        # scales it on the way to SQS, like every delay a handler asks for.
+        self._redelivery_delay = visibility_timeout
+        self._rescheduled = rescheduled
         self._clock = clock
         self._duplicates = max(1, duplicate_events)
         self._stop = threading.Event()
@@ -89,7 +97,7 @@ class QueuePoller:
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=self._batch_size,
             WaitTimeSeconds=1,
-            VisibilityTimeout=self._visibility,
+            VisibilityTimeout=self._in_flight_visibility,
             MessageSystemAttributeNames=["All"],
         )
         messages = response.get("Messages", [])
@@ -102,6 +110,13 @@ class QueuePoller:
             failed = {m["MessageId"] for m in messages}
         else:
             failed = {item["itemIdentifier"] for item in (payload or {}).get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] in failed and not self._rescheduled(message["ReceiptHandle"]):
+                sqs.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self._redelivery_delay,
+                )
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             sqs.delete_message_batch(

@@ -28,22 +28,23 @@ def download_bucket(bucket: str, target: Path) -> list[str]:
     return keys
 
 
-def _provider_submits(pipeline: LocalPipeline, job_id: str) -> int:
-    """Accepted (billable) submits the emulator saw for this job, matched by the job's request ids."""
-    assert pipeline.emulator is not None and pipeline.stack is not None
-    table = boto3.resource("dynamodb").Table(pipeline.stack.outputs["JobsTableName"])
-    record = table.get_item(Key={"job_id": job_id})
-    item = record.get("Item", {})
-    request_id = item.get("request_id")
+def _provider_submits(pipeline: LocalPipeline, job_key: str, request_id: str | None) -> int:
+    """Accepted (billable) submits the emulator saw for this job.
+
+    Matched by the job's title when it has one (unique titles in a run make this exact, and it
+    also finds a submit whose request id we never learned), else by its recorded request id plus
+    any other accepted submit with the same payload.
+    """
+    assert pipeline.emulator is not None
     snapshot = pipeline.emulator.jobs_snapshot()
-    by_request = {job.request_id: job for job in snapshot}
-    if request_id is None:
+    dropped = pipeline.dropped_jobs.get(job_key, {})
+    title = dropped.get("video_title")
+    if isinstance(title, str) and title:
+        return sum(1 for job in snapshot if job.model == dropped.get("model") and job.video_title == title)
+    recorded = next((job for job in snapshot if job.request_id == request_id), None)
+    if recorded is None:
         return 0
-    job = by_request.get(str(request_id))
-    if job is None:
-        return 0
-    # Other accepted submits for the same job look alike to the provider: same model and payload title.
-    twins = [j for j in snapshot if j.request_id != job.request_id and _same_payload(j, job)]
+    twins = [j for j in snapshot if j.request_id != recorded.request_id and _same_payload(j, recorded)]
     return 1 + len(twins)
 
 
@@ -80,7 +81,7 @@ def write_results(
                 "error_code": record.error_code,
                 "error_message": record.error_message,
                 "outputs": record.output_keys,
-                "provider_submits": _provider_submits(pipeline, job.job_id),
+                "provider_submits": _provider_submits(pipeline, key, record.request_id),
                 "notifications": len(pipeline.notifications_for(job.job_id)),
                 "status_calls": record.status_calls,
             }

@@ -8,9 +8,11 @@ with LocalPipeline(LocalRunConfig(time_scale=0.01)) as pipeline:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -62,12 +64,23 @@ class JobProgress:
     error_code: str | None
 
 
+def _loose_json(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
 class LocalPipeline:
     def __init__(self, config: LocalRunConfig) -> None:
         self.config = config
         self.clock = ScaledClock(config.time_scale)
         self.router = LambdaRouter()
         self.notifications: list[dict[str, Any]] = []
+        # Job files as dropped (when they parse), to find a job's submits at the provider even when
+        # its request id was never recorded (an ambiguous submit).
+        self.dropped_jobs: dict[str, dict[str, Any]] = {}
         self._notification_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -116,7 +129,8 @@ class LocalPipeline:
             # The context's remaining time is what Powertools idempotency uses to expire the lock of
             # a crashed invocation: scaled like every other delay.
             timeout = self.stack.function_timeouts[logical_id] * cfg.time_scale
-            self.router.register(self.stack.physical(logical_id), load_handler(directory), timeout_seconds=timeout)
+            loader = functools.partial(load_handler, directory)
+            self.router.register(self.stack.physical(logical_id), loader, timeout_seconds=timeout)
         self._crashes.__enter__()
         self.router.install()
         self._queue_delays.__enter__()
@@ -131,7 +145,9 @@ class LocalPipeline:
             batch_size=self.stack.submit_batch_size,
             concurrency=self.stack.submit_max_concurrency,
             visibility_timeout=self.stack.submit_visibility_timeout,
+            function_timeout=math.ceil(self.stack.function_timeouts["SubmitFunction"]),
             clock=self.clock,
+            rescheduled=self._queue_delays.take_rescheduled,
             duplicate_events=self.config.duplicate_events,
         ).start()
 
@@ -170,6 +186,9 @@ class LocalPipeline:
                 # Loopback answers in milliseconds; short read timeouts keep fault runs quick.
                 "PROVIDER_READ_TIMEOUT_S": "5",
                 "DOWNLOAD_READ_TIMEOUT_S": "5",
+                # The submit claim guards a live worker, whose HTTP calls take wall-clock time:
+                # keep it 120 s of wall time on the virtual clock.
+                "SUBMIT_LEASE_SECONDS": str(math.ceil(120 / self.config.time_scale)),
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_LOG_LEVEL": os.environ.get("AVATAR_LOCAL_LOG_LEVEL", "INFO"),
             }
@@ -250,9 +269,11 @@ class LocalPipeline:
         job_keys: list[str] = []
         for path in files:
             key = "inbox/" + path.relative_to(inbox).as_posix()
-            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            body = path.read_bytes()
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
             if path.suffix == ".json":
                 job_keys.append(key)
+                self.dropped_jobs[key] = _loose_json(body)
         return job_keys
 
     def put(self, key: str, body: bytes) -> None:

@@ -89,10 +89,22 @@ class ScaledQueueDelays:
 
     def __init__(self, scale: float) -> None:
         self._scale = scale
+        self._lock = threading.Lock()
+        self._rescheduled: set[str] = set()
 
     def _scale_params(self, params: dict[str, Any], **_: Any) -> None:
         if "VisibilityTimeout" in params:
             params["VisibilityTimeout"] = scaled_seconds(float(params["VisibilityTimeout"]), self._scale)
+            with self._lock:
+                self._rescheduled.add(str(params.get("ReceiptHandle")))
+
+    def take_rescheduled(self, receipt_handle: str) -> bool:
+        """True (once) if a handler already set when this received message comes back."""
+        with self._lock:
+            if receipt_handle in self._rescheduled:
+                self._rescheduled.discard(receipt_handle)
+                return True
+            return False
 
     def __enter__(self) -> ScaledQueueDelays:
         botocore.handlers.BUILTIN_HANDLERS.append(

@@ -65,4 +65,5 @@ def to_inbox_object(record: InboxEventRecord) -> InboxObject:
         sequencer=detail.object.sequencer,
         event_time=event.time,
         receive_count=int(record.attributes.ApproximateReceiveCount),
+        message_id=record.messageId,
     )

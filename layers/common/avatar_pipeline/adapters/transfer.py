@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from avatar_pipeline.errors import OutputInvalid, OutputTransferError
+from avatar_pipeline.errors import OutputInvalid, OutputTransferError, ResultExpired
 from avatar_pipeline.media import VIDEO_TYPES, looks_like_srt, sniff_video
 from avatar_pipeline.settings import is_loopback_host
 
@@ -280,6 +280,9 @@ def _check_status(response: httpx.Response) -> None:
         return
     if code >= 500 or code == httpx.codes.TOO_MANY_REQUESTS:
         raise OutputTransferError(f"the result host answered HTTP {code}")
+    if code in (httpx.codes.NOT_FOUND, httpx.codes.GONE):
+        # The provider deletes results after a while: the file is gone, not invalid.
+        raise ResultExpired(f"the result file is gone (HTTP {code})")
     raise OutputInvalid(f"the result URL answered HTTP {code}")
 
 

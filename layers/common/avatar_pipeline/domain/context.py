@@ -22,6 +22,7 @@ class InboxObject:
     sequencer: str | None
     event_time: datetime
     receive_count: int = 1  # SQS ApproximateReceiveCount of the record that carried the event
+    message_id: str | None = None  # the SQS message that carried it (duplicates are other messages)
 
 
 @dataclass(frozen=True)

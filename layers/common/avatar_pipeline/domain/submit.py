@@ -50,9 +50,6 @@ from avatar_pipeline.state import PollState, RenderJob, RenderState
 if TYPE_CHECKING:
     from avatar_pipeline.runtime import Dependencies
 
-# How long a worker may hold the submit lease: longer than the Submit function's timeout, so an
-# expired lease means that worker is gone.
-SUBMIT_LEASE = timedelta(seconds=120)
 MEDIA_RECHECK_SECONDS = 15
 
 
@@ -72,7 +69,7 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
     logger.set_correlation_id(job_id)
     existing = deps.jobs.get(job_id)
     if existing is not None:
-        return _continue_existing(existing, deps)
+        return _continue_existing(existing, obj, deps)
 
     head = deps.storage.head(obj.bucket, obj.key)
     if head is None or (obj.etag and head.etag != obj.etag.strip('"')):
@@ -95,7 +92,7 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
             ref = replace(ref, model=model_named_in(raw), media_keys=media_named_in(obj.key, raw))
         fail_job(ref, error.code, error.message, deps)
         return SubmitResult.REJECTED
-    return _post_once(ref, spec, media_keys, deps)
+    return _post_once(ref, obj, spec, media_keys, deps)
 
 
 def _media_recheck_delay(receive_count: int, remaining_seconds: float, max_receives: int) -> int:
@@ -170,7 +167,7 @@ def _check_media(obj: InboxObject, media_keys: dict[str, str], deps: Dependencie
 
 
 def _post_once(
-    ref: JobRef, spec: AvatarIVJob | AvatarVJob, media_keys: dict[str, str], deps: Dependencies
+    ref: JobRef, obj: InboxObject, spec: AvatarIVJob | AvatarVJob, media_keys: dict[str, str], deps: Dependencies
 ) -> SubmitResult:
     now = deps.clock.now()
     settings = deps.settings
@@ -183,14 +180,15 @@ def _post_once(
         media_keys=list(media_keys.values()),
         received_at=ref.received_at,
         updated_at=now,
-        lease_until=now + SUBMIT_LEASE,
+        lease_until=now + timedelta(seconds=settings.submit_lease_seconds),
+        claimed_by_message=obj.message_id,
         expires_at=int((now + timedelta(days=settings.job_record_ttl_days)).timestamp()),
     )
     if not deps.jobs.claim_submission(claim):
         existing = deps.jobs.get(ref.job_id)
         if existing is None:
             raise SubmissionInProgress("the job record vanished while claiming it; retrying")
-        return _continue_existing(existing, deps)
+        return _continue_existing(existing, obj, deps)
 
     media_urls = {
         parameter: deps.storage.presign_get(ref.input_bucket, key, settings.presign_expiry_seconds)
@@ -241,7 +239,7 @@ def _start_execution(render_job: RenderJob, deps: Dependencies) -> None:
     deps.jobs.mark_rendering(render_job.job_id, execution_arn, deps.clock.now())
 
 
-def _continue_existing(record: JobRecord, deps: Dependencies) -> SubmitResult:
+def _continue_existing(record: JobRecord, obj: InboxObject, deps: Dependencies) -> SubmitResult:
     """A redelivered event for a job we already know: never POST again."""
     if record.status in (JobStatus.RENDERING, JobStatus.SUCCEEDED, JobStatus.FAILED):
         logger.info("duplicate delivery ignored", extra={"status": record.status.value})
@@ -249,9 +247,16 @@ def _continue_existing(record: JobRecord, deps: Dependencies) -> SubmitResult:
     if record.status == JobStatus.SUBMITTED and record.render_job_json:
         _start_execution(RenderJob.model_validate_json(record.render_job_json), deps)
         return SubmitResult.RESUMED
-    now = deps.clock.now()
-    if record.lease_until is not None and record.lease_until > now:
-        raise SubmissionInProgress("another worker is submitting this job")
+    # SUBMITTING: a worker claimed the job and may have posted it.
+    own_message = obj.message_id is not None and obj.message_id == record.claimed_by_message
+    lease_running = record.lease_until is not None and record.lease_until > deps.clock.now()
+    if lease_running and not own_message:
+        # Another delivery of the same event is being submitted right now. Its message stays on the
+        # queue until that worker records the outcome (and comes back if the worker dies), so this
+        # copy can go: waiting on it would only spend the queue's receives.
+        logger.info("duplicate delivery dropped while another worker submits the job")
+        return SubmitResult.DUPLICATE
+    # The claiming worker's own message came back, or its lease ran out: it died mid-submit.
     ref = JobRef(
         job_id=record.job_id,
         input_bucket=record.input_bucket,
