@@ -259,3 +259,18 @@ def test_a_failed_start_execution_is_retried_without_posting_again(
     job_id = str(boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"][0]["job_id"])
     assert pipeline.aws.wait_for_execution(job_id)["status"] == "SUCCEEDED"
     assert [n["attributes"]["status"] for n in pipeline.aws.notifications()] == ["SUCCEEDED"]
+
+
+@pytest.mark.parametrize("key", ["elsewhere/job.json", "processed/job.json", "failed/job.error.json", "inbox.json"])
+def test_a_json_outside_inbox_never_becomes_a_job(pipeline: Pipeline, key: str) -> None:
+    """Given an event for a JSON file outside inbox/ (the rule filters these out; this is the
+    handler's own guard, e.g. for a misconfigured rule), then nothing is recorded, posted, moved or
+    notified: what the pipeline writes can never trigger it again."""
+    event = job_event(pipeline, key, avatar_iv_job())
+
+    assert run_submit(event) == {"batchItemFailures": []}
+
+    assert pipeline.provider.calls["submit"] == 0
+    assert boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"] == []
+    assert pipeline.aws.notifications() == []
+    assert pipeline.aws.keys(pipeline.aws.input_bucket) == [key]
