@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,5 +20,4 @@ from avatar_pipeline.state import RenderState
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
     outcome = deps.once.finalize(event, lambda state: finalize_job(state, deps), context)
-    metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
     return outcome.model_dump(mode="json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -20,5 +19,4 @@ from avatar_pipeline.state import RenderState
 @event_parser(model=RenderState)
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
     outcome = report_failure(event, dependencies())
-    metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
     return outcome.model_dump(mode="json")

@@ -36,6 +36,7 @@ class PipelineResources:
     idempotency_table: str = "avatar-idempotency"
     topic_arn: str = ""
     notifications_queue_url: str = ""
+    events_queue_url: str = ""
     submit_queue_arn: str = ""
     submit_queue_url: str = ""
     secret_arn: str = ""
@@ -76,6 +77,16 @@ class PipelineResources:
                 attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
                 messages.append({"body": json.loads(envelope["Message"]), "attributes": attributes})
                 sqs.delete_message(QueueUrl=self.notifications_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def completion_events(self) -> list[dict[str, Any]]:
+        """Every EventBridge event the pipeline put on the default bus (captured by a rule)."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        events: list[dict[str, Any]] = []
+        while batch := sqs.receive_message(QueueUrl=self.events_queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                events.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return events
 
     def keys(self, bucket: str) -> list[str]:
         s3 = boto3.client("s3", region_name=REGION)
@@ -134,6 +145,13 @@ def create_resources() -> PipelineResources:
         "Attributes"
     ]["QueueArn"]
     sns.subscribe(TopicArn=res.topic_arn, Protocol="sqs", Endpoint=capture_arn)
+    res.events_queue_url = sqs.create_queue(QueueName="captured-events")["QueueUrl"]
+    events_queue_arn = sqs.get_queue_attributes(QueueUrl=res.events_queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events = boto3.client("events", region_name=REGION)
+    events.put_rule(Name="capture-completions", EventPattern=json.dumps({"source": ["avatar-pipeline"]}))
+    events.put_targets(Rule="capture-completions", Targets=[{"Id": "queue", "Arn": events_queue_arn}])
     res.submit_queue_url = sqs.create_queue(QueueName="SubmitQueue", Attributes={"VisibilityTimeout": "360"})[
         "QueueUrl"
     ]

@@ -9,6 +9,7 @@ POWERTOOLS_* environment variables.
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 SERVICE_NAME = "avatar-pipeline"
 METRICS_NAMESPACE = "AvatarPipeline"
@@ -16,3 +17,29 @@ METRICS_NAMESPACE = "AvatarPipeline"
 logger = Logger(service=SERVICE_NAME)
 tracer = Tracer(service=SERVICE_NAME)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+
+
+# --- job outcome metrics (EMF): one metric line each, with its own dimensions --------------------
+# single_metric because one Submit batch can end several jobs with different models and codes.
+
+
+def _count(name: str, dimensions: dict[str, str], value: float = 1.0, unit: MetricUnit = MetricUnit.Count) -> None:
+    with single_metric(name=name, unit=unit, value=value, namespace=METRICS_NAMESPACE) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)
+
+
+def job_submitted(model: str) -> None:
+    _count("JobsSubmitted", {"Model": model})
+
+
+def job_succeeded(model: str, total_seconds: float, rendering_seconds: float | None, status_calls: int) -> None:
+    _count("JobsSucceeded", {"Model": model})
+    _count("EndToEndSeconds", {"Model": model}, total_seconds, MetricUnit.Seconds)
+    if rendering_seconds is not None:
+        _count("RenderSeconds", {"Model": model}, rendering_seconds, MetricUnit.Seconds)
+    _count("StatusCallsPerJob", {"Model": model}, status_calls)
+
+
+def job_failed(model: str | None, error_code: str) -> None:
+    _count("JobsFailed", {"Model": model or "unknown", "ErrorCode": error_code})

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import boto3
 import httpx
 
+from avatar_pipeline.adapters.events import CompletionEvents
 from avatar_pipeline.adapters.executions import ExecutionStarter
 from avatar_pipeline.adapters.idempotency import OnceOnly
 from avatar_pipeline.adapters.jobs_table import JobsTable
@@ -49,6 +50,10 @@ class Dependencies:
     @cached_property
     def notifier(self) -> SnsNotifier:
         return SnsNotifier(boto3.client("sns"), self.settings.notification_topic_arn)
+
+    @cached_property
+    def events(self) -> CompletionEvents:
+        return CompletionEvents(boto3.client("events"), self.settings.event_bus_name)
 
     @cached_property
     def executions(self) -> ExecutionStarter:

@@ -48,6 +48,8 @@ class Settings(BaseModel):
     output_host_allowlist: tuple[str, ...] = Field(alias="OUTPUT_HOST_ALLOWLIST", default=())
     # Plain http to a loopback host, for the offline emulator only.
     allow_loopback_http: bool = Field(alias="ALLOW_LOOPBACK_HTTP", default=False)
+    # The bus completion events go to ("Avatar Video Succeeded" / "Avatar Video Failed").
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", default="default", min_length=1)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
 
     @field_validator("output_host_allowlist", mode="before")

@@ -11,7 +11,7 @@ from avatar_pipeline.domain.inbox import archive_inputs
 from avatar_pipeline.domain.notify import publish_once
 from avatar_pipeline.errors import ADVICE, ErrorCode, error_code_for
 from avatar_pipeline.keys import error_report_key
-from avatar_pipeline.observability import logger
+from avatar_pipeline.observability import job_failed, logger
 from avatar_pipeline.records import ErrorReport, JobStatus, Notification
 from avatar_pipeline.state import JobOutcome, RenderState
 
@@ -56,8 +56,9 @@ def fail_job(ref: JobRef, code: ErrorCode, message: str, deps: Dependencies) -> 
         timings={"received_at": isoformat(ref.received_at), "failed_at": isoformat(now)},
         metadata=ref.metadata,
     )
-    notified = publish_once(notification, deps.jobs, deps.notifier)
+    notified = publish_once(notification, deps)
     logger.warning("job failed", extra={"error_code": code.value, "error_message": message})
+    job_failed(ref.model, code.value)
     return JobOutcome(
         job_id=ref.job_id,
         status="FAILED",

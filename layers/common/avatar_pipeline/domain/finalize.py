@@ -16,7 +16,7 @@ from avatar_pipeline.domain.inbox import archive_inputs
 from avatar_pipeline.domain.notify import publish_once
 from avatar_pipeline.errors import ProviderBadResponse, ProviderJobFailed
 from avatar_pipeline.keys import sibling_key
-from avatar_pipeline.observability import logger
+from avatar_pipeline.observability import job_succeeded, logger
 from avatar_pipeline.provider.wire import RenderResult
 from avatar_pipeline.records import JobStatus, Manifest, Notification, Timings
 from avatar_pipeline.state import JobOutcome, RenderState
@@ -107,8 +107,9 @@ def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
         timings=timings.model_dump(mode="json"),
         metadata=job.metadata,
     )
-    notified = publish_once(notification, deps.jobs, deps.notifier)
+    notified = publish_once(notification, deps)
     logger.info("job succeeded", extra={"video_key": video.key, "size": video.size})
+    job_succeeded(job.model, timings.total_seconds, timings.rendering_seconds, state.poll.polls)
     return JobOutcome(job_id=job.job_id, status="SUCCEEDED", output_keys=output_keys, notified=notified)
 
 

@@ -43,7 +43,7 @@ from avatar_pipeline.keys import (
     resolve_media_key,
 )
 from avatar_pipeline.media import SNIFF_BYTES, sniff_audio, sniff_image
-from avatar_pipeline.observability import logger
+from avatar_pipeline.observability import job_submitted, logger
 from avatar_pipeline.records import JobRecord, JobStatus
 from avatar_pipeline.state import PollState, RenderJob, RenderState
 
@@ -229,6 +229,7 @@ def _post_once(
     )
     deps.jobs.mark_submitted(ref.job_id, accepted.request_id, submitted_at, render_job.model_dump_json())
     logger.info("submitted to Segmind", extra={"request_id": accepted.request_id, "model": spec.model})
+    job_submitted(spec.model)
     _start_execution(render_job, deps)
     return SubmitResult.STARTED
 
