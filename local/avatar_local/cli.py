@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from avatar_local import deployed as deployed_module
     from avatar_local.emulator import FaultPlan
     from avatar_local.media_probe import MediaInfo
     from avatar_local.stack.crashes import CrashRule
     from avatar_local.stack.runner import JobProgress, LocalRunConfig
+    from avatar_pipeline.records import JobRecord
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rpm", type=_positive_int, help="the emulator's requests-per-minute budget per key")
     run.add_argument("--timeout", type=_positive_float, default=600.0, help="wall-clock seconds")
 
+    _add_deployed_commands(groups)
+
     emulator = groups.add_parser("emulator", help="the Segmind v2 emulator")
     emulator_commands = emulator.add_subparsers(dest="command", required=True)
     serve = emulator_commands.add_parser("serve", help="serve the emulator until interrupted")
@@ -76,14 +80,98 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _add_deployed_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def names(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--stack", help="the deployed stack; names come from its outputs")
+        command.add_argument("--input-bucket", help="instead of --stack")
+        command.add_argument("--output-bucket", help="instead of --stack")
+        command.add_argument("--jobs-table", help="instead of --stack")
+
+    submit = groups.add_parser("submit", help="upload a photo or a job file to a deployed stack's inbox")
+    submit.add_argument("source", type=Path, help="a photo (.png/.jpg/.webp) or a job file (.json)")
+    submit.add_argument("--script", help="what the avatar says (for a photo)")
+    submit.add_argument("--title", help="video title (for a photo; default: the file name)")
+    submit.add_argument("--voice", help="voice name or id (for a photo)")
+    submit.add_argument("--prefix", default="", help="folder under inbox/")
+    submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    submit.add_argument("--timeout", type=_positive_float, default=1800.0, help="with --wait: seconds")
+    names(submit)
+
+    status = groups.add_parser("status", help="jobs as a table: one job, or the most recent ones")
+    status.add_argument("job_id", nargs="?")
+    status.add_argument("--recent", type=_positive_int, default=20)
+    status.add_argument("--status", choices=["SUBMITTING", "SUBMITTED", "RENDERING", "SUCCEEDED", "FAILED"])
+    names(status)
+
+    logs = groups.add_parser("logs", help="a job's history: its milestones and every state it went through")
+    logs.add_argument("job_id")
+    names(logs)
+
+
+def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.group in ("submit", "status", "logs"):
+        return _deployed(args, parser, console or sys.stdout)
     if args.group == "emulator":
         return _serve_emulator(args)
     if args.command == "demo":
         return _demo(args)
     return _run(args, parser)
+
+
+def _deployed(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
+    from avatar_local import deployed
+    from avatar_pipeline.errors import InvalidJob
+
+    try:
+        names = deployed.StackNames.resolve(args.stack, args.input_bucket, args.output_bucket, args.jobs_table)
+        if args.group == "submit":
+            return _submit(args, names, console)
+        if args.group == "status":
+            records = [r for r in [deployed.get_job(names, args.job_id)] if r] if args.job_id else None
+            if args.job_id and not records:
+                console.write(f"no job {args.job_id}\n")
+                return EXIT_TIMEOUT
+            deployed.print_jobs(records or deployed.recent_jobs(names, args.recent, args.status), console)
+            return EXIT_OK
+        record = deployed.get_job(names, args.job_id)
+        if record is None:
+            console.write(f"no job {args.job_id}\n")
+            return EXIT_TIMEOUT
+        console.write("\n".join(deployed.job_history(record)) + "\n")
+        return EXIT_OK
+    except (deployed.UsageError, InvalidJob, OSError) as error:
+        parser.error(str(error))
+
+
+def _submit(args: argparse.Namespace, names: deployed_module.StackNames, console: TextIO) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from avatar_local import deployed
+
+    uploads = deployed.plan_upload(args.source, args.prefix, args.script, args.title, args.voice)
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    job_key = deployed.upload(names, uploads)
+    console.write(f"uploaded {len(uploads)} file(s); the job file is s3://{names.input_bucket}/{job_key}\n")
+    if not args.wait:
+        return EXIT_OK
+
+    def show(record: JobRecord) -> None:
+        detail = f" ({record.provider_status})" if record.provider_status and record.status.value == "RENDERING" else ""
+        console.write(f"  {datetime.now(UTC):%H:%M:%S}  {record.job_id}: {record.status.value}{detail}\n")
+        console.flush()
+
+    record = deployed.wait_for(names, job_key, started, args.timeout, show)
+    if record is None:
+        console.write(f"still not finished after {args.timeout:.0f} s\n")
+        return EXIT_TIMEOUT
+    if record.status.value == "SUCCEEDED":
+        video = next((k for k in record.output_keys if k.endswith((".mp4", ".webm"))), record.output_keys[0])
+        console.write(f"video: s3://{names.output_bucket}/{video}\n")
+    else:
+        console.write(f"failed: {record.error_code}: {record.error_message}\n")
+    return EXIT_OK
 
 
 def _load_faults(path: Path | None, parser: argparse.ArgumentParser | None = None) -> FaultPlan | None:

@@ -1,0 +1,219 @@
+"""Working with a deployed stack: drop a job, follow it, list jobs, show a job's history.
+
+Names come from the stack's outputs (`--stack NAME`) or explicit flags. The same code runs against
+AWS or against the offline stack (which is a real CloudFormation stack in moto).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+from boto3.dynamodb.conditions import Attr, Key
+
+from avatar_pipeline.jobs.spec import parse_job_file
+from avatar_pipeline.keys import INBOX_PREFIX, resolve_media_key
+from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord, JobStatus
+
+STATUS_INDEX = "status-updated_at-index"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+class UsageError(ValueError):
+    """Bad arguments or files: the CLI exits 2 with this message."""
+
+
+@dataclass(frozen=True)
+class StackNames:
+    input_bucket: str
+    output_bucket: str
+    jobs_table: str
+    state_machine_arn: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        stack: str | None,
+        input_bucket: str | None = None,
+        output_bucket: str | None = None,
+        jobs_table: str | None = None,
+    ) -> StackNames:
+        outputs: dict[str, str] = {}
+        if stack:
+            described = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        names = {
+            "input_bucket": input_bucket or outputs.get("InputBucketName"),
+            "output_bucket": output_bucket or outputs.get("OutputBucketName"),
+            "jobs_table": jobs_table or outputs.get("JobsTableName"),
+        }
+        missing = [name for name, value in names.items() if not value]
+        if missing:
+            raise UsageError(f"give --stack NAME or --{missing[0].replace('_', '-')}")
+        return cls(**{k: str(v) for k, v in names.items()}, state_machine_arn=outputs.get("StateMachineArn"))
+
+
+def build_photo_job(photo: Path, script: str, title: str | None, voice: str | None) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "model": "heygen-avatar-iv",
+        "photo": photo.name,
+        "video_title": title or photo.stem,
+        "script": script,
+    }
+    if voice:
+        job["voice_id"] = voice
+    return job
+
+
+def plan_upload(
+    source: Path, prefix: str, script: str | None, title: str | None, voice: str | None
+) -> list[tuple[str, bytes]]:
+    """(key, body) pairs to upload, media first and the job file last (it is the trigger)."""
+    folder = INBOX_PREFIX + (prefix.strip("/") + "/" if prefix.strip("/") else "")
+    if source.suffix.lower() in IMAGE_SUFFIXES:
+        if not script:
+            raise UsageError("a photo needs --script TEXT (what the avatar says)")
+        job = build_photo_job(source, script, title, voice)
+        return [(folder + source.name, source.read_bytes()), (f"{folder}{source.stem}.json", json.dumps(job).encode())]
+    if source.suffix.lower() != ".json":
+        raise UsageError(f"{source} is neither a job file (.json) nor a photo ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    raw = source.read_bytes()
+    spec = parse_job_file(raw)  # fail here, with the pipeline's own message, rather than after upload
+    job_key = folder + source.name
+    uploads = []
+    for reference in spec.media_references().values():
+        media_key = resolve_media_key(job_key, reference)
+        media_path = source.parent / media_key[len(folder) :]
+        if not media_path.is_file():
+            raise UsageError(f"{source} names {reference}, which is not at {media_path}")
+        uploads.append((media_key, media_path.read_bytes()))
+    return [*uploads, (job_key, raw)]
+
+
+def upload(names: StackNames, uploads: list[tuple[str, bytes]]) -> str:
+    s3 = boto3.client("s3")
+    for key, body in uploads:
+        s3.put_object(Bucket=names.input_bucket, Key=key, Body=body)
+    return uploads[-1][0]
+
+
+def latest_record_for(names: StackNames, job_key: str, since: datetime) -> JobRecord | None:
+    """The job created by an upload of `job_key` at or after `since` (the newest one)."""
+    table = boto3.resource("dynamodb").Table(names.jobs_table)
+    found: list[JobRecord] = []
+    for item in _scan(table, filter_job_key=job_key):
+        record = JobRecord.model_validate(item)
+        if record.received_at >= since:
+            found.append(record)
+    return max(found, key=lambda r: r.received_at, default=None)
+
+
+def wait_for(
+    names: StackNames,
+    job_key: str,
+    since: datetime,
+    timeout: float,
+    on_change: Callable[[JobRecord], None],
+    poll_seconds: float = 2.0,
+) -> JobRecord | None:
+    deadline = time.monotonic() + timeout
+    seen: tuple[str, str | None] | None = None
+    while time.monotonic() < deadline:
+        record = latest_record_for(names, job_key, since)
+        if record is not None:
+            state = (record.status.value, record.provider_status)
+            if state != seen:
+                on_change(record)
+                seen = state
+            if record.status in TERMINAL_STATUSES:
+                return record
+        time.sleep(poll_seconds)
+    return None
+
+
+def get_job(names: StackNames, job_id: str) -> JobRecord | None:
+    item = boto3.resource("dynamodb").Table(names.jobs_table).get_item(Key={"job_id": job_id}).get("Item")
+    return JobRecord.model_validate(item) if item else None
+
+
+def recent_jobs(names: StackNames, limit: int, status: str | None = None) -> list[JobRecord]:
+    """The newest jobs, by the status GSI (one query per status; no table scan)."""
+    table = boto3.resource("dynamodb").Table(names.jobs_table)
+    statuses = [status] if status else [s.value for s in JobStatus]
+    records: list[JobRecord] = []
+    for value in statuses:
+        page = table.query(
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression=Key("status").eq(value),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        records.extend(JobRecord.model_validate(item) for item in page["Items"])
+    return sorted(records, key=lambda r: r.updated_at, reverse=True)[:limit]
+
+
+def print_jobs(records: list[JobRecord], console: TextIO) -> None:
+    header = ("JOB ID", "STATUS", "MODEL", "UPDATED", "INPUT", "RESULT")
+    rows = [
+        (
+            r.job_id,
+            r.status.value
+            + (f" ({r.provider_status})" if r.status == JobStatus.RENDERING and r.provider_status else ""),
+            r.model or "-",
+            r.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.job_key,
+            r.error_code or (r.output_keys[0] if r.output_keys else "-"),
+        )
+        for r in records
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        console.write(
+            "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+
+
+def job_history(record: JobRecord) -> list[str]:
+    """What happened, in order: the record's milestones, then every state the execution went through."""
+    lines = [f"{record.received_at:%H:%M:%S}  received {record.job_key}"]
+    if record.submitted_at:
+        lines.append(f"{record.submitted_at:%H:%M:%S}  submitted to Segmind as {record.request_id}")
+    if record.execution_arn:
+        history = boto3.client("stepfunctions").get_execution_history(
+            executionArn=record.execution_arn, maxResults=1000
+        )["events"]
+        for event in history:
+            lines.extend(_describe_event(dict(event)))
+    if record.completed_at:
+        outcome = record.error_code or "outputs: " + ", ".join(record.output_keys)
+        lines.append(f"{record.completed_at:%H:%M:%S}  {record.status.value} {outcome}")
+        if record.error_message:
+            lines.append(f"          {record.error_message}")
+    return lines
+
+
+def _describe_event(event: dict[str, Any]) -> Iterator[str]:
+    stamp = f"{event['timestamp']:%H:%M:%S}"
+    if "stateEnteredEventDetails" in event:
+        yield f"{stamp}  state {event['stateEnteredEventDetails']['name']}"
+    elif event["type"] == "TaskFailed":
+        details = event["taskFailedEventDetails"]
+        yield f"{stamp}  task failed: {details.get('error')} (retried or caught by the state machine)"
+    elif event["type"] in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
+        yield f"{stamp}  execution {event['type'].removeprefix('Execution').lower()}"
+
+
+def _scan(table: Any, filter_job_key: str) -> Iterator[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"FilterExpression": Attr("job_key").eq(filter_job_key)}
+    while True:
+        page = table.scan(**kwargs)
+        yield from page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
