@@ -1,30 +1,79 @@
-"""Poll: one status check, and the wait before the next one. The loop itself lives in the ASL."""
+"""Poll: one status check, and the wait before the next one. The loop itself lives in the ASL.
+
+The wait comes from the poll policy and what has been learned about renders of the same class
+(model + resolution); a check that sees COMPLETED teaches it one more render time. With a request
+budget, a check takes a token first; when the budget is spent the provider is not called at all:
+the same state comes back with a short wait, so the ASL simply loops once more. (Raising a
+transient error for the ASL's Retry instead would give up after its MaxAttempts and fail the
+job, and its backoff knows nothing of when the next token comes.)
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import zlib
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
-from avatar_pipeline.domain.poll_policy import PollPolicy
+from avatar_pipeline.adapters.request_budget import Denied, Grant, RequestKind
+from avatar_pipeline.domain.poll_policy import PollPolicy, RenderStats, observed_render_seconds, render_class
+from avatar_pipeline.observability import logger
 from avatar_pipeline.state import PollState, RenderState
 
 if TYPE_CHECKING:
     from avatar_pipeline.runtime import Dependencies
 
+# A wait must end at or before the deadline and last a whole second or more: with less than a second
+# left none fits, so the deadline counts as reached now rather than one check after it.
+_LAST_WAIT = timedelta(seconds=1)
 
-def check_status(state: RenderState, deps: Dependencies, policy: PollPolicy | None = None) -> RenderState:
-    """Ask Segmind once; transient faults and 404 (RESULT_EXPIRED) propagate as typed errors."""
+
+class RenderStatsStore(Protocol):
+    """adapters/render_stats.RenderStatsTable, or a fake."""
+
+    def get(self, render_class: str) -> RenderStats: ...
+
+    def record(self, render_class: str, render_seconds: float, now: datetime) -> RenderStats | None: ...
+
+
+class PollBudget(Protocol):
+    """adapters/request_budget.RequestBudget, or its in-memory twin."""
+
+    def try_acquire(self, kind: RequestKind, now: datetime) -> Grant | Denied: ...
+
+
+def check_status(
+    state: RenderState,
+    deps: Dependencies,
+    policy: PollPolicy | None = None,
+    stats: RenderStatsStore | None = None,
+    budget: PollBudget | None = None,
+) -> RenderState:
+    """Ask Segmind once; transient faults and 404 (RESULT_EXPIRED) propagate as typed errors.
+
+    Without `stats` the policy uses its prior and learns nothing; without `budget` every check goes out.
+    """
     policy = policy or PollPolicy()
-    report = deps.provider.status(state.job.request_id)
-    now = deps.clock.now()
     job = state.job
+    kind = render_class(job.model, job.parameters)
+    learned = stats.get(kind) if stats is not None else RenderStats.prior()
+    if budget is not None:
+        decision = budget.try_acquire("poll", deps.clock.now())
+        if isinstance(decision, Denied):
+            return _deferred(state, deps.clock.now(), decision, policy, learned)
+    report = deps.provider.status(job.request_id)
+    now = deps.clock.now()
     polls = state.poll.polls + 1
     finished = report.status in ("COMPLETED", "FAILED")
     deps.jobs.record_poll(job.job_id, report.status, polls, now)
+    if report.status == "COMPLETED" and stats is not None:
+        elapsed = (now - job.submitted_at).total_seconds()
+        stats.record(kind, observed_render_seconds(elapsed, state.poll.wait_seconds, report.metrics), now)
     next_poll = PollState(
         status=report.status,
-        wait_seconds=policy.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds),
+        wait_seconds=policy.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
         polls=polls,
-        deadline_passed=not finished and now >= job.deadline_at,
+        deadline_passed=not finished and job.deadline_at - now < _LAST_WAIT,
         error_message=report.error if report.status == "FAILED" else None,
         provider_metrics=report.metrics,
         first_seen_processing_at=state.poll.first_seen_processing_at
@@ -32,3 +81,26 @@ def check_status(state: RenderState, deps: Dependencies, policy: PollPolicy | No
         completed_seen_at=now if report.status == "COMPLETED" else None,
     )
     return RenderState(job=job, poll=next_poll)
+
+
+def _deferred(
+    state: RenderState, now: datetime, denied: Denied, policy: PollPolicy, learned: RenderStats
+) -> RenderState:
+    """The budget is spent: no call, the same status, and a wait until a token is likely free.
+
+    Checks denied together would all come back together and all but one be denied again, and when
+    tokens are scarce retrying sooner than the schedule buys nothing, so the wait is the time to the
+    next token plus a deterministic spread (by job and moment) of up to the scheduled interval.
+    """
+    job = state.job
+    remaining = (job.deadline_at - now).total_seconds()
+    scheduled = policy.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned)
+    spread = zlib.crc32(f"{job.job_id}:{state.poll.polls}:{now.timestamp():.3f}".encode()) % (scheduled + 1)
+    wait = max(1, math.floor(min(math.ceil(denied.retry_after_seconds) + spread, remaining)))
+    logger.info(
+        "status check deferred: the request budget is spent",
+        extra={"retry_after_seconds": round(denied.retry_after_seconds, 2), "wait_seconds": wait},
+    )
+    deadline_passed = job.deadline_at - now < _LAST_WAIT
+    poll = state.poll.model_copy(update={"wait_seconds": wait, "deadline_passed": deadline_passed})
+    return RenderState(job=job, poll=poll)
