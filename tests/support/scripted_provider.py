@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Reply = tuple[int, dict[str, Any]]
+Reply = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]]
 
 
 @dataclass
@@ -99,9 +99,14 @@ class ScriptedProvider:
                 return
 
             def _reply(self, reply: Reply) -> None:
-                code, body = reply
+                code, body = reply[0], reply[1]
+                headers: dict[str, str] = {}
+                if len(reply) == 3:
+                    headers = reply[2]
                 data = json.dumps(body).encode()
                 self.send_response(code)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -19,6 +19,8 @@ from avatar_pipeline.adapters.idempotency import OnceOnly
 from avatar_pipeline.adapters.jobs_table import JobsTable
 from avatar_pipeline.adapters.notifier import SnsNotifier
 from avatar_pipeline.adapters.queue import RetryScheduler
+from avatar_pipeline.adapters.render_stats import RenderStatsTable
+from avatar_pipeline.adapters.request_budget import RequestBudget
 from avatar_pipeline.adapters.secrets import ApiKeySource
 from avatar_pipeline.adapters.storage import S3Storage
 from avatar_pipeline.adapters.transfer import DownloadPolicy, StreamingCopier
@@ -60,6 +62,16 @@ class Dependencies:
         if not self.settings.state_machine_arn:
             raise RuntimeError("STATE_MACHINE_ARN is not set for this function")
         return ExecutionStarter(boto3.client("stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def render_stats(self) -> RenderStatsTable | None:
+        table = self.settings.pipeline_state_table
+        return RenderStatsTable(table) if table else None
+
+    @cached_property
+    def request_budget(self) -> RequestBudget | None:
+        table = self.settings.pipeline_state_table
+        return RequestBudget(table, self.settings.segmind_requests_per_minute) if table else None
 
     @cached_property
     def once(self) -> OnceOnly:

@@ -48,6 +48,11 @@ class Settings(BaseModel):
     output_host_allowlist: tuple[str, ...] = Field(alias="OUTPUT_HOST_ALLOWLIST", default=())
     # Plain http to a loopback host, for the offline emulator only.
     allow_loopback_http: bool = Field(alias="ALLOW_LOOPBACK_HTTP", default=False)
+    # Small shared state (key `pk`): the Segmind request budget and learned render times.
+    # Unset: no budget, no learning (the policy's prior).
+    pipeline_state_table: str | None = Field(alias="PIPELINE_STATE_TABLE", default=None, min_length=1)
+    # Requests per minute the Segmind key allows (free 5, pro 50); every function shares them.
+    segmind_requests_per_minute: int = Field(alias="SEGMIND_REQUESTS_PER_MINUTE", default=50, ge=2)
     # The bus completion events go to ("Avatar Video Succeeded" / "Avatar Video Failed").
     event_bus_name: str = Field(alias="EVENT_BUS_NAME", default="default", min_length=1)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)

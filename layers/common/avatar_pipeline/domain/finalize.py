@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from avatar_pipeline.adapters.request_budget import Denied
 from avatar_pipeline.adapters.transfer import CopiedObject
 from avatar_pipeline.domain.context import JobRef
 from avatar_pipeline.domain.inbox import archive_inputs
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
     job = state.job
     settings = deps.settings
+    if deps.request_budget is not None:
+        now = deps.clock.now()
+        decision = deps.request_budget.try_acquire("result", now)
+        if isinstance(decision, Denied):
+            raise decision.as_error(now)  # ProviderThrottled: the ASL's Retry brings it back
     result = deps.provider.result(job.request_id)
     if not isinstance(result, RenderResult):
         if result.status == "FAILED":

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from avatar_pipeline.adapters.request_budget import Denied, Grant, RequestKind
 from avatar_pipeline.domain.poll_policy import PollPolicy, RenderStats, observed_render_seconds, render_class
+from avatar_pipeline.errors import ProviderThrottled
 from avatar_pipeline.observability import logger
 from avatar_pipeline.state import PollState, RenderState
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 # A wait must end at or before the deadline and last a whole second or more: with less than a second
 # left none fits, so the deadline counts as reached now rather than one check after it.
 _LAST_WAIT = timedelta(seconds=1)
+# A 429 without a usable x-rate-limit-reset-at-utc: the rate window is a minute.
+_THROTTLED_FALLBACK_SECONDS = 30.0
 
 
 class RenderStatsStore(Protocol):
@@ -61,7 +64,13 @@ def check_status(
         decision = budget.try_acquire("poll", deps.clock.now())
         if isinstance(decision, Denied):
             return _deferred(state, deps.clock.now(), decision, policy, learned)
-    report = deps.provider.status(job.request_id)
+    try:
+        report = deps.provider.status(job.request_id)
+    except ProviderThrottled as throttled:
+        # Segmind says when its window resets: check again then, without spending a Retry attempt.
+        now = deps.clock.now()
+        wait = (throttled.reset_at - now).total_seconds() if throttled.reset_at else _THROTTLED_FALLBACK_SECONDS
+        return _deferred(state, now, Denied("poll", max(1.0, wait)), policy, learned)
     now = deps.clock.now()
     polls = state.poll.polls + 1
     finished = report.status in ("COMPLETED", "FAILED")

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from avatar_pipeline.adapters.request_budget import Denied
 from avatar_pipeline.adapters.storage import ObjectMissing, ObjectTooLarge
 from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.inbox import media_named_in, model_named_in
-from avatar_pipeline.domain.poll_policy import PollPolicy
+from avatar_pipeline.domain.poll_policy import PollPolicy, render_class
 from avatar_pipeline.errors import (
     InvalidJob,
     MediaNotYetAvailable,
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from avatar_pipeline.runtime import Dependencies
 
 MEDIA_RECHECK_SECONDS = 15
+# A backlog of submits denied by the request budget comes back spread out, not in lockstep.
+BUDGET_RETRY_SPREAD_SECONDS = 110
 
 
 class SubmitResult(StrEnum):
@@ -196,6 +199,7 @@ def _post_once(
     }
     payload = spec.provider_payload(media_urls)
     try:
+        _take_submit_token(ref.job_id, deps)
         accepted = deps.provider.submit(spec.model, payload)
     except (ProviderConnectionError, ProviderThrottled, ProviderUnavailable):
         # Provably not accepted: give the lease back so SQS redelivery can try again.
@@ -234,8 +238,25 @@ def _post_once(
     return SubmitResult.STARTED
 
 
+def _take_submit_token(job_id: str, deps: Dependencies) -> None:
+    """Wait in the queue, not in a 429: a denial is a ProviderThrottled, which the caller's except
+    clause already handles (claim released, SQS redelivers after retry_delay_for)."""
+    if deps.request_budget is None:
+        return
+    now = deps.clock.now()
+    decision = deps.request_budget.try_acquire("submit", now)
+    if isinstance(decision, Denied):
+        raise decision.as_error(now, f"{job_id}:{now.isoformat()}", BUDGET_RETRY_SPREAD_SECONDS)
+
+
 def _start_execution(render_job: RenderJob, deps: Dependencies) -> None:
-    state = RenderState(job=render_job, poll=PollState(status="QUEUED", wait_seconds=PollPolicy().first_wait()))
+    # The first check comes from what was learned about renders like this one (or the prior);
+    # next_wait also resumes correctly when an old job's execution is (re)started late.
+    learned = (
+        deps.render_stats.get(render_class(render_job.model, render_job.parameters)) if deps.render_stats else None
+    )
+    first_wait = PollPolicy().next_wait(render_job.submitted_at, deps.clock.now(), render_job.deadline_at, 1, learned)
+    state = RenderState(job=render_job, poll=PollState(status="QUEUED", wait_seconds=first_wait))
     execution_arn = deps.executions.start(render_job.job_id, state)
     deps.jobs.mark_rendering(render_job.job_id, execution_arn, deps.clock.now())
 
