@@ -51,7 +51,7 @@ def test_a_completed_render_teaches_the_poll_policy(pipeline: Pipeline) -> None:
     items = boto3.resource("dynamodb").Table(pipeline.aws.state_table).scan()["Items"]
     stats = [i for i in items if str(i["pk"]).startswith("render-stats#heygen-avatar-iv#")]
     assert len(stats) == 1
-    assert int(stats[0]["observations"]) >= 1
+    assert int(str(stats[0]["observations"])) >= 1
 
 
 def test_a_submit_waits_in_the_queue_when_the_budget_is_spent(pipeline: Pipeline) -> None:
