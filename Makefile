@@ -12,10 +12,12 @@ SAM_VENV  := .venv-sam
 STAMPS    := .make
 PY        := $(VENV)/bin/python
 SAM       := $(SAM_VENV)/bin/sam
+CHECKOV_VENV := .venv-checkov
+CHECKOV      := $(CHECKOV_VENV)/bin/checkov
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install system-deps test unit lint template-check build deploy demo bench clean
+.PHONY: help install system-deps test unit lint template-check security-check build deploy demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,6 +50,12 @@ $(STAMPS)/sam: | $(STAMPS)
 	$(SAM_VENV)/bin/python -m pip install -q --disable-pip-version-check 'aws-sam-cli>=1.130,<2'
 	@touch $@
 
+# checkov is heavy and pins its own dependency ranges, so it lives in a venv of its own.
+$(STAMPS)/checkov: | $(STAMPS)
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check 'checkov>=3.2,<4'
+	@touch $@
+
 install: $(STAMPS)/venv $(STAMPS)/system-deps ## create .venv with everything for tests and the demo
 
 lint: install ## ruff + mypy
@@ -60,10 +68,19 @@ template-check: install $(STAMPS)/sam ## cfn-lint, sam validate --lint, sam buil
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) validate --lint --region $(AWS_DEFAULT_REGION)
 	$(MAKE) --no-print-directory build
 
+# checkov exits 1 on a failed check, but 0 when it could not read the template at all ("Parsing
+# errors: 1"), so the summary line is checked too. Suppressions live in template.yaml, with reasons.
+security-check: $(STAMPS)/checkov ## checkov on template.yaml, offline: fails on any unsuppressed finding
+	@out="$$($(CHECKOV) -f template.yaml --framework cloudformation --skip-download --quiet --compact 2>&1)"; rc=$$?; \
+	  echo "$$out"; \
+	  echo "$$out" | grep -Eq '^Passed checks: [1-9][0-9]*, Failed checks: [0-9]+, Skipped checks: [0-9]+$$' \
+	    || { echo "checkov read nothing from template.yaml"; exit 1; }; \
+	  exit $$rc
+
 unit: install ## fast tests only
 	$(VENV)/bin/pytest -m unit -q
 
-test: lint template-check ## everything CI runs
+test: lint template-check security-check ## everything CI runs
 	$(VENV)/bin/pytest -q
 
 build: install $(STAMPS)/sam ## sam build without Docker (python3.12 from PATH)
@@ -82,4 +99,4 @@ bench: install ## benchmarks: figures beside a baseline, JSON in bench/results/
 	$(VENV)/bin/python -m bench
 
 clean: ## remove build output and venvs
-	rm -rf $(VENV) $(SAM_VENV) $(STAMPS) .aws-sam .mypy_cache .ruff_cache .pytest_cache demo-output
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(STAMPS) .aws-sam .mypy_cache .ruff_cache .pytest_cache demo-output

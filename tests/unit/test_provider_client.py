@@ -630,3 +630,12 @@ def test_errors_are_pipeline_errors_with_their_codes(respond: Handler, expected:
     with pytest.raises(PipelineError) as caught:
         submit_with(respond)
     assert type(caught.value) is expected
+
+
+def test_urls_in_provider_messages_lose_their_query_strings() -> None:
+    """Given a provider error that echoes a presigned media URL, then the message kept for reports
+    and notifications has the URL without its signature."""
+    from avatar_pipeline.provider.client import redact_urls
+
+    echoed = "could not fetch https://bucket.s3.amazonaws.com/inbox/a.png?X-Amz-Signature=abc&X-Amz-Credential=k (403)"
+    assert redact_urls(echoed) == "could not fetch https://bucket.s3.amazonaws.com/inbox/a.png (403)"

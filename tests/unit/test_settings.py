@@ -185,3 +185,21 @@ def test_is_loopback_host(host: str | None, expected: bool) -> None:
     When it is checked for loopback
     Then only the loopback names count."""
     assert is_loopback_host(host) is expected
+
+
+@pytest.mark.parametrize("seconds", ["60", "900", "3600"])
+def test_presigned_media_url_lifetime_up_to_an_hour_is_accepted(seconds: str) -> None:
+    """Given a presigned photo/audio URL lifetime of at most an hour (MediaUrlExpirySeconds)
+    When settings are read
+    Then it is accepted; without one the URLs live exactly the hour."""
+    assert settings(PRESIGN_EXPIRY_SECONDS=seconds).presign_expiry_seconds == int(seconds)
+    assert settings().presign_expiry_seconds == 3600
+
+
+@pytest.mark.parametrize("seconds", ["3601", "7200", "604800", "59", "0", "-1", "an hour"])
+def test_presigned_media_url_lifetime_over_an_hour_is_rejected(seconds: str) -> None:
+    """Given a presigned URL lifetime over an hour (a leaked URL stays useful longer than Segmind
+    needs it: results and inputs are only fetched within the hour), under a minute, or junk
+    When settings are read
+    Then PRESIGN_EXPIRY_SECONDS is named as invalid, whatever the template's parameter allowed."""
+    assert invalid_fields(**REQUIRED, PRESIGN_EXPIRY_SECONDS=seconds) == {"PRESIGN_EXPIRY_SECONDS"}

@@ -102,3 +102,8 @@ def archived_key(input_key: str, succeeded: bool) -> str:
 def error_report_key(job_key: str) -> str:
     stem = relative_to_inbox(job_key)[: -len(".json")]
     return f"{FAILED_PREFIX}{stem}.error.json"
+
+
+def without_query(url: str) -> str:
+    """A URL without its query string: a presigned URL's signature never goes into a record."""
+    return url.split("?", 1)[0]

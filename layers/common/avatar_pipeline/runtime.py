@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 import httpx
+from botocore.config import Config
 
 from avatar_pipeline.adapters.events import CompletionEvents
 from avatar_pipeline.adapters.executions import ExecutionStarter
@@ -39,7 +40,9 @@ class Dependencies:
 
     @cached_property
     def _s3_client(self) -> S3Client:
-        return boto3.client("s3")
+        # SigV4 for presigned URLs: boto3 may still default to SigV2 in older regions, which S3
+        # refuses for SSE-KMS objects (and for buckets created since mid-2020).
+        return boto3.client("s3", config=Config(signature_version="s3v4"))
 
     @cached_property
     def storage(self) -> S3Storage:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 
 from avatar_local.emulator import EmulatorConfig, FaultPlan, SegmindEmulator
 from avatar_local.stack.crashes import CrashRule, crashes_installed
@@ -123,6 +124,10 @@ class LocalPipeline:
             self.emulator.set_faults(cfg.faults)
         self.stack = deploy({"SegmindBaseUrl": base_url, **cfg.parameters}, api_key=cfg.api_key)
         self._set_function_environment(self.stack)
+        # Powertools keeps its Secrets Manager client (bound to an earlier moto server's port) and
+        # the secret it read: forget both, as a new Lambda environment would.
+        forget_secrets: Callable[[], None] = parameters.clear_caches
+        forget_secrets()
         self._capture_logs()
         runtime.use_clock(self.clock)
         for logical_id, directory in FUNCTIONS.items():

@@ -12,7 +12,7 @@ import math
 from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from avatar_pipeline.adapters.request_budget import Denied
 from avatar_pipeline.adapters.storage import ObjectMissing, ObjectTooLarge
@@ -42,6 +42,7 @@ from avatar_pipeline.keys import (
     derive_job_id,
     is_job_file_key,
     resolve_media_key,
+    without_query,
 )
 from avatar_pipeline.media import SNIFF_BYTES, sniff_audio, sniff_image
 from avatar_pipeline.observability import job_submitted, logger
@@ -225,7 +226,7 @@ def _post_once(
         video_extension="webm" if spec.video_extension == "webm" else "mp4",
         wants_captions=spec.wants_captions,
         title=getattr(spec, "video_title", None),
-        parameters={k: v for k, v in payload.items() if k not in media_urls},
+        parameters=_recordable(payload, media_urls),
         metadata=dict(spec.metadata),
         received_at=ref.received_at,
         submitted_at=submitted_at,
@@ -247,6 +248,19 @@ def _take_submit_token(job_id: str, deps: Dependencies) -> None:
     decision = deps.request_budget.try_acquire("submit", now)
     if isinstance(decision, Denied):
         raise decision.as_error(now, f"{job_id}:{now.isoformat()}", BUDGET_RETRY_SPREAD_SECONDS)
+
+
+_URL_PARAMETERS = ("image_url", "audio_url", "video_url", "background")
+
+
+def _recordable(payload: dict[str, Any], media_urls: dict[str, str]) -> dict[str, Any]:
+    """The parameters sent, as the manifest and job record keep them: our own presigned URLs left
+    out, and any URL the job file gave without its query string (it may be the user's presigned one)."""
+    kept = {k: v for k, v in payload.items() if k not in media_urls}
+    for name in _URL_PARAMETERS:
+        if isinstance(kept.get(name), str):
+            kept[name] = without_query(kept[name])
+    return kept
 
 
 def _start_execution(render_job: RenderJob, deps: Dependencies) -> None:

@@ -8,6 +8,7 @@ reached it must never be repeated blindly (every accepted POST is billed).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -120,7 +121,20 @@ def _json_body(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+_URL_QUERY = re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']*")
+
+
+def redact_urls(text: str) -> str:
+    """Provider messages go into reports and notifications: strip any URL's query string (a
+    presigned URL echoed back would carry its signature)."""
+    return _URL_QUERY.sub(r"\1", text)
+
+
 def _error_message(response: httpx.Response) -> str:
+    return redact_urls(_raw_error_message(response))
+
+
+def _raw_error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -154,7 +168,7 @@ def _failed_report(response: httpx.Response) -> StatusReport:
         report: StatusReport = parse_model(StatusReport, body, "failed")
         if not report.error:
             report = report.model_copy(update={"error": "Segmind reported the render as FAILED"})
-        return report
+        return report.model_copy(update={"error": redact_urls(report.error or "")})
     return StatusReport(status="FAILED", error=f"Segmind reported FAILED: {response.text[:300]}")
 
 
