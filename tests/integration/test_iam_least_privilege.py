@@ -60,12 +60,14 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # storage.py .list_keys (list_objects_v2) - domain/inbox.py _referenced_by_siblings. Also makes
         # a missing object answer 404 rather than 403 (S3Storage.head relies on that).
         "s3:ListBucket": {"InputBucket"},
-        # jobs_table.py JobsTable.get (get_item) - submit_job, _post_once, fail_job.
-        "dynamodb:GetItem": {"JobsTable"},
+        # jobs_table.py JobsTable.get (get_item) - submit_job, _post_once, fail_job;
+        # render_stats.py RenderStatsTable.get - domain/submit.py _start_execution (the first wait).
+        "dynamodb:GetItem": {"JobsTable", "PipelineStateTable"},
         # jobs_table.py .claim_submission and .save_terminal (put_item) - _post_once, fail_job.
         "dynamodb:PutItem": {"JobsTable"},
-        # jobs_table.py .mark_submitted, .mark_rendering, .claim_notification, .release_notification.
-        "dynamodb:UpdateItem": {"JobsTable"},
+        # jobs_table.py .mark_submitted, .mark_rendering, .claim_notification, .release_notification;
+        # request_budget.py RequestBudget.try_acquire - domain/submit.py _take_submit_token.
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
         # jobs_table.py .release_submission (delete_item) - _post_once after a POST that never left.
         "dynamodb:DeleteItem": {"JobsTable"},
         # executions.py ExecutionStarter.start (start_execution) - domain/submit.py _start_execution.
@@ -77,12 +79,18 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # queue.py RetryScheduler.retry_in / ._queue_url - functions/submit/app.py record_handler.
         "sqs:ChangeMessageVisibility": {"SubmitQueue"},
         "sqs:GetQueueUrl": {"SubmitQueue"},
+        # queue.py RetryScheduler.requeue (send_message with a delay) - a rate-limited submit.
+        "sqs:SendMessage": {"SubmitQueue"},
         # secrets.py ApiKeySource (Powertools parameters.get_secret) - the provider client's x-api-key.
         "secretsmanager:GetSecretValue": {"ApiKeySecret"},
     },
     "PollFunction": {
-        # jobs_table.py .record_poll (update_item) - domain/poll.py check_status. Nothing else.
-        "dynamodb:UpdateItem": {"JobsTable"},
+        # jobs_table.py .record_poll (update_item) - domain/poll.py check_status; request_budget.py
+        # try_acquire and render_stats.py .record (conditional update) - the same.
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
+        # render_stats.py .get and .record (put_item for a class seen the first time).
+        "dynamodb:GetItem": {"PipelineStateTable"},
+        "dynamodb:PutItem": {"PipelineStateTable"},
         # secrets.py ApiKeySource - provider/client.py SegmindClient.status.
         "secretsmanager:GetSecretValue": {"ApiKeySecret"},
     },
@@ -105,7 +113,8 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # a conflict, update_item with the outcome, delete_item after a failure).
         "dynamodb:GetItem": {"JobsTable", "IdempotencyTable"},
         "dynamodb:PutItem": {"JobsTable", "IdempotencyTable"},
-        "dynamodb:UpdateItem": {"JobsTable", "IdempotencyTable"},
+        # request_budget.py try_acquire - domain/finalize.py (a token before fetching the result).
+        "dynamodb:UpdateItem": {"JobsTable", "IdempotencyTable", "PipelineStateTable"},
         "dynamodb:DeleteItem": {"IdempotencyTable"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py publish_once.
         "sns:Publish": {"NotificationTopic"},
@@ -194,6 +203,7 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("states", "start_execution"): {"states:StartExecution"},
     ("sns", "publish"): {"sns:Publish"},
     ("events", "put_events"): {"events:PutEvents"},
+    ("sqs", "send_message"): {"sqs:SendMessage"},
     ("sqs", "change_message_visibility"): {"sqs:ChangeMessageVisibility"},
     ("sqs", "get_queue_url"): {"sqs:GetQueueUrl"},
     ("dynamodb", "get_item"): {"dynamodb:GetItem"},
@@ -498,7 +508,7 @@ def test_stores_the_roles_touch_are_encrypted_with_the_data_key() -> None:
     # The documented exceptions: SQS managed SSE for the queues, the AWS managed key for the tables.
     for queue in ("SubmitQueue", "SubmitDeadLetterQueue"):
         assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True
-    for table in ("JobsTable", "IdempotencyTable"):
+    for table in ("JobsTable", "IdempotencyTable", "PipelineStateTable"):
         assert resources[table]["Properties"]["SSESpecification"] == {"SSEEnabled": True}
 
 

@@ -56,7 +56,8 @@ def test_a_completed_render_teaches_the_poll_policy(pipeline: Pipeline) -> None:
 
 def test_a_submit_waits_in_the_queue_when_the_budget_is_spent(pipeline: Pipeline) -> None:
     """Given every token of the shared budget is taken, then the Submit handler does not call
-    Segmind: the record fails (SQS redelivers it later) and the job is not claimed."""
+    Segmind and the job is not claimed: the event goes back on the queue as a new, delayed message
+    (so waiting spends none of the original's receives) and the original is done."""
     budget = RequestBudget(pipeline.aws.state_table, 50)
     now = datetime.now(UTC)
     while not isinstance(budget.try_acquire("poll", now), Denied):
@@ -64,6 +65,10 @@ def test_a_submit_waits_in_the_queue_when_the_budget_is_spent(pipeline: Pipeline
 
     response = submit(drop_job(pipeline))
 
-    assert response["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+    assert response["batchItemFailures"] == []
     assert pipeline.provider.calls["submit"] == 0
     assert boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"] == []
+    queued = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=pipeline.aws.submit_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert queued["ApproximateNumberOfMessagesDelayed"] == "1"

@@ -128,16 +128,20 @@ def test_media_that_never_arrives_fails_with_missing_media(pipeline: Pipeline) -
 
 
 def test_a_throttled_submit_is_retried_and_then_submitted_once(pipeline: Pipeline) -> None:
-    """Given the provider answers 429 to the first POST, then the record fails (SQS redelivers)
-    and the redelivery submits; the job is posted once successfully, never twice."""
+    """Given the provider answers 429 to the first POST, then the event goes back on the queue as a
+    delayed copy (no receive spent) and that copy submits; the job is posted once successfully."""
     pipeline.provider.script.submit_sequence = [(429, {"error": "Rate limit exceeded"})]
     upload(pipeline, "inbox/face.png", make_png())
     event = job_event(pipeline, "inbox/busy.json", avatar_iv_job())
 
     first = run_submit(event)
-    second = run_submit(event)
+    delayed = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=pipeline.aws.submit_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]["ApproximateNumberOfMessagesDelayed"]
+    second = run_submit(event)  # the delayed copy, when it comes back
 
-    assert first["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+    assert first == {"batchItemFailures": []}  # done with: a delayed copy replaces it
+    assert delayed == "1"
     assert second == {"batchItemFailures": []}
     assert pipeline.provider.calls["submit"] == 2  # the throttled attempt plus the accepted one
     assert len(executions(pipeline)) == 1

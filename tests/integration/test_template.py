@@ -50,6 +50,8 @@ GLOBAL_ENV_VARS = {
     "PRESIGN_EXPIRY_SECONDS",
     "MEDIA_WAIT_SECONDS",
     "JOB_RECORD_TTL_DAYS",
+    "PIPELINE_STATE_TABLE",
+    "SEGMIND_REQUESTS_PER_MINUTE",
 }
 OUTPUTS = {
     "InputBucketName",
@@ -61,6 +63,7 @@ OUTPUTS = {
     "SubmitDeadLetterQueueUrl",
     "StateMachineArn",
     "JobsTableName",
+    "PipelineStateTableName",
     "IdempotencyTableName",
     "NotificationTopicArn",
     "ApiKeySecretArn",

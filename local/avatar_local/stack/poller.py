@@ -133,7 +133,7 @@ class QueuePoller:
         if self._duplicates <= 1:
             return
         for message in messages:
-            fingerprint = hashlib.sha256(message["Body"].encode()).hexdigest()
+            fingerprint = _event_identity(message["Body"])
             with self._lock:
                 if fingerprint in self._seen:
                     continue
@@ -168,7 +168,24 @@ class QueuePoller:
         if "key" in detail_object:
             # moto sends the raw key; AWS URL-encodes it (space -> '+', '+' -> '%2B').
             detail_object["key"] = quote_plus(detail_object["key"], safe="/")
+        if "eTag" in detail_object:
+            # moto spells it eTag; AWS's event (and Powertools' model) has etag.
+            detail_object["etag"] = detail_object.pop("eTag")
         if "time" in event:
             real = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
             event["time"] = self._clock.to_virtual(real).isoformat()
         return json.dumps(event)
+
+
+def _event_identity(body: str) -> str:
+    """The S3 object event a message carries (bucket, key, ETag, sequencer), whatever its JSON
+    formatting: an event the Submit function re-sent after a rate limit is the same event (the
+    stack's SendMessage hook gives it back the raw key moto's own messages carry). moto's event ids
+    are not unique, so they cannot serve."""
+    try:
+        detail = json.loads(body)["detail"]
+        obj = detail["object"]
+        parts = [detail["bucket"]["name"], obj["key"], obj.get("etag", obj.get("eTag", "")), obj.get("sequencer", "")]
+    except (ValueError, KeyError, TypeError):
+        return hashlib.sha256(body.encode()).hexdigest()
+    return hashlib.sha256("\n".join(str(part) for part in parts).encode()).hexdigest()

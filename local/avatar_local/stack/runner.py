@@ -94,7 +94,7 @@ class LocalPipeline:
         self.poller: QueuePoller | None = None
         self._waits = WarpedWaits(self.clock, skip=False)
         self._crashes = crashes_installed(config.crashes)
-        self._queue_delays = ScaledQueueDelays(config.time_scale)
+        self._queue_delays = ScaledQueueDelays(self.clock)
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalPipeline:
@@ -122,7 +122,11 @@ class LocalPipeline:
         base_url = self.emulator.start()
         if cfg.faults is not None:
             self.emulator.set_faults(cfg.faults)
-        self.stack = deploy({"SegmindBaseUrl": base_url, **cfg.parameters}, api_key=cfg.api_key)
+        stack_parameters = {"SegmindBaseUrl": base_url}
+        if cfg.rpm is not None:
+            # The pipeline's shared request budget matches the emulator's limit.
+            stack_parameters["SegmindRequestsPerMinute"] = str(max(2, cfg.rpm))
+        self.stack = deploy({**stack_parameters, **cfg.parameters}, api_key=cfg.api_key)
         self._set_function_environment(self.stack)
         # Powertools keeps its Secrets Manager client (bound to an earlier moto server's port) and
         # the secret it read: forget both, as a new Lambda environment would.

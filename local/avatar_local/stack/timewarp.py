@@ -7,10 +7,12 @@ same factor. The handlers never know: they take the clock through avatar_pipelin
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 import botocore.handlers
@@ -35,6 +37,11 @@ class ScaledClock:
         elapsed = (time.monotonic() - self._start_wall) / self.scale
         with self._lock:
             return self._start_virtual + timedelta(seconds=elapsed) + self._offset
+
+    def to_real(self, virtual: datetime) -> datetime:
+        """The inverse of to_virtual."""
+        with self._lock:
+            return self._start_real + (virtual - self._start_virtual - self._offset) * self.scale
 
     def to_virtual(self, real: datetime) -> datetime:
         """Where a wall-clock moment (e.g. an S3 event's time) falls on the virtual timeline."""
@@ -85,12 +92,42 @@ class WarpedWaits:
 
 
 class ScaledQueueDelays:
-    """Scales the delays handlers ask of SQS (ChangeMessageVisibility), as the poller scales the rest."""
+    """Scales the delays handlers ask of SQS (ChangeMessageVisibility, SendMessage's DelaySeconds),
+    as the poller scales the rest, and keeps every message in the local queue in one shape.
 
-    def __init__(self, scale: float) -> None:
-        self._scale = scale
+    Messages reach the local queue from moto's EventBridge with the raw key and a wall-clock time;
+    the poller turns them into what AWS delivers (URL-encoded key, virtual time). An event the Submit
+    function re-sends is already in the delivered shape, so it is turned back on the way in, or the
+    poller would encode and convert it twice.
+    """
+
+    def __init__(self, clock: ScaledClock) -> None:
+        self._clock = clock
+        self._scale = clock.scale
         self._lock = threading.Lock()
         self._rescheduled: set[str] = set()
+
+    def _scale_delay(self, params: dict[str, Any], **_: Any) -> None:
+        if params.get("DelaySeconds"):
+            params["DelaySeconds"] = scaled_seconds(float(params["DelaySeconds"]), self._scale)
+        body = params.get("MessageBody")
+        if isinstance(body, str):
+            params["MessageBody"] = self._as_queued_by_moto(body)
+
+    def _as_queued_by_moto(self, body: str) -> str:
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return body
+        if not isinstance(event, dict) or event.get("detail-type") != "Object Created":
+            return body
+        detail_object = event.get("detail", {}).get("object", {})
+        if "key" in detail_object:
+            detail_object["key"] = unquote_plus(detail_object["key"])
+        if "time" in event:
+            virtual = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+            event["time"] = self._clock.to_real(virtual).isoformat()
+        return json.dumps(event)
 
     def _scale_params(self, params: dict[str, Any], **_: Any) -> None:
         if "VisibilityTimeout" in params:
@@ -110,13 +147,17 @@ class ScaledQueueDelays:
         botocore.handlers.BUILTIN_HANDLERS.append(
             ("before-parameter-build.sqs.ChangeMessageVisibility", self._scale_params)
         )
+        botocore.handlers.BUILTIN_HANDLERS.append(("before-parameter-build.sqs.SendMessage", self._scale_delay))
         boto3.DEFAULT_SESSION = None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        entry = ("before-parameter-build.sqs.ChangeMessageVisibility", self._scale_params)
-        if entry in botocore.handlers.BUILTIN_HANDLERS:
-            botocore.handlers.BUILTIN_HANDLERS.remove(entry)
+        for entry in (
+            ("before-parameter-build.sqs.ChangeMessageVisibility", self._scale_params),
+            ("before-parameter-build.sqs.SendMessage", self._scale_delay),
+        ):
+            if entry in botocore.handlers.BUILTIN_HANDLERS:
+                botocore.handlers.BUILTIN_HANDLERS.remove(entry)
         boto3.DEFAULT_SESSION = None
 
 

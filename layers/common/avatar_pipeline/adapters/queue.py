@@ -45,6 +45,16 @@ class RetryScheduler:
             return False
         return True
 
+    def requeue(self, queue_arn: str, body: str, delay_seconds: int) -> None:
+        """Put the event back as a new message, delivered after `delay_seconds` (at most 15 min).
+
+        For waits that are not failures (the request budget, Segmind's rate window): a redelivery
+        would count against the queue's maxReceiveCount and, in a long backlog, end in the DLQ.
+        """
+        self._sqs.send_message(
+            QueueUrl=self._queue_url(queue_arn), MessageBody=body, DelaySeconds=max(0, min(delay_seconds, 900))
+        )
+
     def _queue_url(self, queue_arn: str) -> str:
         if queue_arn not in self._queue_urls:
             _, _, _, _, account, name = queue_arn.split(":", 5)
@@ -61,7 +71,8 @@ def to_inbox_object(record: InboxEventRecord) -> InboxObject:
         bucket=detail.bucket.name,
         key=decode_event_key(detail.object.key),
         etag=detail.object.etag,
-        version_id=detail.object.version_id,
+        # An unversioned bucket's events may say "null".
+        version_id=detail.object.version_id if detail.object.version_id not in (None, "", "null") else None,
         sequencer=detail.object.sequencer,
         event_time=event.time,
         receive_count=int(record.attributes.ApproximateReceiveCount),
