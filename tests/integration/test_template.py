@@ -64,6 +64,7 @@ OUTPUTS = {
     "StateMachineArn",
     "JobsTableName",
     "PipelineStateTableName",
+    "DashboardName",
     "IdempotencyTableName",
     "NotificationTopicArn",
     "ApiKeySecretArn",

@@ -41,5 +41,11 @@ def job_succeeded(model: str, total_seconds: float, rendering_seconds: float | N
     _count("StatusCallsPerJob", {"Model": model}, status_calls)
 
 
+# Codes that stop every job until a person acts (the key, the credits): one metric an alarm can watch.
+_PROVIDER_BLOCKED = ("PROVIDER_AUTH", "INSUFFICIENT_CREDITS")
+
+
 def job_failed(model: str | None, error_code: str) -> None:
     _count("JobsFailed", {"Model": model or "unknown", "ErrorCode": error_code})
+    if error_code in _PROVIDER_BLOCKED:
+        _count("ProviderBlocked", {})

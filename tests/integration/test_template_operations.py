@@ -1,0 +1,54 @@
+"""Operations in the template: the alarms an operator is woken by, and the dashboard."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avatar_local.stack.sam_translate import load_cfn_yaml
+
+pytestmark = pytest.mark.integration
+
+TEMPLATE = load_cfn_yaml(Path(__file__).resolve().parents[2] / "template.yaml")
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+
+@pytest.mark.parametrize(
+    ("alarm", "namespace", "metric"),
+    [
+        ("DeadLetterAlarm", "AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("FailedExecutionsAlarm", "AWS/States", "ExecutionsFailed"),
+        ("ProviderBlockedAlarm", "AvatarPipeline", "ProviderBlocked"),
+        ("SubmitBacklogAlarm", "AWS/SQS", "ApproximateAgeOfOldestMessage"),
+    ],
+)
+def test_each_alarm_watches_its_metric_and_can_page(alarm: str, namespace: str, metric: str) -> None:
+    props = RESOURCES[alarm]["Properties"]
+    assert RESOURCES[alarm]["Type"] == "AWS::CloudWatch::Alarm"
+    assert (props["Namespace"], props["MetricName"]) == (namespace, metric)
+    assert props["AlarmDescription"]  # says what it means and what to do
+    assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert props["TreatMissingData"] == "notBreaching"
+
+
+def test_the_provider_blocked_alarm_matches_the_metric_the_code_emits() -> None:
+    """The alarm's dimensions must equal the emitted metric's exactly, or it never fires."""
+    from avatar_pipeline import observability
+
+    dimensions = {d["Name"]: d["Value"] for d in RESOURCES["ProviderBlockedAlarm"]["Properties"]["Dimensions"]}
+    assert dimensions == {"service": observability.SERVICE_NAME}
+    assert RESOURCES["ProviderBlockedAlarm"]["Properties"]["Namespace"] == observability.METRICS_NAMESPACE
+
+
+def test_the_dashboard_body_is_valid_json_once_substituted() -> None:
+    body, variables = RESOURCES["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{([A-Za-z0-9:]+)\}", "x", body)
+    dashboard = json.loads(rendered)
+    titles = [w["properties"]["title"] for w in dashboard["widgets"]]
+    assert "Jobs" in titles
+    assert "Submit queue" in titles
+    assert set(re.findall(r"\$\{([A-Za-z]+)\}", body)) - {"AWS"} <= set(variables) | {"RenderJobStateMachine"}
