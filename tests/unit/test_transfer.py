@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ConnectionClosedError
 from moto import mock_aws
 
-from avatar_pipeline.adapters.transfer import MIB, CopiedObject, DownloadPolicy, StreamingCopier
+from avatar_pipeline.adapters.transfer import (
+    DEFAULT_UPLOAD_WORKERS,
+    MIB,
+    CopiedObject,
+    DownloadPolicy,
+    StreamingCopier,
+)
 from avatar_pipeline.errors import OutputInvalid, OutputTransferError, ResultExpired
 
 if TYPE_CHECKING:
@@ -107,10 +116,16 @@ def s3(s3_account: S3Client) -> Iterator[S3Client]:
 
 
 def copier(
-    s3: S3Client, host: Host, policy: DownloadPolicy | None = None, part_size: int = PART_SIZE
+    s3: S3Client,
+    host: Host,
+    policy: DownloadPolicy | None = None,
+    part_size: int = PART_SIZE,
+    upload_workers: int = DEFAULT_UPLOAD_WORKERS,
 ) -> StreamingCopier:
     http = httpx.Client(transport=httpx.MockTransport(host))
-    return StreamingCopier(s3, http, policy or DownloadPolicy(max_bytes=64 * MIB), part_size=part_size)
+    return StreamingCopier(
+        s3, http, policy or DownloadPolicy(max_bytes=64 * MIB), part_size=part_size, upload_workers=upload_workers
+    )
 
 
 def stored_keys(s3: S3Client) -> list[str]:
@@ -198,6 +213,217 @@ def test_large_video_goes_through_multipart_and_arrives_intact(s3: S3Client) -> 
     assert stored["ETag"].strip('"').endswith("-3")
     assert stored["ContentType"] == "video/mp4"
     assert open_uploads(s3) == []
+
+
+# --- download and upload overlap, within a fixed number of parts -----------------------------------------
+
+WAIT_S = 10.0  # only ever reached when the copier is broken; the tests never sleep
+
+
+class PartLost(Exception):
+    """An upload_part failure injected by the tests."""
+
+
+class Pipeline:
+    """What the copier has pulled from the result host and handed to S3, shared by `Source` and `Recorder`.
+
+    `pulled - uploaded` is every byte the copier holds: downloaded but not yet accepted by S3."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.changed = threading.Condition()
+        self.pulled = 0
+        self.uploaded = 0
+        self.uploading = 0
+        self.max_uploading = 0
+        self.max_held = 0
+
+    def wait_for(self, predicate: Callable[[], bool], what: str) -> None:
+        with self.changed:
+            if not self.changed.wait_for(predicate, WAIT_S):
+                raise AssertionError(f"never happened: {what}")
+
+    def update(self, pulled: int = 0, uploaded: int = 0, uploading: int = 0) -> None:
+        with self.changed:
+            self.pulled += pulled
+            self.uploaded += uploaded
+            self.uploading += uploading
+            self.max_uploading = max(self.max_uploading, self.uploading)
+            self.max_held = max(self.max_held, self.pulled - self.uploaded)
+            self.changed.notify_all()
+
+
+class Source(httpx.SyncByteStream):
+    """A response body in 1 MiB pieces, counting each piece as the copier pulls it."""
+
+    def __init__(self, body: bytes, pipeline: Pipeline) -> None:
+        self._body, self._pipeline = body, pipeline
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self._body), MIB):
+            piece = self._body[start : start + MIB]
+            self._pipeline.update(pulled=len(piece))
+            yield piece
+
+
+class Recorder:
+    """The moto S3 client with upload_part observed, and held back or failed by `before_part(number)`."""
+
+    def __init__(self, s3: S3Client, pipeline: Pipeline, before_part: Callable[[int], None] | None = None) -> None:
+        self._s3, self._pipeline, self._before_part = s3, pipeline, before_part
+        self.completed: list[int] = []
+        self.completions = 0
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        number: int = kwargs["PartNumber"]
+        size = body_size(kwargs["Body"])
+        self._pipeline.update(uploading=1)
+        try:
+            if self._before_part is not None:
+                self._before_part(number)
+            answer = self._s3.upload_part(**kwargs)
+        finally:
+            self._pipeline.update(uploading=-1)
+        self.completed.append(number)
+        self._pipeline.update(uploaded=size)
+        return answer
+
+    def complete_multipart_upload(self, **kwargs: Any) -> Any:
+        self.completions += 1
+        return self._s3.complete_multipart_upload(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+
+def body_size(body: Any) -> int:
+    """The size of an upload's body, bytes or a file object (before it is sent), without consuming it."""
+    if isinstance(body, bytes | bytearray):
+        return len(body)
+    start: int = body.tell()
+    end: int = body.seek(0, io.SEEK_END)
+    body.seek(start)
+    return end - start
+
+
+def parts_of(size: int) -> int:
+    return -(-size // PART_SIZE)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_copier_never_holds_more_than_workers_plus_one_parts(s3: S3Client, workers: int) -> None:
+    """Given uploads that are slower than the download: part k is held back until the copier has pulled
+    part k + workers, and the first one until all workers are busy
+    When a result of several parts is copied with `workers` upload workers
+    Then all workers upload at once, yet the copier never holds more than workers + 1 parts of data
+    (pulled from the host and not yet accepted by S3), and the object equals the source."""
+    body = mp4((workers + 4) * PART_SIZE + 12_345)
+    pipeline = Pipeline(len(body))
+    n_parts = parts_of(len(body))
+
+    def held_back(number: int) -> None:
+        pipeline.wait_for(
+            lambda: pipeline.pulled >= min((number + workers) * PART_SIZE, pipeline.total),
+            f"the copier pulls part {number + workers} while part {number} uploads",
+        )
+        if number == 1:
+            pipeline.wait_for(lambda: pipeline.uploading == workers, f"{workers} parts upload at once")
+
+    recorder = Recorder(s3, pipeline, held_back)
+    host = Host({VIDEO_URL: serve_stream(Source(body, pipeline))})
+
+    copier(cast("S3Client", recorder), host, upload_workers=workers).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert pipeline.max_uploading == workers
+    assert pipeline.max_held <= (workers + 1) * PART_SIZE
+    assert sorted(recorder.completed) == list(range(1, n_parts + 1))
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+def test_parts_that_finish_out_of_order_are_assembled_in_order(s3: S3Client) -> None:
+    """Given two upload workers, and part 1 finishing only after part 2
+    When a result of four parts is copied
+    Then the object equals the source: parts are completed by number with their own ETags."""
+    body = mp4(3 * PART_SIZE + 12_345)
+    pipeline = Pipeline(len(body))
+    recorder: Recorder
+
+    def part_one_last(number: int) -> None:
+        if number == 1:
+            pipeline.wait_for(lambda: 2 in recorder.completed, "part 2 finishes before part 1")
+
+    recorder = Recorder(s3, pipeline, part_one_last)
+    host = Host({VIDEO_URL: serve_stream(Source(body, pipeline))})
+
+    copier(cast("S3Client", recorder), host, upload_workers=2).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert recorder.completed.index(2) < recorder.completed.index(1)
+    stored = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert stored["Body"].read() == body
+    assert stored["ETag"].strip('"').endswith("-4")
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("failing", [1, 3, 7], ids=["first-part", "middle-part", "last-part"])
+def test_a_part_that_fails_aborts_the_copy(s3: S3Client, workers: int, failing: int) -> None:
+    """Given an S3 upload_part that fails on part `failing` (the last part, shorter, is uploaded after
+    the download ends), while later parts wait until it has failed
+    When a result of seven parts is copied
+    Then that very error propagates, the multipart upload is aborted (no object, no open upload),
+    it is never completed, and the download stopped within `workers` parts of the failure."""
+    body = mp4(6 * PART_SIZE + 12_345)
+    pipeline = Pipeline(len(body))
+    failed = threading.Event()
+    error = PartLost(f"connection reset while uploading part {failing}")
+
+    def lose_one(number: int) -> None:
+        if number == failing:
+            failed.set()
+            raise error
+        if number > failing and not failed.wait(WAIT_S):
+            raise AssertionError(f"part {failing} never failed")
+
+    recorder = Recorder(s3, pipeline, lose_one)
+    host = Host({VIDEO_URL: serve_stream(Source(body, pipeline))})
+
+    with pytest.raises(PartLost) as caught:
+        copier(cast("S3Client", recorder), host, upload_workers=workers).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert caught.value is error
+    assert recorder.completions == 0
+    assert_nothing_written(s3)
+    assert pipeline.pulled <= min((failing + workers) * PART_SIZE, len(body))
+
+
+def test_a_part_resent_after_a_dropped_connection_is_sent_from_its_start(s3: S3Client) -> None:
+    """Given a connection that drops after 1 MiB of part 2's body went out, which botocore retries
+    When a result of three parts is copied
+    Then the part is rewound and sent whole: the object equals the source."""
+    body = mp4(2 * PART_SIZE + 12_345)
+    sent_before_drop: list[int] = []
+
+    def drop_once(request: Any, **_: Any) -> None:
+        if "partNumber=2" in request.url and not sent_before_drop:
+            sent_before_drop.append(len(request.body.read(MIB)))
+            raise ConnectionClosedError(endpoint_url=request.url)
+
+    s3.meta.events.register_first("before-send.s3.UploadPart", drop_once, unique_id="drop-once")
+    try:
+        copier(s3, Host({VIDEO_URL: serve(body)})).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    finally:
+        s3.meta.events.unregister("before-send.s3.UploadPart", unique_id="drop-once")
+
+    assert len(sent_before_drop) == 1
+    assert sent_before_drop[0] > 0
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+def test_upload_workers_must_be_positive(s3: S3Client) -> None:
+    """Given zero upload workers
+    When a copier is built
+    Then it is refused at once rather than hanging on the first part."""
+    with pytest.raises(ValueError, match="upload_workers"):
+        copier(s3, Host({}), upload_workers=0)
 
 
 # --- refusing what is not a usable video ----------------------------------------------------------------

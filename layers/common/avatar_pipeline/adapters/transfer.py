@@ -1,19 +1,34 @@
 """Streaming the provider's result into S3: bounded memory, verified content, nothing half-written.
 
-Memory is bounded by the part size whatever the file size; sha256 and size are computed on the
-fly; the first bytes are checked (a video by its container signature, captions as SRT text);
-URLs must be https (plain http only to a loopback host, by explicit setting), on an allowed host,
-with a bounded number of redirects. Any failure aborts the multipart upload.
+Memory is bounded whatever the file size: the download fills one part while at most
+`upload_workers` earlier parts upload, so the copy holds part_size x (upload_workers + 1) bytes of
+video at most (40 MiB with the defaults). sha256 and size are computed on the fly; the first bytes
+are checked (a video by its container signature, captions as SRT text); URLs must be https (plain
+http only to a loopback host, by explicit setting), on an allowed host, with a bounded number of
+redirects. Any failure, in the download or in any part's upload, aborts the multipart upload; it
+is completed only when every part from 1 to the last has its ETag.
+
+Why 8 MiB parts and 4 upload workers (bench/bench_copy.py, 512 MiB copies on a 2-core machine,
+against a sink shaped like S3 from AWS's guidance: about 85 MB/s per request, plus 20 ms per
+request; two runs each, `python -m bench.bench_copy --sizes 512MB --backends sink --sink-mb-per-s 85
+--sink-latency-ms 20 --workers N`): one part at a time, downloading and uploading in turn (the previous
+design), ran at 46-48 MiB/s; overlapping them with 1 upload worker at 55, 2 workers 104-109,
+3 workers 147-149, 4 workers 157-193, 6 workers 157-171; 16 MiB x 3 at 163-172 for 64 MiB of
+buffers. Each request's rate is capped, so throughput follows the bytes in flight until the CPU
+is the limit, which 4 x 8 MiB reaches for 40 MiB. 8 MiB is also boto3's own part size, and S3's
+10,000-part limit then allows 78 GiB objects, far above MAX_OUTPUT_BYTES. A whole copy process
+peaks near 120 MiB of RSS at any size (bench/results/copy.json).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal, cast
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -27,7 +42,7 @@ if TYPE_CHECKING:
 
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB
-DEFAULT_UPLOAD_WORKERS = 3
+DEFAULT_UPLOAD_WORKERS = 4
 Expected = Literal["video", "captions"]
 _REDIRECTS = {301, 302, 303, 307, 308}
 
@@ -61,13 +76,49 @@ class CopiedObject:
     content_type: str
 
 
+class _PartBody:
+    """A read-only, seekable file over one part's buffer. botocore hashes it, sends it and rewinds it
+    for a retry without copying the part; a bytes body would be copied once more over plain http
+    (headers and body joined into one buffer), and a bytearray over https (into a BytesIO)."""
+
+    def __init__(self, data: memoryview) -> None:
+        self._data = data
+        self._position = 0
+
+    @classmethod
+    def over(cls, data: memoryview) -> IO[bytes]:
+        # botocore (and http.client) use only read, seek and tell, which is what the stubs' IO[bytes] means.
+        return cast("IO[bytes]", cls(data))
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else min(len(self._data), self._position + size)
+        chunk = bytes(self._data[self._position : end])
+        self._position = max(self._position, end)
+        return chunk
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._data)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
 class _PartWriter:
     """Fills one part buffer while at most `workers` earlier parts upload; starts a multipart upload only
     once a full part exists.
 
-    The download (caller's thread) never waits for an upload unless all `workers` slots are busy, and
-    never reads further ahead than that, so the writer holds at most `workers + 1` parts: the one being
-    filled and the ones being uploaded. A failed part is noticed at the next part boundary (or at
+    The download (caller's thread) waits for an upload only when all `workers` are busy, so it never
+    reads further ahead than that: the writer owns at most `workers + 1` part buffers, allocated once
+    and reused (the one being filled and the ones uploading), so memory does not depend on the size
+    of the video or on the allocator. A failed part is noticed at the next part boundary (or at
     `finish`), which raises it in the caller's thread; the caller then `abort`s.
     """
 
@@ -84,12 +135,13 @@ class _PartWriter:
         self._s3, self._bucket, self._key = s3, bucket, key
         self._part_size, self._workers = part_size, workers
         self._content_type, self._metadata = content_type, metadata
-        # Preallocated and reused: filling it in place never reallocates, so a part costs its size once.
+        # Filled in place, never resized: a part costs its size once.
         self._fill = bytearray(part_size)
         self._filled = 0
+        self._spare: list[bytearray] = []
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._in_flight: set[Future[tuple[int, str]]] = set()
+        self._in_flight: set[Future[tuple[int, str, bytearray]]] = set()
         self._etags: dict[int, str] = {}
         self._submitted = 0
 
@@ -101,9 +153,12 @@ class _PartWriter:
             self._filled += len(take)
             view = view[len(take) :]
             if self._filled == self._part_size:
-                self._submit_fill()
+                self._submit(self._fill, self._filled)
+                # Buffers: `workers` at most in flight, this one to fill; a new one only below that.
+                self._fill = self._spare.pop() if self._spare else bytearray(self._part_size)
+                self._filled = 0
 
-    def _submit_fill(self) -> None:
+    def _submit(self, buffer: bytearray, length: int) -> None:
         if self._upload_id is None:
             created = self._s3.create_multipart_upload(
                 Bucket=self._bucket, Key=self._key, ContentType=self._content_type, Metadata=self._metadata
@@ -114,40 +169,40 @@ class _PartWriter:
         self._collect(block=False)
         while len(self._in_flight) >= self._workers:
             self._collect(block=True)
-        # bytes, not the bytearray: botocore wraps a bytes body without copying it (BytesIO shares it),
-        # and the fill buffer is free again at once.
-        body = bytes(memoryview(self._fill)[: self._filled])
-        self._filled = 0
         self._submitted += 1
-        self._in_flight.add(self._pool.submit(self._upload_part, self._upload_id, self._submitted, body))
+        self._in_flight.add(self._pool.submit(self._upload_part, self._upload_id, self._submitted, buffer, length))
 
-    def _upload_part(self, upload_id: str, number: int, body: bytes) -> tuple[int, str]:
+    def _upload_part(self, upload_id: str, number: int, buffer: bytearray, length: int) -> tuple[int, str, bytearray]:
+        body = _PartBody.over(memoryview(buffer)[:length])
         part = self._s3.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=body
         )
-        return number, part["ETag"]
+        return number, part["ETag"], buffer
 
     def _collect(self, block: bool) -> None:
-        """Record finished parts; re-raise a failed one here, in the caller's thread."""
+        """Record finished parts and take their buffers back; re-raise a failed part here, in the caller's
+        thread."""
         if not self._in_flight:
             return
         done, self._in_flight = wait(self._in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
-            number, etag = future.result()
+            number, etag, buffer = future.result()
             self._etags[number] = etag
+            self._spare.append(buffer)
 
     def finish(self) -> None:
         if self._upload_id is None:
             self._s3.put_object(
                 Bucket=self._bucket,
                 Key=self._key,
-                Body=bytes(memoryview(self._fill)[: self._filled]),
+                Body=_PartBody.over(memoryview(self._fill)[: self._filled]),
                 ContentType=self._content_type,
                 Metadata=self._metadata,
             )
             return
         if self._filled:
-            self._submit_fill()
+            self._submit(self._fill, self._filled)
+            self._filled = 0
         while self._in_flight:
             self._collect(block=True)
         numbers = sorted(self._etags)
