@@ -4,14 +4,6 @@ from __future__ import annotations
 
 SNIFF_BYTES = 64
 
-IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-AUDIO_TYPES = {
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "m4a": "audio/mp4",
-    "ogg": "audio/ogg",
-    "flac": "audio/flac",
-}
 VIDEO_TYPES = {"mp4": "video/mp4", "webm": "video/webm"}
 
 

@@ -84,7 +84,6 @@ class LambdaRouter:
         self._lock = threading.Lock()
         self.invocations: list[Invocation] = []
         self.calls: Counter[str] = Counter()
-        self.before_invoke: Callable[[str, Any], None] | None = None
         self._installed = False
 
     def register(self, function_name: str, loader: Callable[[], Handler], timeout_seconds: float = 900.0) -> None:
@@ -113,8 +112,6 @@ class LambdaRouter:
         handler = self._acquire(name)
         error_type: str | None = None
         try:
-            if self.before_invoke is not None:
-                self.before_invoke(name, event)
             context = FakeLambdaContext(function_name=name, timeout_ms=int(self._timeouts.get(name, 900.0) * 1000))
             payload = handler(event, context)
         except Exception as exc:  # every handler error becomes a Lambda function error
