@@ -63,9 +63,14 @@ def test_a_new_upload_of_the_same_key_is_a_new_job(pipeline: Pipeline) -> None:
     second job, because re-uploading is how a user retries."""
     upload(pipeline, "inbox/face.png", make_png())
     run_submit(job_event(pipeline, "inbox/hello.json", avatar_iv_job(), sequencer="00000000000000000A"))
+    first = str(boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"][0]["job_id"])
+    assert pipeline.aws.wait_for_execution(first)["status"] == "SUCCEEDED"  # finished: inputs archived
+
+    upload(pipeline, "inbox/face.png", make_png())
     run_submit(job_event(pipeline, "inbox/hello.json", avatar_iv_job(), sequencer="00000000000000000B"))
 
     assert pipeline.provider.calls["submit"] == 2
+    assert len(boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"]) == 2
 
 
 def test_an_invalid_job_fails_fast_without_reaching_the_provider(pipeline: Pipeline) -> None:
