@@ -21,7 +21,7 @@ def spoken_seconds(text: str, tmp_path: Path) -> float:
     if espeak is None:
         return max(1.0, len(text.split()) / 2.6)
     wav = tmp_path / "speech.wav"
-    subprocess.run([espeak, "-w", str(wav), text], check=True, timeout=60)  # noqa: S603
+    subprocess.run([espeak, "-w", str(wav), text], check=True, timeout=60)  # noqa: S603 - espeak-ng, no shell
     return probe(wav).duration_seconds
 
 

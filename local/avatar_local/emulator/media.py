@@ -305,7 +305,7 @@ class Renderer:
         with self._slots:
             try:
                 # Fixed argument lists (no shell); user text reaches espeak-ng on stdin, never as an option.
-                completed = subprocess.run(  # noqa: S603
+                completed = subprocess.run(  # noqa: S603 - ffmpeg/espeak-ng argument lists, no shell
                     list(command), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
                 )
             except subprocess.TimeoutExpired:

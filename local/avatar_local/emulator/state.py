@@ -152,7 +152,7 @@ class JobBook:
         self._config = config
         self._lock = threading.Lock()
         # Reproducible render times and ids for a seeded run; nothing here is a secret.
-        self._rng = random.Random(config.seed)  # noqa: S311
+        self._rng = random.Random(config.seed)  # noqa: S311 - render-time jitter, not security
         self._jobs: dict[str, Job] = {}
         self._accepted = 0
         self._windows: dict[str, tuple[float, int]] = {}

@@ -226,7 +226,7 @@ class RequestBudget:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             return _Seen.from_error(error.response)
-        return float(response["Attributes"]["full_at"])  # type: ignore[arg-type]
+        return float(str(response["Attributes"]["full_at"]))
 
 
 @dataclass(frozen=True)
