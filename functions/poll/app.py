@@ -20,7 +20,7 @@ from avatar_pipeline.state import RenderState
 @event_parser(model=RenderState)
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
-    next_state = check_status(event, deps, stats=deps.render_stats, budget=deps.request_budget)
+    next_state = check_status(event, deps, deps.poll_schedule, stats=deps.render_stats, budget=deps.request_budget)
     checked = next_state.poll.polls > event.poll.polls
     metrics.add_metric(name="StatusCalls" if checked else "StatusChecksDeferred", unit=MetricUnit.Count, value=1)
     return next_state.model_dump(mode="json", by_alias=True)

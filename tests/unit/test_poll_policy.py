@@ -12,9 +12,11 @@ from avatar_pipeline.domain.poll_policy import (
     MAX_LOG_SD,
     MIN_LOG_SD,
     PRIOR_RENDER_SECONDS,
+    FixedIntervalPolicy,
     PollPolicy,
     RenderStats,
     observed_render_seconds,
+    poll_schedule,
     render_class,
 )
 
@@ -366,3 +368,36 @@ def test_render_class_is_the_model_and_the_output_size(
     model: str, parameters: dict[str, object], expected: str
 ) -> None:
     assert render_class(model, parameters) == expected
+
+
+# --- the fixed interval (POLL_FIXED_INTERVAL_SECONDS) -------------------------------------------------
+
+
+def test_the_schedule_is_adaptive_unless_a_fixed_interval_is_set() -> None:
+    assert poll_schedule(0) == PollPolicy()
+    assert poll_schedule(2) == FixedIntervalPolicy(2)
+
+
+@pytest.mark.parametrize("learned", [PRIOR, RenderStats(log_mean=math.log(420), log_var=0.09)])
+def test_a_fixed_interval_waits_the_same_whatever_the_render_times(learned: RenderStats) -> None:
+    fixed = FixedIntervalPolicy(2)
+    submitted = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+
+    assert fixed.first_wait(learned) == 2
+    for elapsed in (1, 60, 140, 900):
+        now = submitted + timedelta(seconds=elapsed)
+        assert fixed.next_wait(submitted, now, submitted + timedelta(minutes=45), 2, learned) == 2
+
+
+def test_a_fixed_interval_never_waits_past_the_deadline() -> None:
+    fixed = FixedIntervalPolicy(30)
+    submitted = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    deadline = submitted + timedelta(minutes=45)
+
+    assert fixed.next_wait(submitted, deadline - timedelta(seconds=12.5), deadline, 30) == 12
+    assert fixed.next_wait(submitted, deadline - timedelta(seconds=0.4), deadline, 30) == 1
+
+
+def test_a_fixed_interval_below_one_second_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1 second"):
+        FixedIntervalPolicy(0)

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from avatar_pipeline.adapters.render_stats import RenderStatsTable, VersionedStats
 from avatar_pipeline.domain.poll import check_status
-from avatar_pipeline.domain.poll_policy import PollPolicy, RenderStats
+from avatar_pipeline.domain.poll_policy import PollPolicy, RenderStats, poll_schedule
 from avatar_pipeline.provider.wire import StatusReport
 from avatar_pipeline.state import RenderState
 from tests.support.events import load_event
@@ -188,6 +188,29 @@ def test_a_completed_check_teaches_the_render_time_without_the_detection_delay(
     assert_close(stats_table.get(CLASS), RenderStats.prior().observe(145.0))
 
 
+def test_after_deferred_checks_the_render_is_learned_from_the_last_check_that_looked(
+    stats_table: RenderStatsTable,
+) -> None:
+    """Given a render last checked (PROCESSING) 100 s after submission, whose next checks were then
+    deferred by the request budget (the last wait was only 4 s)
+    When a check at 150 s sees it COMPLETED, with no provider timings
+    Then 125 s is learned (the middle of 100-150 s), not 148 s (the middle of the last 4 s wait)."""
+    state = poll_state(wait_seconds=4)
+    state.poll.last_checked_at = state.job.submitted_at + timedelta(seconds=100)
+
+    check_status(state, deps_at(150, StatusScript("COMPLETED")), stats=stats_table)
+
+    assert_close(stats_table.get(CLASS), RenderStats.prior().observe(125.0))
+
+
+def test_a_check_that_reaches_segmind_records_when_it_looked(stats_table: RenderStatsTable) -> None:
+    deps = deps_at(150, StatusScript("PROCESSING"))
+
+    after = check_status(poll_state(), deps, stats=stats_table)
+
+    assert after.poll.last_checked_at == deps.clock.now()
+
+
 def test_the_providers_total_time_is_learned_when_it_reports_one(stats_table: RenderStatsTable) -> None:
     provider = StatusScript("COMPLETED", {"total_time": 138.2, "inference_time": 120.0, "queue_time": 18.2})
 
@@ -232,3 +255,20 @@ def test_without_a_stats_store_the_prior_decides(stats_table: RenderStatsTable) 
 
     assert after.poll.wait_seconds == PollPolicy().next_wait_seconds(150, 2700 - 150, 10, RenderStats.prior())
     assert stats_table.get(CLASS) == RenderStats.prior()
+
+
+def test_a_fixed_interval_schedule_checks_every_n_seconds_whatever_was_learned(
+    stats_table: RenderStatsTable,
+) -> None:
+    """Given renders known to take about 420 s, and the fixed 2 s schedule (POLL_FIXED_INTERVAL_SECONDS=2)
+    When a check at 150 s finds the render processing
+    Then the next check comes 2 s later (the adaptive policy would wait minutes), and the completion
+    is still learned, so switching back to the adaptive schedule starts informed."""
+    for _ in range(60):
+        stats_table.record(CLASS, 420.0, NOW)
+
+    after = check_status(poll_state(), deps_at(150, StatusScript("PROCESSING")), poll_schedule(2), stats_table)
+    check_status(after, deps_at(152, StatusScript("COMPLETED")), poll_schedule(2), stats_table)
+
+    assert after.poll.wait_seconds == 2
+    assert stats_table.get(CLASS).observations == 61

@@ -26,6 +26,7 @@ from avatar_pipeline.adapters.secrets import ApiKeySource
 from avatar_pipeline.adapters.storage import S3Storage
 from avatar_pipeline.adapters.transfer import DownloadPolicy, StreamingCopier
 from avatar_pipeline.clock import Clock, SystemClock
+from avatar_pipeline.domain.poll_policy import PollSchedule, poll_schedule
 from avatar_pipeline.provider.client import SegmindClient, default_timeout
 from avatar_pipeline.settings import Settings, get_settings
 
@@ -65,6 +66,10 @@ class Dependencies:
         if not self.settings.state_machine_arn:
             raise RuntimeError("STATE_MACHINE_ARN is not set for this function")
         return ExecutionStarter(boto3.client("stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def poll_schedule(self) -> PollSchedule:
+        return poll_schedule(self.settings.poll_fixed_interval_seconds)
 
     @cached_property
     def render_stats(self) -> RenderStatsTable | None:

@@ -53,6 +53,9 @@ class Settings(BaseModel):
     pipeline_state_table: str | None = Field(alias="PIPELINE_STATE_TABLE", default=None, min_length=1)
     # Requests per minute the Segmind key allows (free 5, pro 50); every function shares them.
     segmind_requests_per_minute: int = Field(alias="SEGMIND_REQUESTS_PER_MINUTE", default=50, ge=2)
+    # 0: the adaptive poll schedule (domain/poll_policy.py). N > 0: check every N seconds, as Segmind's
+    # SDK does; for comparison runs (bench/bench_throughput.py) or render times the model does not fit.
+    poll_fixed_interval_seconds: int = Field(alias="POLL_FIXED_INTERVAL_SECONDS", default=0, ge=0, le=300)
     # The bus completion events go to ("Avatar Video Succeeded" / "Avatar Video Failed").
     event_bus_name: str = Field(alias="EVENT_BUS_NAME", default="default", min_length=1)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)

@@ -45,6 +45,9 @@ class PollState(BaseModel):
     provider_metrics: dict[str, Any] = Field(default_factory=dict)
     first_seen_processing_at: datetime | None = None
     completed_seen_at: datetime | None = None
+    # The last check that reached Segmind (deferred checks do not count): what a completion is
+    # learned from. None until the first check, and in states written before the field existed.
+    last_checked_at: datetime | None = None
 
 
 class StepError(BaseModel):

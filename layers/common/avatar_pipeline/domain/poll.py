@@ -16,7 +16,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from avatar_pipeline.adapters.request_budget import Denied, Grant, RequestKind
-from avatar_pipeline.domain.poll_policy import PollPolicy, RenderStats, observed_render_seconds, render_class
+from avatar_pipeline.domain.poll_policy import (
+    PollPolicy,
+    PollSchedule,
+    RenderStats,
+    observed_render_seconds,
+    render_class,
+)
 from avatar_pipeline.errors import ProviderThrottled
 from avatar_pipeline.observability import logger
 from avatar_pipeline.state import PollState, RenderState
@@ -48,39 +54,43 @@ class PollBudget(Protocol):
 def check_status(
     state: RenderState,
     deps: Dependencies,
-    policy: PollPolicy | None = None,
+    policy: PollSchedule | None = None,
     stats: RenderStatsStore | None = None,
     budget: PollBudget | None = None,
 ) -> RenderState:
     """Ask Segmind once; transient faults and 404 (RESULT_EXPIRED) propagate as typed errors.
 
-    Without `stats` the policy uses its prior and learns nothing; without `budget` every check goes out.
+    Without `policy` the adaptive PollPolicy schedules; without `stats` it uses its prior and learns
+    nothing; without `budget` every check goes out.
     """
-    policy = policy or PollPolicy()
+    schedule: PollSchedule = policy or PollPolicy()
     job = state.job
     kind = render_class(job.model, job.parameters)
     learned = stats.get(kind) if stats is not None else RenderStats.prior()
     if budget is not None:
         decision = budget.try_acquire("poll", deps.clock.now())
         if isinstance(decision, Denied):
-            return _deferred(state, deps.clock.now(), decision, policy, learned)
+            return _deferred(state, deps.clock.now(), decision, schedule, learned)
     try:
         report = deps.provider.status(job.request_id)
     except ProviderThrottled as throttled:
         # Segmind says when its window resets: check again then, without spending a Retry attempt.
         now = deps.clock.now()
         wait = (throttled.reset_at - now).total_seconds() if throttled.reset_at else _THROTTLED_FALLBACK_SECONDS
-        return _deferred(state, now, Denied("poll", max(1.0, wait)), policy, learned)
+        return _deferred(state, now, Denied("poll", max(1.0, wait)), schedule, learned)
     now = deps.clock.now()
     polls = state.poll.polls + 1
     finished = report.status in ("COMPLETED", "FAILED")
     deps.jobs.record_poll(job.job_id, report.status, polls, now)
     if report.status == "COMPLETED" and stats is not None:
         elapsed = (now - job.submitted_at).total_seconds()
-        stats.record(kind, observed_render_seconds(elapsed, state.poll.wait_seconds, report.metrics), now)
+        last_check = state.poll.last_checked_at
+        # Checks deferred by the budget did not look: the render finished after the last real one.
+        since_last_check = (now - last_check).total_seconds() if last_check else float(state.poll.wait_seconds)
+        stats.record(kind, observed_render_seconds(elapsed, since_last_check, report.metrics), now)
     next_poll = PollState(
         status=report.status,
-        wait_seconds=policy.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
+        wait_seconds=schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
         polls=polls,
         deadline_passed=not finished and job.deadline_at - now < _LAST_WAIT,
         error_message=report.error if report.status == "FAILED" else None,
@@ -88,12 +98,13 @@ def check_status(
         first_seen_processing_at=state.poll.first_seen_processing_at
         or (now if report.status in ("PROCESSING", "COMPLETED") else None),
         completed_seen_at=now if report.status == "COMPLETED" else None,
+        last_checked_at=now,
     )
     return RenderState(job=job, poll=next_poll)
 
 
 def _deferred(
-    state: RenderState, now: datetime, denied: Denied, policy: PollPolicy, learned: RenderStats
+    state: RenderState, now: datetime, denied: Denied, policy: PollSchedule, learned: RenderStats
 ) -> RenderState:
     """The budget is spent: no call, the same status, and a wait until a token is likely free.
 

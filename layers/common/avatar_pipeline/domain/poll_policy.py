@@ -31,6 +31,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 PRIOR_RENDER_SECONDS = 140.0
 # The prior's spread in log space: the seed pages give one figure, so start wider than renders of
@@ -112,21 +113,21 @@ class RenderStats:
 
 
 def observed_render_seconds(
-    elapsed_seconds: float, previous_wait_seconds: float, metrics: Mapping[str, object] | None = None
+    elapsed_seconds: float, since_last_check_seconds: float, metrics: Mapping[str, object] | None = None
 ) -> float:
     """The render time to learn from, when a check `elapsed_seconds` after submission saw COMPLETED.
 
-    The check only tells us the render finished after the previous check and by this one, so using
-    the detection time would overstate every render by the detection delay (and the policy would
-    drift later and later). The provider's own total time is used when it is plausible, i.e. not
-    after this check (a figure in milliseconds, say, is not); otherwise the middle of the interval,
-    which is unbiased when completions are spread evenly across it. `inference_time` alone excludes
-    queueing, so it only raises the lower bound. The lower bound is only as good as
-    `previous_wait_seconds`: after checks deferred by the request budget the last real check was
-    earlier than that, and the midpoint errs late by half the deferred time.
+    The check only tells us the render finished after the previous check (`since_last_check_seconds`
+    ago: the time since the last check that reached Segmind, not the last wait, which after checks
+    deferred by the request budget is shorter) and by this one, so using the detection time would
+    overstate every render by the detection delay (and the policy would drift later and later). The
+    provider's own total time is used when it is plausible, i.e. not after this check (a figure in
+    milliseconds, say, is not); otherwise the middle of the interval, which is unbiased when
+    completions are spread evenly across it. `inference_time` alone excludes queueing, so it only
+    raises the lower bound.
     """
     upper = max(elapsed_seconds, 0.0)
-    lower = min(upper, max(0.0, elapsed_seconds - previous_wait_seconds))
+    lower = min(upper, max(0.0, elapsed_seconds - since_last_check_seconds))
     metrics = metrics or {}
     total = _seconds(metrics.get("total_time"))
     queue, inference = _seconds(metrics.get("queue_time")), _seconds(metrics.get("inference_time"))
@@ -145,6 +146,56 @@ def _seconds(value: object) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) and number > 0 else None
+
+
+class PollSchedule(Protocol):
+    """What the Submit and Poll steps ask of a schedule: the adaptive PollPolicy or a fixed interval."""
+
+    def first_wait(self, stats: RenderStats | None = None) -> int: ...
+
+    def next_wait(
+        self,
+        submitted_at: datetime,
+        now: datetime,
+        deadline_at: datetime,
+        previous_wait: int,
+        stats: RenderStats | None = None,
+    ) -> int: ...
+
+
+def poll_schedule(fixed_interval_seconds: int = 0) -> PollSchedule:
+    """The schedule the settings ask for: 0 (the default) is the adaptive policy."""
+    return FixedIntervalPolicy(fixed_interval_seconds) if fixed_interval_seconds > 0 else PollPolicy()
+
+
+@dataclass(frozen=True)
+class FixedIntervalPolicy:
+    """Segmind's SDK way: the same wait every time (its example uses 2 s), learning nothing.
+
+    Not the default. It exists for comparison runs (bench/bench_throughput.py runs the offline stack
+    with it) and for a provider whose render times the lognormal model does not fit. Like the
+    adaptive policy it never waits past the deadline.
+    """
+
+    seconds: int
+
+    def __post_init__(self) -> None:
+        if self.seconds < 1:
+            raise ValueError("a fixed poll interval must be at least 1 second")
+
+    def first_wait(self, stats: RenderStats | None = None) -> int:
+        return self.seconds
+
+    def next_wait(
+        self,
+        submitted_at: datetime,
+        now: datetime,
+        deadline_at: datetime,
+        previous_wait: int,
+        stats: RenderStats | None = None,
+    ) -> int:
+        remaining = (deadline_at - now).total_seconds()
+        return max(1, math.floor(min(float(self.seconds), remaining)))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from avatar_pipeline.adapters.storage import ObjectMissing, ObjectTooLarge
 from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.inbox import media_named_in, model_named_in
-from avatar_pipeline.domain.poll_policy import PollPolicy, render_class
+from avatar_pipeline.domain.poll_policy import render_class
 from avatar_pipeline.errors import (
     InvalidJob,
     MediaNotYetAvailable,
@@ -269,7 +269,8 @@ def _start_execution(render_job: RenderJob, deps: Dependencies) -> None:
     learned = (
         deps.render_stats.get(render_class(render_job.model, render_job.parameters)) if deps.render_stats else None
     )
-    first_wait = PollPolicy().next_wait(render_job.submitted_at, deps.clock.now(), render_job.deadline_at, 1, learned)
+    now = deps.clock.now()
+    first_wait = deps.poll_schedule.next_wait(render_job.submitted_at, now, render_job.deadline_at, 1, learned)
     state = RenderState(job=render_job, poll=PollState(status="QUEUED", wait_seconds=first_wait))
     execution_arn = deps.executions.start(render_job.job_id, state)
     deps.jobs.mark_rendering(render_job.job_id, execution_arn, deps.clock.now())
