@@ -95,7 +95,8 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "secretsmanager:GetSecretValue": {"ApiKeySecret"},
     },
     "FinalizeFunction": {
-        # domain/inbox.py archive_inputs: storage.py .read (sibling job files), .copy, .move.
+        # domain/inbox.py archive_inputs: storage.py .read (sibling job files), .copy, .move (a
+        # delete_object with IfMatch, the ETag the job saw, needs s3:GetObject as well).
         "s3:GetObject": {"InputBucket/*"},
         # storage.py .copy target (inputs to processed/); transfer.py _PartWriter put_object,
         # create_multipart_upload, upload_part, complete_multipart_upload (the video and captions);
@@ -124,6 +125,7 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
     },
     "ReportFailureFunction": {
         # domain/failure.py fail_job: archive_inputs (read, copy, move, list), put_json (the report).
+        # GetObject also authorises move's conditional delete_object (IfMatch).
         "s3:GetObject": {"InputBucket/*"},
         "s3:PutObject": {"InputBucket/*"},
         "s3:DeleteObject": {"InputBucket/*"},

@@ -84,6 +84,8 @@ class ErrorReport(BaseModel):
     what_to_do: str
     job_key: str
     moved_inputs: dict[str, str]
+    # Inputs whose key holds a newer upload than the one this job used: left in inbox/ for it.
+    superseded_inputs: list[str] = Field(default_factory=list)
     request_id: str | None = None
     failed_at: datetime
     metadata: dict[str, JsonValue] = Field(default_factory=dict)

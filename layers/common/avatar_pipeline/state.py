@@ -25,6 +25,11 @@ class RenderJob(BaseModel):
     input_bucket: str
     job_key: str
     media_keys: list[str] = Field(default_factory=list)
+    # The ETags (unquoted) of the job file and media as Submit read them: only those objects leave
+    # inbox/ with the job, not a newer upload under the same key. None/absent: an execution started
+    # before they were recorded, whose inputs move by key.
+    job_etag: str | None = None
+    media_etags: dict[str, str] = Field(default_factory=dict)
     video_key: str
     video_extension: Literal["mp4", "webm"] = "mp4"
     wants_captions: bool = False

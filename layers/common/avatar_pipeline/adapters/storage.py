@@ -11,12 +11,23 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CopyObjectRequestTypeDef, GetObjectRequestTypeDef
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_PRECONDITION_FAILED = {"412", "PreconditionFailed"}
 
 
 class ObjectMissing(LookupError):
     pass
+
+
+class ObjectReplaced(Exception):
+    """The key holds another object than the one asked for (its ETag differs): a newer upload."""
+
+    def __init__(self, key: str, expected_etag: str) -> None:
+        super().__init__(f"{key} no longer holds the object with ETag {expected_etag}")
+        self.key = key
+        self.expected_etag = expected_etag
 
 
 class ObjectTooLarge(ValueError):
@@ -38,9 +49,27 @@ def _is_not_found(error: ClientError) -> bool:
     return str(error.response.get("Error", {}).get("Code")) in _NOT_FOUND
 
 
+def _is_precondition_failed(error: ClientError) -> bool:
+    return str(error.response.get("Error", {}).get("Code")) in _PRECONDITION_FAILED
+
+
+def plain_etag(etag: str) -> str:
+    """An ETag as this package keeps it: S3's responses quote it, EventBridge's S3 events do not."""
+    return etag.strip('"')
+
+
+def _quoted(etag: str) -> str:
+    """An ETag as an If-Match style header wants it (an HTTP entity tag is a quoted string)."""
+    return f'"{plain_etag(etag)}"'
+
+
 class S3Storage:
     def __init__(self, client: S3Client) -> None:
         self._s3 = client
+        # The Lambda runtime's botocore (the layer does not ship one) may be older than the
+        # DeleteObject If-Match parameter; sending it then fails validation before any request.
+        delete_input = client.meta.service_model.operation_model("DeleteObject").input_shape
+        self._deletes_conditionally = delete_input is not None and "IfMatch" in delete_input.members
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
@@ -52,16 +81,23 @@ class S3Storage:
         return ObjectInfo(
             key=key,
             size=int(head["ContentLength"]),
-            etag=str(head.get("ETag", "")).strip('"'),
+            etag=plain_etag(str(head.get("ETag", ""))),
             content_type=head.get("ContentType"),
         )
 
-    def read(self, bucket: str, key: str, max_bytes: int) -> bytes:
+    def read(self, bucket: str, key: str, max_bytes: int, if_match: str | None = None) -> bytes:
+        """The whole object, up to `max_bytes`. With `if_match` (an ETag), only that object:
+        ObjectReplaced if the key holds another one by now."""
+        request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
+        if if_match:
+            request["IfMatch"] = _quoted(if_match)
         try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
+            response = self._s3.get_object(**request)
         except ClientError as error:
             if _is_not_found(error):
                 raise ObjectMissing(key) from None
+            if if_match and _is_precondition_failed(error):
+                raise ObjectReplaced(key, if_match) from None
             raise
         size = int(response["ContentLength"])
         if size > max_bytes:
@@ -93,24 +129,58 @@ class S3Storage:
         body = document.model_dump_json(indent=2) if isinstance(document, BaseModel) else json.dumps(document, indent=2)
         self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json; charset=utf-8")
 
-    def copy(self, bucket: str, source_key: str, target_key: str) -> bool:
-        """Server-side copy; False if the source is gone."""
+    def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
+        """Server-side copy; False if the source is gone. With `if_match` (an ETag), only that object
+        is copied: ObjectReplaced, and nothing copied, if the key holds another one by now."""
+        request: CopyObjectRequestTypeDef = {
+            "Bucket": bucket,
+            "Key": target_key,
+            "CopySource": {"Bucket": bucket, "Key": source_key},
+            "MetadataDirective": "COPY",
+        }
+        if if_match:
+            request["CopySourceIfMatch"] = _quoted(if_match)
         try:
-            self._s3.copy_object(
-                Bucket=bucket,
-                Key=target_key,
-                CopySource={"Bucket": bucket, "Key": source_key},
-                MetadataDirective="COPY",
-            )
+            self._s3.copy_object(**request)
         except ClientError as error:
             if _is_not_found(error):
                 return False
+            if if_match and _is_precondition_failed(error):
+                raise ObjectReplaced(source_key, if_match) from None
             raise
         return True
 
-    def move(self, bucket: str, source_key: str, target_key: str) -> bool:
-        """Copy then delete. Safe to repeat: a source already gone is not an error. True if moved now."""
-        if not self.copy(bucket, source_key, target_key):
+    def move(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
+        """Copy then delete. Safe to repeat: a source already gone is not an error. True if moved now.
+
+        With `if_match` (an ETag) only that object moves; if the key holds another one (a newer
+        upload), that one is left where it is and ObjectReplaced is raised. Both steps are
+        conditional on S3's side, so an upload landing between the copy and the delete survives too
+        (the copy then holds the expected object, and the newer upload stays).
+        """
+        if not self.copy(bucket, source_key, target_key, if_match):
             return False
-        self._s3.delete_object(Bucket=bucket, Key=source_key)
+        if not if_match:
+            self._s3.delete_object(Bucket=bucket, Key=source_key)
+            return True
+        if not self._deletes_conditionally:
+            # The runtime's botocore predates If-Match on DeleteObject: compare, then delete. An upload
+            # landing in the milliseconds between the two would be lost; S3's own check has no window.
+            current = self.head(bucket, source_key)
+            if current is None:
+                return True
+            if current.etag != plain_etag(if_match):
+                raise ObjectReplaced(source_key, if_match)
+            self._s3.delete_object(Bucket=bucket, Key=source_key)
+            return True
+        # A conditional delete (If-Match on DeleteObject, S3 general purpose buckets since 2025; with an
+        # ETag it needs s3:GetObject as well as s3:DeleteObject): no window between check and delete.
+        try:
+            self._s3.delete_object(Bucket=bucket, Key=source_key, IfMatch=_quoted(if_match))
+        except ClientError as error:
+            if _is_not_found(error):
+                return True  # removed meanwhile (another run of the same archive step): copied is moved
+            if _is_precondition_failed(error):
+                raise ObjectReplaced(source_key, if_match) from None
+            raise
         return True

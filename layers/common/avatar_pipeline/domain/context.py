@@ -36,6 +36,10 @@ class JobRef:
     request_id: str | None = None
     submitted_at: datetime | None = None
     metadata: dict[str, JsonValue] = field(default_factory=dict)
+    # What archive_inputs moves: only these objects (RenderJob.job_etag / media_etags); None or a
+    # missing key means by key.
+    job_etag: str | None = None
+    media_etags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_render_job(cls, job: RenderJob) -> JobRef:
@@ -49,6 +53,8 @@ class JobRef:
             request_id=job.request_id,
             submitted_at=job.submitted_at,
             metadata=dict(job.metadata),
+            job_etag=job.job_etag,
+            media_etags=dict(job.media_etags),
         )
 
     def terminal_record(

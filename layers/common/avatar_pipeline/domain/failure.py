@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 def fail_job(ref: JobRef, code: ErrorCode, message: str, deps: Dependencies) -> JobOutcome:
     now = deps.clock.now()
     settings = deps.settings
-    moved = archive_inputs(deps.storage, ref.input_bucket, ref.job_key, ref.media_keys, succeeded=False)
+    archived = archive_inputs(
+        deps.storage,
+        ref.input_bucket,
+        ref.job_key,
+        ref.media_keys,
+        succeeded=False,
+        job_etag=ref.job_etag,
+        media_etags=ref.media_etags,
+    )
     report_key = error_report_key(ref.job_key)
     report = ErrorReport(
         job_id=ref.job_id,
@@ -30,7 +38,8 @@ def fail_job(ref: JobRef, code: ErrorCode, message: str, deps: Dependencies) -> 
         error_message=message,
         what_to_do=ADVICE[code],
         job_key=ref.job_key,
-        moved_inputs=moved,
+        moved_inputs=archived.moved,
+        superseded_inputs=archived.superseded,
         request_id=ref.request_id,
         failed_at=now,
         metadata=ref.metadata,
@@ -48,7 +57,8 @@ def fail_job(ref: JobRef, code: ErrorCode, message: str, deps: Dependencies) -> 
         input={
             "bucket": ref.input_bucket,
             "job_key": ref.job_key,
-            "archived_keys": moved,
+            "archived_keys": archived.moved,
+            "superseded_keys": archived.superseded,
             "error_report_key": report_key,
         },
         error_code=code.value,

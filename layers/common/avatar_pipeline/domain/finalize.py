@@ -57,7 +57,15 @@ def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
     now = deps.clock.now()
     manifest_key = sibling_key(job.video_key, "json")
     output_keys = [video.key, *([captions.key] if captions else []), manifest_key]
-    moved = archive_inputs(deps.storage, job.input_bucket, job.job_key, job.media_keys, succeeded=True)
+    archived = archive_inputs(
+        deps.storage,
+        job.input_bucket,
+        job.job_key,
+        job.media_keys,
+        succeeded=True,
+        job_etag=job.job_etag,
+        media_etags=job.media_etags,
+    )
     timings = Timings(
         received_at=job.received_at,
         submitted_at=job.submitted_at,
@@ -75,7 +83,8 @@ def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
             "bucket": job.input_bucket,
             "job_key": job.job_key,
             "media_keys": job.media_keys,
-            "archived": moved,
+            "archived": archived.moved,
+            "superseded": archived.superseded,
         },
         outputs={
             "bucket": settings.output_bucket,
@@ -101,7 +110,12 @@ def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
         job_id=job.job_id,
         status="SUCCEEDED",
         model=job.model,
-        input={"bucket": job.input_bucket, "job_key": job.job_key, "archived_keys": moved},
+        input={
+            "bucket": job.input_bucket,
+            "job_key": job.job_key,
+            "archived_keys": archived.moved,
+            "superseded_keys": archived.superseded,
+        },
         output={
             "bucket": settings.output_bucket,
             "video_key": video.key,

@@ -2,48 +2,100 @@
 
 A photo may be shared by several job files in one folder; it leaves inbox/ with the last of them,
 so a sibling job that has not been submitted yet still finds it.
+
+Only the objects a job used leave with it. A user may upload a job file (or its photo) again under
+the same key while the job is still rendering; that upload is a job of its own, started by its own
+event. So each input moves only while it still has the ETag the job saw at submit time (S3 checks
+that on the copy and on the delete); a key that holds a newer upload by then is left in inbox/ and
+reported as superseded. Jobs submitted before ETags were recorded move their inputs by key.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from avatar_pipeline.adapters.storage import S3Storage
+from avatar_pipeline.adapters.storage import ObjectReplaced, S3Storage
 from avatar_pipeline.jobs.spec import SUPPORTED_MODELS
 from avatar_pipeline.keys import UnsafeKey, archived_key, resolve_media_key
+from avatar_pipeline.observability import logger
 
 _SIBLING_SCAN_LIMIT = 500
 _MEDIA_FIELDS = ("photo", "audio")
 
 
+@dataclass(frozen=True)
+class ArchivedInputs:
+    moved: dict[str, str]  # {inbox key: where the job's object went}
+    superseded: list[str]  # inbox keys that hold a newer upload by now, left where they are
+
+
 def archive_inputs(
-    storage: S3Storage, bucket: str, job_key: str, media_keys: Iterable[str], succeeded: bool
-) -> dict[str, str]:
-    """Move the job file and its media to processed/ or failed/; returns {old key: new key}."""
-    moved: dict[str, str] = {}
-    target = archived_key(job_key, succeeded)
-    storage.move(bucket, job_key, target)
-    moved[job_key] = target
+    storage: S3Storage,
+    bucket: str,
+    job_key: str,
+    media_keys: Iterable[str],
+    succeeded: bool,
+    job_etag: str | None = None,
+    media_etags: Mapping[str, str] | None = None,
+) -> ArchivedInputs:
+    """Move the job file and its media to processed/ or failed/.
+
+    With the ETags the job saw (`job_etag`, `media_etags` by key), only those objects move; without
+    one (state from before ETags were recorded) the key moves, whatever it holds.
+    """
+    result = ArchivedInputs(moved={}, superseded=[])
+    job_file_superseded = not _archive(storage, bucket, job_key, job_etag, succeeded, result)
     media = list(dict.fromkeys(media_keys))
-    still_needed = _referenced_by_siblings(storage, bucket, job_key, media) if media else set()
+    # A newer upload of the job file is a job of its own, which needs the same media.
+    still_needed = (
+        _referenced_by_siblings(storage, bucket, job_key, media, include_job_key=job_file_superseded)
+        if media
+        else set()
+    )
+    etags = media_etags or {}
     for key in media:
-        target = archived_key(key, succeeded)
-        if key in still_needed:
-            storage.copy(bucket, key, target)
+        _archive(storage, bucket, key, etags.get(key), succeeded, result, keep_source=key in still_needed)
+    return result
+
+
+def _archive(
+    storage: S3Storage,
+    bucket: str,
+    key: str,
+    etag: str | None,
+    succeeded: bool,
+    result: ArchivedInputs,
+    keep_source: bool = False,
+) -> bool:
+    """Move (or, for media a sibling still needs, copy) one input; False if a newer upload holds its key."""
+    target = archived_key(key, succeeded)
+    try:
+        if keep_source:
+            storage.copy(bucket, key, target, if_match=etag)
         else:
-            storage.move(bucket, key, target)
-        moved[key] = target
-    return moved
+            storage.move(bucket, key, target, if_match=etag)
+    except ObjectReplaced:
+        # Not an error: a newer job file is submitted by its own event; newer media is used by the
+        # job that names it, or stays like any file no job names. If S3 refused only the delete
+        # (an upload landed between copy and delete), the target holds this job's object.
+        logger.info("input replaced by a newer upload; left in inbox", extra={"key": key, "etag": etag})
+        result.superseded.append(key)
+        return False
+    result.moved[key] = target
+    return True
 
 
-def _referenced_by_siblings(storage: S3Storage, bucket: str, job_key: str, media: list[str]) -> set[str]:
+def _referenced_by_siblings(
+    storage: S3Storage, bucket: str, job_key: str, media: list[str], include_job_key: bool
+) -> set[str]:
     folder = posixpath.dirname(job_key) + "/"
     wanted = set(media)
     found: set[str] = set()
     for key in storage.list_keys(bucket, folder, _SIBLING_SCAN_LIMIT):
-        if key == job_key or not key.endswith(".json"):
+        if (key == job_key and not include_job_key) or not key.endswith(".json"):
             continue
         found |= wanted & _media_named_by(storage, bucket, key)
         if found == wanted:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from avatar_pipeline.adapters.request_budget import Denied
-from avatar_pipeline.adapters.storage import ObjectMissing, ObjectTooLarge
+from avatar_pipeline.adapters.storage import ObjectMissing, ObjectReplaced, ObjectTooLarge, plain_etag
 from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.inbox import media_named_in, model_named_in
@@ -79,17 +79,23 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
     if head is None or (obj.etag and head.etag != obj.etag.strip('"')):
         logger.info("job file was replaced or removed since the event; its own event covers it")
         return SubmitResult.IGNORED
-    ref = JobRef(job_id=job_id, input_bucket=obj.bucket, job_key=obj.key, received_at=obj.event_time)
+    # The job holds on to the ETags of what it read: when it ends, only those objects leave inbox/.
+    ref = JobRef(
+        job_id=job_id, input_bucket=obj.bucket, job_key=obj.key, received_at=obj.event_time, job_etag=head.etag or None
+    )
     raw = b""
     try:
-        raw = _read_job_file(obj, deps)
+        raw = _read_job_file(obj, ref.job_etag, deps)
         spec = parse_job_file(raw)
         ref = replace(ref, model=spec.model, metadata=dict(spec.metadata))
         media_keys = _resolve_media(obj.key, spec)
         ref = replace(ref, media_keys=tuple(media_keys.values()))
-        _check_media(obj, media_keys, deps)
+        ref = replace(ref, media_etags=_check_media(obj, media_keys, deps))
     except MediaNotYetAvailable:
         raise
+    except ObjectReplaced:
+        logger.info("job file was replaced while it was read; its own event covers the new upload")
+        return SubmitResult.IGNORED
     except PipelineError as error:
         if ref.model is None:
             # Too broken to validate: still name its model and take the files it names out of inbox/.
@@ -120,9 +126,9 @@ def retry_delay_for(error: TransientError, now: datetime) -> int | None:
     return None
 
 
-def _read_job_file(obj: InboxObject, deps: Dependencies) -> bytes:
+def _read_job_file(obj: InboxObject, etag: str | None, deps: Dependencies) -> bytes:
     try:
-        return deps.storage.read(obj.bucket, obj.key, deps.settings.max_job_file_bytes)
+        return deps.storage.read(obj.bucket, obj.key, deps.settings.max_job_file_bytes, if_match=etag)
     except ObjectTooLarge as exc:
         raise InvalidJob(f"the job file is {exc.size} bytes; job files are at most {exc.limit} bytes") from None
     except ObjectMissing:
@@ -140,8 +146,10 @@ def _resolve_media(job_key: str, spec: AvatarIVJob | AvatarVJob) -> dict[str, st
     return resolved
 
 
-def _check_media(obj: InboxObject, media_keys: dict[str, str], deps: Dependencies) -> None:
+def _check_media(obj: InboxObject, media_keys: dict[str, str], deps: Dependencies) -> dict[str, str]:
+    """Each media file is there, within its limit and of its kind; returns their ETags by key."""
     settings = deps.settings
+    etags: dict[str, str] = {}
     for parameter, key in media_keys.items():
         is_photo = parameter == "image_url"
         info = deps.storage.head(obj.bucket, key)
@@ -168,6 +176,9 @@ def _check_media(obj: InboxObject, media_keys: dict[str, str], deps: Dependencie
         if kind is None:
             expected = "a PNG, JPEG or WebP image" if is_photo else "WAV, MP3, M4A, OGG or FLAC audio"
             raise UnsupportedMedia(f"{key} is not {expected} (checked by its content)")
+        if info.etag:
+            etags[key] = info.etag
+    return etags
 
 
 def _post_once(
@@ -222,6 +233,8 @@ def _post_once(
         input_bucket=ref.input_bucket,
         job_key=ref.job_key,
         media_keys=list(media_keys.values()),
+        job_etag=ref.job_etag,
+        media_etags=dict(ref.media_etags),
         video_key=spec.output_key or default_video_key(ref.job_key, spec.video_extension),
         video_extension="webm" if spec.video_extension == "webm" else "mp4",
         wants_captions=spec.wants_captions,
@@ -301,6 +314,7 @@ def _continue_existing(record: JobRecord, obj: InboxObject, deps: Dependencies) 
         received_at=record.received_at,
         media_keys=tuple(record.media_keys),
         model=record.model,
+        job_etag=plain_etag(obj.etag) or None,  # the job id derives from this upload: its ETag
     )
     fail_job(
         ref,
