@@ -57,7 +57,7 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # storage.py .copy: CopyObject carries the source's tags (tagging directive COPY by default).
         "s3:GetObjectTagging": {"InputBucket/*"},
         "s3:PutObjectTagging": {"InputBucket/*"},
-        # storage.py .list_keys (list_objects_v2) - domain/inbox.py _referenced_by_siblings. Also makes
+        # storage.py .list_folder (list_objects_v2) - domain/inbox.py _referenced_by_siblings. Also makes
         # a missing object answer 404 rather than 403 (S3Storage.head relies on that).
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py JobsTable.get (get_item) - submit_job, _post_once, fail_job;
@@ -107,7 +107,7 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "s3:DeleteObject": {"InputBucket/*"},
         "s3:GetObjectTagging": {"InputBucket/*"},
         "s3:PutObjectTagging": {"InputBucket/*"},
-        # storage.py .list_keys - domain/inbox.py _referenced_by_siblings.
+        # storage.py .list_folder - domain/inbox.py _referenced_by_siblings.
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item);
         # idempotency.py OnceOnly (Powertools DynamoDBPersistenceLayer: put_item to claim, get_item on

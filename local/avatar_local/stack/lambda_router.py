@@ -26,11 +26,15 @@ from urllib.parse import unquote
 import boto3
 import botocore.handlers
 from botocore.awsrequest import AWSResponse
+from botocore.client import BaseClient
 from botocore.compat import HTTPHeaders
 from botocore.response import StreamingBody
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
 Handler = Callable[[Any, Any], Any]
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# The module-level name moto's Lambda Task states build their client with.
+_CLIENT_FACTORY = "boto_client_for"
 FUNCTION_DIRS = {"submit": "submit", "poll": "poll", "finalize": "finalize", "report_failure": "report_failure"}
 
 
@@ -85,6 +89,8 @@ class LambdaRouter:
         self.invocations: list[Invocation] = []
         self.calls: Counter[str] = Counter()
         self._installed = False
+        self._clients: dict[tuple[str, str], BaseClient] = {}
+        self._original_client_for: Callable[..., BaseClient] = vars(lambda_eval_utils)[_CLIENT_FACTORY]
 
     def register(self, function_name: str, loader: Callable[[], Handler], timeout_seconds: float = 900.0) -> None:
         """`loader` makes a new execution environment (imports the handler afresh);
@@ -156,6 +162,11 @@ class LambdaRouter:
         botocore.handlers.BUILTIN_HANDLERS.append(("before-call.lambda.Invoke", self._on_invoke))
         # Sessions copy the handler list when created: start a fresh default session.
         boto3.DEFAULT_SESSION = None
+        # moto's interpreter builds a new boto3 Lambda client for every Task state it runs (loading
+        # the service model each time): a fifth of the offline stack's CPU under load. Reuse one per
+        # region while this router is installed; the clients carry its hook, so they go with it.
+        self._original_client_for = vars(lambda_eval_utils)[_CLIENT_FACTORY]
+        vars(lambda_eval_utils)[_CLIENT_FACTORY] = self._client_for
         self._installed = True
 
     def uninstall(self) -> None:
@@ -163,4 +174,15 @@ class LambdaRouter:
         if entry in botocore.handlers.BUILTIN_HANDLERS:
             botocore.handlers.BUILTIN_HANDLERS.remove(entry)
         boto3.DEFAULT_SESSION = None
+        if self._installed:
+            vars(lambda_eval_utils)[_CLIENT_FACTORY] = self._original_client_for
+            with self._lock:
+                self._clients.clear()
         self._installed = False
+
+    def _client_for(self, region: str, service: str, state_credentials: Any = None) -> BaseClient:
+        with self._lock:
+            key = (region, service)
+            if key not in self._clients:
+                self._clients[key] = self._original_client_for(region, service, state_credentials)
+            return self._clients[key]

@@ -8,6 +8,7 @@ gaps moto leaves (notes/local-aws.md) are closed here, each in one small, named 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -21,6 +22,7 @@ from typing import Any
 
 import boto3
 import httpx
+from moto import backends as moto_backends
 from moto.server import ThreadedMotoServer
 
 from avatar_local.stack.sam_translate import code_artifacts, translate_template
@@ -76,6 +78,7 @@ class LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported", category=UserWarning)
+        _cache_moto_module_list()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
@@ -102,6 +105,15 @@ class LocalAws:
         for name, value in values.items():
             self._saved_env.setdefault(name, os.environ.get(name))
             os.environ[name] = value
+
+
+def _cache_moto_module_list() -> None:
+    """moto's server lists its own package directory (os.listdir + a stat per entry) on every request
+    to find the service, while holding the dispatcher's lock: every concurrent call waits on it. The
+    list cannot change while the process runs, so read it once."""
+    if not isinstance(moto_backends.list_of_moto_modules, functools.partial):
+        modules = tuple(moto_backends.list_of_moto_modules())
+        moto_backends.list_of_moto_modules = functools.partial(iter, modules)
 
 
 def deploy(parameters: dict[str, str], api_key: str, stack_name: str = "avatar-pipeline") -> DeployedStack:

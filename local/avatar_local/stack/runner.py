@@ -164,6 +164,11 @@ class LocalPipeline:
         self._stop.set()
         if self.poller is not None:
             self.poller.stop()
+        # Executions still running (a run cut short) fail as the stack goes away under them: moto's
+        # interpreter logs each as an error, which is noise now.
+        interpreter_log = logging.getLogger("moto.stepfunctions")
+        saved_level = interpreter_log.level
+        interpreter_log.setLevel(logging.CRITICAL)
         self._stop_executions()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -182,6 +187,7 @@ class LocalPipeline:
             else:
                 os.environ[name] = value
         runtime.reset()
+        interpreter_log.setLevel(saved_level)
 
     # --- wiring ------------------------------------------------------------------------------------
     def _set_function_environment(self, stack: DeployedStack) -> None:
@@ -326,6 +332,11 @@ class LocalPipeline:
         started = time.monotonic()
         seen: dict[str, tuple[str, str | None]] = {}
         while time.monotonic() - started < timeout:
+            if on_change is None and len(self.notifications) < len(job_keys):
+                # Every job ends with a notification: until there are enough, nothing can be done, and
+                # a scan of the jobs table (what progress() costs) every 0.1 s slows a large run down.
+                time.sleep(0.1)
+                continue
             progress = self.progress()
             for key in job_keys:
                 job = progress.get(key)

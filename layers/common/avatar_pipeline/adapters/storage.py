@@ -115,10 +115,13 @@ class S3Storage:
             raise
         return response["Body"].read(length)
 
-    def list_keys(self, bucket: str, prefix: str, limit: int) -> list[str]:
-        """Keys directly under a folder-like prefix (not in its subfolders), at most `limit`."""
+    def list_folder(self, bucket: str, prefix: str, limit: int) -> list[ObjectInfo]:
+        """Objects directly under a folder-like prefix (not in its subfolders), at most `limit`."""
         response = self._s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=limit)
-        return [str(obj["Key"]) for obj in response.get("Contents", [])]
+        return [
+            ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)), plain_etag(str(obj.get("ETag", ""))), None)
+            for obj in response.get("Contents", [])
+        ]
 
     def presign_get(self, bucket: str, key: str, expires_in: int) -> str:
         return self._s3.generate_presigned_url(

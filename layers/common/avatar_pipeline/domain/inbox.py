@@ -23,6 +23,11 @@ from avatar_pipeline.keys import UnsafeKey, archived_key, resolve_media_key
 from avatar_pipeline.observability import logger
 
 _SIBLING_SCAN_LIMIT = 500
+# The media a sibling job file names, by (bucket, key, ETag): a version's content never changes, so an
+# execution environment reads each sibling once, not once per job finishing beside it (200 job files
+# dropped in one folder would otherwise cost 200 x 200 reads, and slow every Finalize as they pile up).
+_SIBLING_CACHE_SIZE = 4096
+_SIBLING_REFERENCES: dict[tuple[str, str, str], frozenset[str]] = {}
 _MEDIA_FIELDS = ("photo", "audio")
 
 
@@ -94,21 +99,32 @@ def _referenced_by_siblings(
     folder = posixpath.dirname(job_key) + "/"
     wanted = set(media)
     found: set[str] = set()
-    for key in storage.list_keys(bucket, folder, _SIBLING_SCAN_LIMIT):
-        if (key == job_key and not include_job_key) or not key.endswith(".json"):
+    for sibling in storage.list_folder(bucket, folder, _SIBLING_SCAN_LIMIT):
+        if (sibling.key == job_key and not include_job_key) or not sibling.key.endswith(".json"):
             continue
-        found |= wanted & _media_named_by(storage, bucket, key)
+        found |= wanted & _media_named_by(storage, bucket, sibling.key, sibling.etag)
         if found == wanted:
             break
     return found
 
 
-def _media_named_by(storage: S3Storage, bucket: str, job_key: str) -> set[str]:
+def _media_named_by(storage: S3Storage, bucket: str, job_key: str, etag: str) -> frozenset[str]:
+    cache_key = (bucket, job_key, etag)
+    if etag and cache_key in _SIBLING_REFERENCES:
+        return _SIBLING_REFERENCES[cache_key]
     try:
-        raw = storage.read(bucket, job_key, 64 * 1024)
+        raw = storage.read(bucket, job_key, 64 * 1024, if_match=etag or None)
+    except ObjectReplaced:
+        # Uploaded again since the listing: what the newest version names counts (not cached).
+        return _media_named_by(storage, bucket, job_key, "")
     except (LookupError, ValueError):
-        return set()
-    return set(media_named_in(job_key, raw))
+        return frozenset()  # gone, or too big to be a job file
+    named = frozenset(media_named_in(job_key, raw))
+    if etag:
+        if len(_SIBLING_REFERENCES) >= _SIBLING_CACHE_SIZE:
+            _SIBLING_REFERENCES.clear()
+        _SIBLING_REFERENCES[cache_key] = named
+    return named
 
 
 def model_named_in(raw: bytes) -> str | None:
