@@ -92,9 +92,9 @@ def test_impossible_shapes_are_refused(rpm: int, burst: int | None, reserve: flo
 
 def test_a_fresh_bucket_grants_its_burst_then_asks_to_wait_one_interval(budget: RequestBudget) -> None:
     """Given an unused key
-    When status checks arrive all at once
+    When result fetches arrive all at once (the kind that may take every token)
     Then the first five (the burst) go out and the sixth waits for the next token, one interval."""
-    decisions = [budget.try_acquire("poll", at(0)) for _ in range(6)]
+    decisions = [budget.try_acquire("result", at(0)) for _ in range(6)]
 
     assert [granted(d) for d in decisions] == [True] * 5 + [False]
     denied = decisions[-1]
@@ -107,20 +107,20 @@ def test_tokens_refill_with_elapsed_time(budget: RequestBudget) -> None:
     When one interval passes
     Then exactly one more request may go."""
     for _ in range(5):
-        budget.try_acquire("poll", at(0))
+        budget.try_acquire("result", at(0))
 
-    assert not granted(budget.try_acquire("poll", at(INTERVAL - 0.01)))
-    assert granted(budget.try_acquire("poll", at(INTERVAL + 0.01)))
-    assert not granted(budget.try_acquire("poll", at(INTERVAL + 0.02)))
+    assert not granted(budget.try_acquire("result", at(INTERVAL - 0.01)))
+    assert granted(budget.try_acquire("result", at(INTERVAL + 0.01)))
+    assert not granted(budget.try_acquire("result", at(INTERVAL + 0.02)))
 
 
 def test_a_long_idle_never_saves_up_more_than_the_burst(budget: RequestBudget) -> None:
     """Given a key idle for an hour
     When requests arrive at once
     Then still only the burst goes out: tokens never exceed the capacity."""
-    budget.try_acquire("poll", at(0))
+    budget.try_acquire("result", at(0))
 
-    decisions = [budget.try_acquire("poll", at(3600)) for _ in range(7)]
+    decisions = [budget.try_acquire("result", at(3600)) for _ in range(7)]
 
     assert sum(granted(d) for d in decisions) == 5
 
@@ -157,6 +157,27 @@ def test_submits_leave_a_reserve_for_status_checks(budget: RequestBudget) -> Non
     assert granted(budget.try_acquire("result", at(0)))
 
 
+def test_status_checks_leave_the_last_token_to_result_fetches(budget: RequestBudget) -> None:
+    """Given a bucket down to its last token (4 of 5 taken)
+    When a status check and then a result fetch ask
+    Then the check waits one interval and the fetch goes out: a finished render is not kept waiting
+    (Finalize waits through the state machine's Retry, whose attempts are few)."""
+    for _ in range(4):
+        assert granted(budget.try_acquire("poll", at(0)))
+
+    check = budget.try_acquire("poll", at(0))
+    assert isinstance(check, Denied)
+    assert check.retry_after_seconds == pytest.approx(INTERVAL, abs=1e-3)
+    assert granted(budget.try_acquire("result", at(0)))
+
+
+@pytest.mark.parametrize(("rpm", "tiers"), [(50, (3.0, 2.0, 1.0)), (20, (2.0, 1.0, 1.0)), (5, (2.0, 1.0, 1.0))])
+def test_tokens_needed_by_kind(rpm: int, tiers: tuple[float, float, float]) -> None:
+    """Submits need the most tokens in the bucket, result fetches the fewest; small buckets merge tiers."""
+    shape = BucketShape.for_limit(rpm)
+    assert (1.0 + shape.submit_reserve, 1.0 + shape.poll_reserve, 1.0) == tiers
+
+
 def test_submits_go_while_the_bucket_holds_more_than_the_reserve(budget: RequestBudget) -> None:
     decisions = [budget.try_acquire("submit", at(0)) for _ in range(4)]
 
@@ -181,8 +202,8 @@ def test_writers_with_separate_clients_share_one_bucket(state_table: str) -> Non
     Then they draw from the same bucket."""
     poll_function, submit_function = RequestBudget(state_table, RPM), RequestBudget(state_table, RPM)
 
-    grants = [granted(poll_function.try_acquire("poll", at(0))) for _ in range(3)]
-    grants += [granted(submit_function.try_acquire("poll", at(0))) for _ in range(3)]
+    grants = [granted(poll_function.try_acquire("result", at(0))) for _ in range(3)]
+    grants += [granted(submit_function.try_acquire("result", at(0))) for _ in range(3)]
 
     assert grants == [True] * 5 + [False]
 
@@ -207,8 +228,8 @@ def test_a_writer_whose_clock_runs_ahead_cannot_exceed_the_capacity(state_table:
     Then it gets at most the burst, and the others then see an empty bucket."""
     ahead, on_time = RequestBudget(state_table, RPM), RequestBudget(state_table, RPM)
 
-    assert sum(granted(ahead.try_acquire("poll", at(3600))) for _ in range(8)) == 5
-    assert not granted(on_time.try_acquire("poll", at(0)))
+    assert sum(granted(ahead.try_acquire("result", at(3600))) for _ in range(8)) == 5
+    assert not granted(on_time.try_acquire("result", at(0)))
 
 
 def test_the_dynamodb_bucket_decides_exactly_as_its_in_memory_twin(budget: RequestBudget) -> None:

@@ -15,9 +15,12 @@ when the bucket goes from idle to busy) with no read-modify-write race between c
   `full_at` only moves forward. A writer whose clock runs ahead by s can take at most s / interval
   tokens early, and then holds the others back by up to s; one whose clock lags only sees fewer
   tokens. On Lambda s is milliseconds: a thousandth of a token.
-* Polls first: results expire an hour after submission, so status checks and result fetches may
-  take the last token, while a submit needs `1 + submit_reserve` tokens. A reserve above the burst
-  means the bucket must also have stood full for a while: no status check wanted a token lately.
+* Polls first: results expire an hour after submission, so a submit needs `1 + submit_reserve`
+  tokens while status checks need `1 + poll_reserve` and result fetches only 1. A reserve above the
+  burst means the bucket must also have stood full for a while: no status check wanted a token lately.
+  Result fetches come first of all: a render is finished and paid for, and Finalize's only way to
+  wait is the state machine's Retry, whose attempts run out (denied six times running under a busy
+  key, the job would fail with its video made). Status checks leave them the last token.
 * Fail open: if DynamoDB cannot be reached the request is granted with a warning; the provider's
   own 429 is still handled by the state machine's Retry and by SQS redelivery.
 """
@@ -83,6 +86,7 @@ class BucketShape:
     burst: int
     refill_per_minute: float
     submit_reserve: float = 0.0
+    poll_reserve: float = 0.0
 
     @classmethod
     def for_limit(
@@ -104,7 +108,15 @@ class BucketShape:
         reserve = float(submit_reserve if submit_reserve is not None else default_reserve)
         if reserve < 0:
             raise ValueError("submit_reserve must not be negative")
-        return cls(burst=burst, refill_per_minute=float(requests_per_minute - burst), submit_reserve=reserve)
+        # Result fetches outrank checks by one token where the bucket has room for three tiers (a pro key:
+        # submit 3, check 2, result 1 of 5); on a small bucket checks and fetches share the last token.
+        poll_reserve = max(0.0, min(1.0, reserve - 1.0))
+        return cls(
+            burst=burst,
+            refill_per_minute=float(requests_per_minute - burst),
+            submit_reserve=reserve,
+            poll_reserve=poll_reserve,
+        )
 
     @property
     def interval_seconds(self) -> float:
@@ -113,7 +125,7 @@ class BucketShape:
 
     def cutoff(self, kind: RequestKind, now: float) -> float:
         """The latest full_at at which `kind` may still take a token."""
-        needed = 1.0 + (self.submit_reserve if kind == "submit" else 0.0)
+        needed = 1.0 + {"submit": self.submit_reserve, "poll": self.poll_reserve, "result": 0.0}[kind]
         return now + (self.burst - needed) * self.interval_seconds
 
     def tokens(self, full_at: float | None, now: float) -> float:
