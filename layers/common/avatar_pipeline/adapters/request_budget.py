@@ -123,6 +123,11 @@ class BucketShape:
         """Seconds per refilled token: burst + 60 s of refill = the limit, for any 60 s window."""
         return 60.0 / self.refill_per_minute
 
+    def allowance_per_minute(self, minutes: float) -> float:
+        """Requests a minute the bucket lets through over `minutes` from full: the burst once, then the
+        refill (the benchmarks' bound on throughput)."""
+        return (self.burst + self.refill_per_minute * minutes) / minutes
+
     def cutoff(self, kind: RequestKind, now: float) -> float:
         """The latest full_at at which `kind` may still take a token."""
         needed = 1.0 + {"submit": self.submit_reserve, "poll": self.poll_reserve, "result": 0.0}[kind]
