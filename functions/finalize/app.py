@@ -19,5 +19,8 @@ from avatar_pipeline.state import RenderState
 @event_parser(model=RenderState)
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
-    outcome = deps.once.finalize(event, lambda state: finalize_job(state, deps), context)
+    # The copies get this invocation's time left: they abort their uploads before the timeout would.
+    outcome = deps.once.finalize(
+        event, lambda state: finalize_job(state, deps, context.get_remaining_time_in_millis), context
+    )
     return outcome.model_dump(mode="json")

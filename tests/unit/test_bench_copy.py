@@ -15,13 +15,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_copy_benchmark_runs_and_writes_its_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Given the copy benchmark at 8MB and 16MB, against both moto and the sink
+    """Given the copy benchmark at 8MB and 16MB, against both moto and the sink, each copy run twice
     When it runs
     Then it succeeds, prints the table and the targets, and writes the moto figures as
     {method: {size: {peak_rss_mb, mb_per_s}}} for streaming and naive, nothing else."""
     output = tmp_path / "copy.json"
 
-    status = bench_copy.main(["--sizes", "8MB", "16MB", "--output", str(output), "--part-size-mib", "5"])
+    argv = ["--sizes", "8MB", "16MB", "--output", str(output), "--part-size-mib", "5", "--repeat", "2"]
+    status = bench_copy.main(argv)
 
     assert status == 0
     figures = json.loads(output.read_text())
@@ -35,6 +36,8 @@ def test_the_copy_benchmark_runs_and_writes_its_figures(tmp_path: Path, capsys: 
     assert "peak RSS MB" in printed
     assert "sink" in printed
     assert "streaming/naive throughput at 16MB" in printed
+    runs = [line.split() for line in printed.splitlines() if line.startswith("  moto")]
+    assert sum(words[1:3] == ["streaming", "8MB:"] for words in runs) == 2  # each run; the median counts
 
 
 def test_sizes_are_read_as_binary_megabytes_and_gigabytes() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -395,6 +398,36 @@ def test_a_part_that_fails_aborts_the_copy(s3: S3Client, workers: int, failing: 
     assert pipeline.pulled <= min((failing + workers) * PART_SIZE, len(body))
 
 
+def test_every_part_carries_its_crc32_and_the_completion_lists_them(s3: S3Client) -> None:
+    """Given a result of three parts
+    When it is copied
+    Then the multipart upload is created for CRC32, CompleteMultipartUpload lists each part with the
+    CRC32 of that part's bytes, and the stored object has a CRC32 checksum."""
+    body = mp4(2 * PART_SIZE + 12_345)
+    calls: dict[str, dict[str, Any]] = {}
+
+    def capture(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls[model.name] = params
+
+    for operation in ("CreateMultipartUpload", "CompleteMultipartUpload"):
+        s3.meta.events.register(f"provide-client-params.s3.{operation}", capture, unique_id=f"capture-{operation}")
+    try:
+        copier(s3, Host({VIDEO_URL: serve(body)})).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+    finally:
+        for operation in ("CreateMultipartUpload", "CompleteMultipartUpload"):
+            s3.meta.events.unregister(f"provide-client-params.s3.{operation}", unique_id=f"capture-{operation}")
+
+    def crc32(data: bytes) -> str:
+        return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+    assert calls["CreateMultipartUpload"]["ChecksumAlgorithm"] == "CRC32"
+    parts = calls["CompleteMultipartUpload"]["MultipartUpload"]["Parts"]
+    assert [(part["PartNumber"], part["ChecksumCRC32"]) for part in parts] == [
+        (n + 1, crc32(body[n * PART_SIZE : (n + 1) * PART_SIZE])) for n in range(3)
+    ]
+    assert s3.head_object(Bucket=BUCKET, Key=KEY, ChecksumMode="ENABLED").get("ChecksumCRC32")
+
+
 def test_a_part_resent_after_a_dropped_connection_is_sent_from_its_start(s3: S3Client) -> None:
     """Given a connection that drops after 1 MiB of part 2's body went out, which botocore retries
     When a result of three parts is copied
@@ -424,6 +457,114 @@ def test_upload_workers_must_be_positive(s3: S3Client) -> None:
     Then it is refused at once rather than hanging on the first part."""
     with pytest.raises(ValueError, match="upload_workers"):
         copier(s3, Host({}), upload_workers=0)
+
+
+# --- the deadline: a copy that cannot finish in time aborts its upload -------------------------------------
+
+
+class ShiftedClock:
+    """time.monotonic() plus a shift the test sets: jumps to (or past) a deadline without sleeping to it."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.shift
+
+
+def test_a_copy_that_reaches_its_deadline_mid_download_aborts_and_raises_a_transient_error(s3: S3Client) -> None:
+    """Given a download that advances the clock one second per MiB, and a deadline at 12 s
+    When a 30 MiB result is copied (5 MiB parts: two were already uploaded at 12 MiB)
+    Then it stops there: OutputTransferError (which the state machine retries) is raised, the
+    multipart upload is aborted (no object, no upload or parts left) and never completed."""
+    body = mp4(30 * MIB)
+    pipeline = Pipeline(len(body))
+    recorder = Recorder(s3, pipeline)
+    host = Host({VIDEO_URL: serve_stream(Source(body, pipeline))})
+    http = httpx.Client(transport=httpx.MockTransport(host))
+    clock = lambda: pipeline.pulled / MIB  # noqa: E731 - a clock made of download progress
+    copier_ = StreamingCopier(
+        cast("S3Client", recorder), http, DownloadPolicy(max_bytes=64 * MIB), part_size=PART_SIZE, monotonic=clock
+    )
+
+    with pytest.raises(OutputTransferError, match="deadline"):
+        copier_.copy(VIDEO_URL, BUCKET, KEY, expect="video", deadline=12.0)
+
+    assert sorted(recorder.completed)[:2] == [1, 2]  # parts existed, so there was something to abort
+    assert recorder.completions == 0
+    assert pipeline.pulled == 12 * MIB
+    assert_nothing_written(s3)
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_deadline_that_passes_while_parts_upload_aborts_after_the_late_part_lands(s3: S3Client) -> None:
+    """Given two upload workers, and the last part's upload still running when the deadline passes (it
+    lands a second later), while the download itself finished in time
+    When the result is copied
+    Then the copier stops waiting at the deadline, lets the late part land, and only then aborts: no
+    object and no parts are left, the upload is never completed, and OutputTransferError is raised."""
+    body = mp4(3 * PART_SIZE + 12_345)
+    n_parts = parts_of(len(body))
+    pipeline = Pipeline(len(body))
+    clock = ShiftedClock()
+    deadline = clock() + 3600.0
+    shifted = threading.Event()
+
+    def overrun(number: int) -> None:
+        if number == n_parts:
+            clock.shift = deadline - time.monotonic() + 1.0  # the deadline is now a second ago
+            shifted.set()
+            time.sleep(1.0)  # still uploading when the copier next looks at the clock
+        elif number == n_parts - 1 and not shifted.wait(WAIT_S):
+            raise AssertionError("the last part never started")
+
+    recorder = Recorder(s3, pipeline, overrun)
+    host = Host({VIDEO_URL: serve_stream(Source(body, pipeline))})
+    http = httpx.Client(transport=httpx.MockTransport(host))
+    copier_ = StreamingCopier(
+        cast("S3Client", recorder),
+        http,
+        DownloadPolicy(max_bytes=64 * MIB),
+        part_size=PART_SIZE,
+        upload_workers=2,
+        monotonic=clock,
+    )
+
+    with pytest.raises(OutputTransferError, match="deadline"):
+        copier_.copy(VIDEO_URL, BUCKET, KEY, expect="video", deadline=deadline)
+
+    assert sorted(recorder.completed) == list(range(1, n_parts + 1))  # the late part did land...
+    assert recorder.completions == 0
+    assert_nothing_written(s3)  # ...and the abort after it left nothing
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_deadline_already_passed_fetches_nothing(s3: S3Client) -> None:
+    """Given a deadline that has already passed
+    When a copy is asked for
+    Then OutputTransferError is raised before the result is even requested, and nothing is written."""
+    host = Host({VIDEO_URL: serve(mp4(4096))})
+
+    with pytest.raises(OutputTransferError, match="deadline"):
+        copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video", deadline=time.monotonic() - 1)
+
+    assert host.requested == []
+    assert_nothing_written(s3)
+
+
+@pytest.mark.parametrize("size", [4096, 3 * PART_SIZE + 12_345], ids=["one-put", "multipart"])
+def test_a_copy_inside_its_deadline_is_unaffected(s3: S3Client, size: int) -> None:
+    """Given a deadline an hour away
+    When a small result and a multipart one are copied
+    Then each object equals the source, with its size and sha256, and no upload is left open."""
+    body = mp4(size)
+    host = Host({VIDEO_URL: serve_stream(Chunks(body))})
+
+    copied = copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video", deadline=time.monotonic() + 3600)
+
+    assert (copied.size, copied.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+    assert open_uploads(s3) == []
 
 
 # --- refusing what is not a usable video ----------------------------------------------------------------

@@ -8,6 +8,13 @@ http only to a loopback host, by explicit setting), on an allowed host, with a b
 redirects. Any failure, in the download or in any part's upload, aborts the multipart upload; it
 is completed only when every part from 1 to the last has its ETag.
 
+A copy may be given a deadline (a `time.monotonic()` instant: Finalize's own timeout less a reserve).
+When it passes before the last part is uploaded, the copy stops, waits for the parts already sending,
+aborts the multipart upload (no object, no parts kept) and raises OutputTransferError, which the
+state machine retries; without it a timed-out Lambda would leave its parts to the bucket's lifecycle
+rule. The deadline is checked at every downloaded chunk and bounds every wait for an upload worker; a
+read that stalls is bounded by the download's read timeout instead.
+
 Why 8 MiB parts and 4 upload workers (bench/bench_copy.py, 512 MiB copies on a 2-core machine,
 against a sink shaped like S3 from AWS's guidance: about 85 MB/s per request, plus 20 ms per
 request; two runs each, `python -m bench.bench_copy --sizes 512MB --backends sink --sink-mb-per-s 85
@@ -24,7 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,8 +47,22 @@ from avatar_pipeline.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIB = 1024 * 1024
+# Integrity per part: every UploadPart carries a CRC32 of its bytes, which S3 checks before it
+# accepts the part, and the upload is created for CRC32, so S3 requires each part's CRC32 again in
+# CompleteMultipartUpload and keeps a checksum of the part checksums on the object (COMPOSITE, S3's
+# default type for CRC32). Why CRC32: zlib computes it at ~3 GB/s, so it costs the 0.58-vCPU Lambda
+# next to nothing, and botocore (1.36+) sends it by default anyway; Content-MD5 would cost an MD5 of
+# every byte (~600 MB/s) for the same per-request guarantee. End to end, the video's sha256, computed
+# on the fly, goes in the manifest. Why name it at all: without an algorithm S3 stores a FULL_OBJECT
+# CRC64NVME, which an S3 without a CRC combiner (moto: the bench, the tests, the local stack) can only
+# compute by concatenating and copying the whole object once more in CompleteMultipartUpload: more
+# than half of that call's time (bench/bench_copy.py at 1 GiB: 10.2 s, and 4.4 s with CRC32).
+# ChecksumType is left to S3's default: botocore only knows it since 1.36, and the Lambda runtime's
+# boto3 may be older.
+CHECKSUM_ALGORITHM: Literal["CRC32"] = "CRC32"
 DEFAULT_PART_SIZE = 8 * MIB
 DEFAULT_UPLOAD_WORKERS = 4
 Expected = Literal["video", "captions"]
@@ -131,18 +153,21 @@ class _PartWriter:
         workers: int,
         content_type: str,
         metadata: dict[str, str],
+        deadline: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._s3, self._bucket, self._key = s3, bucket, key
         self._part_size, self._workers = part_size, workers
         self._content_type, self._metadata = content_type, metadata
+        self._deadline, self._monotonic = deadline, monotonic
         # Filled in place, never resized: a part costs its size once.
         self._fill = bytearray(part_size)
         self._filled = 0
         self._spare: list[bytearray] = []
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._in_flight: set[Future[tuple[int, str, bytearray]]] = set()
-        self._etags: dict[int, str] = {}
+        self._in_flight: set[Future[tuple[int, CompletedPartTypeDef, bytearray]]] = set()
+        self._parts: dict[int, CompletedPartTypeDef] = {}
         self._submitted = 0
 
     def write(self, chunk: bytes) -> None:
@@ -161,7 +186,11 @@ class _PartWriter:
     def _submit(self, buffer: bytearray, length: int) -> None:
         if self._upload_id is None:
             created = self._s3.create_multipart_upload(
-                Bucket=self._bucket, Key=self._key, ContentType=self._content_type, Metadata=self._metadata
+                Bucket=self._bucket,
+                Key=self._key,
+                ContentType=self._content_type,
+                Metadata=self._metadata,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             )
             self._upload_id = created["UploadId"]
             self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="s3-part")
@@ -172,22 +201,38 @@ class _PartWriter:
         self._submitted += 1
         self._in_flight.add(self._pool.submit(self._upload_part, self._upload_id, self._submitted, buffer, length))
 
-    def _upload_part(self, upload_id: str, number: int, buffer: bytearray, length: int) -> tuple[int, str, bytearray]:
+    def _upload_part(
+        self, upload_id: str, number: int, buffer: bytearray, length: int
+    ) -> tuple[int, CompletedPartTypeDef, bytearray]:
         body = _PartBody.over(memoryview(buffer)[:length])
         part = self._s3.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=body
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            ChecksumAlgorithm=CHECKSUM_ALGORITHM,
         )
-        return number, part["ETag"], buffer
+        completed: CompletedPartTypeDef = {"PartNumber": number, "ETag": part["ETag"]}
+        if "ChecksumCRC32" in part:
+            completed["ChecksumCRC32"] = part["ChecksumCRC32"]
+        return number, completed, buffer
 
     def _collect(self, block: bool) -> None:
         """Record finished parts and take their buffers back; re-raise a failed part here, in the caller's
-        thread."""
+        thread. A blocking wait ends at the deadline: every worker still busy then means the copy
+        cannot finish in time."""
         if not self._in_flight:
             return
-        done, self._in_flight = wait(self._in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        timeout: float | None = 0
+        if block:
+            timeout = None if self._deadline is None else max(0.0, self._deadline - self._monotonic())
+        done, self._in_flight = wait(self._in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        if block and not done:
+            raise _deadline_passed(f"while {len(self._in_flight)} parts were still uploading")
         for future in done:
-            number, etag, buffer = future.result()
-            self._etags[number] = etag
+            number, part, buffer = future.result()
+            self._parts[number] = part
             self._spare.append(buffer)
 
     def finish(self) -> None:
@@ -198,6 +243,7 @@ class _PartWriter:
                 Body=_PartBody.over(memoryview(self._fill)[: self._filled]),
                 ContentType=self._content_type,
                 Metadata=self._metadata,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             )
             return
         if self._filled:
@@ -205,7 +251,7 @@ class _PartWriter:
             self._filled = 0
         while self._in_flight:
             self._collect(block=True)
-        numbers = sorted(self._etags)
+        numbers = sorted(self._parts)
         if numbers != list(range(1, self._submitted + 1)):
             # Unreachable while every part either succeeds or raises; completing would publish a video
             # with a hole in it, so refuse rather than trust that.
@@ -214,7 +260,7 @@ class _PartWriter:
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self._upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self._etags[n]} for n in numbers]},
+            MultipartUpload={"Parts": [self._parts[n] for n in numbers]},
         )
         self._upload_id = None
         self._shutdown()
@@ -243,25 +289,40 @@ class StreamingCopier:
         part_size: int = DEFAULT_PART_SIZE,
         chunk_size: int = 1 * MIB,
         upload_workers: int = DEFAULT_UPLOAD_WORKERS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if upload_workers < 1:
             raise ValueError("upload_workers must be at least 1")
         self._s3, self._http, self._policy = s3, http, policy
         self._part_size, self._chunk_size, self._upload_workers = part_size, chunk_size, upload_workers
+        self._monotonic = monotonic
 
     def copy(
-        self, url: str, bucket: str, key: str, expect: Expected, metadata: dict[str, str] | None = None
+        self,
+        url: str,
+        bucket: str,
+        key: str,
+        expect: Expected,
+        metadata: dict[str, str] | None = None,
+        deadline: float | None = None,
     ) -> CopiedObject:
+        """Copy `url` to s3://bucket/key whole, or write nothing. `deadline` (a `monotonic()` instant):
+        stop and abort if the copy is not done by then, raising OutputTransferError."""
         limit = self._policy.max_bytes if expect == "video" else self._policy.max_caption_bytes
-        with self._open(url) as response:
+        with self._open(url, deadline) as response:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit and not _is_compressed(response):
                 raise OutputInvalid(f"the result is {declared} bytes, over the {limit}-byte limit")
-            return self._stream(response, bucket, key, expect, limit, metadata or {})
+            return self._stream(response, bucket, key, expect, limit, metadata or {}, deadline)
+
+    def _check_deadline(self, deadline: float | None, copied: int) -> None:
+        if deadline is not None and self._monotonic() >= deadline:
+            raise _deadline_passed(f"after {copied} bytes")
 
     @contextmanager
-    def _open(self, url: str) -> Iterator[httpx.Response]:
+    def _open(self, url: str, deadline: float | None) -> Iterator[httpx.Response]:
         for _ in range(self._policy.max_redirects + 1):
+            self._check_deadline(deadline, 0)
             self._policy.check_url(url)
             try:
                 with self._http.stream("GET", url, follow_redirects=False) as response:
@@ -283,6 +344,7 @@ class StreamingCopier:
         expect: Expected,
         limit: int,
         metadata: dict[str, str],
+        deadline: float | None,
     ) -> CopiedObject:
         digest = hashlib.sha256()
         size = 0
@@ -291,6 +353,7 @@ class StreamingCopier:
         writer: _PartWriter | None = None
         try:
             for chunk in response.iter_bytes(self._chunk_size):
+                self._check_deadline(deadline, size)
                 size += len(chunk)
                 if size > limit:
                     raise OutputInvalid(f"the result is over the {limit}-byte limit")
@@ -300,14 +363,14 @@ class StreamingCopier:
                     if len(head) < 64:
                         continue
                     content_type = _verify(bytes(head), expect)
-                    writer = self._writer(bucket, key, content_type, metadata)
+                    writer = self._writer(bucket, key, content_type, metadata, deadline)
                     writer.write(bytes(head))
                     head.clear()
                 else:
                     writer.write(chunk)
             if writer is None:
                 content_type = _verify(bytes(head), expect)
-                writer = self._writer(bucket, key, content_type, metadata)
+                writer = self._writer(bucket, key, content_type, metadata, deadline)
                 writer.write(bytes(head))
             _check_length(response, size)
             writer.finish()
@@ -320,8 +383,25 @@ class StreamingCopier:
         assert content_type is not None
         return CopiedObject(key=key, size=size, sha256=digest.hexdigest(), content_type=content_type)
 
-    def _writer(self, bucket: str, key: str, content_type: str, metadata: dict[str, str]) -> _PartWriter:
-        return _PartWriter(self._s3, bucket, key, self._part_size, self._upload_workers, content_type, metadata)
+    def _writer(
+        self, bucket: str, key: str, content_type: str, metadata: dict[str, str], deadline: float | None
+    ) -> _PartWriter:
+        return _PartWriter(
+            self._s3,
+            bucket,
+            key,
+            self._part_size,
+            self._upload_workers,
+            content_type,
+            metadata,
+            deadline,
+            self._monotonic,
+        )
+
+
+def _deadline_passed(when: str) -> OutputTransferError:
+    # Transient: a retry starts with a whole new time budget (the ASL retries OutputTransferError by name).
+    return OutputTransferError(f"the copy could not finish before its deadline ({when}); stopped and aborted")
 
 
 def _abort(writer: _PartWriter | None) -> None:

@@ -7,6 +7,8 @@ the notification is granted once by the jobs table.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -25,8 +27,23 @@ from avatar_pipeline.state import JobOutcome, RenderState
 if TYPE_CHECKING:
     from avatar_pipeline.runtime import Dependencies
 
+# Kept back from the invocation's remaining time when the copies start: what Finalize does after
+# them (archive the inputs, manifest, jobs table, notification: a few seconds) or, if a copy runs out
+# of time, waiting for the parts still sending (at most 4 x 8 MiB) and aborting the upload. A tenth
+# of the remaining time at most, for functions with short timeouts (the time-scaled local stack).
+COPY_RESERVE_SECONDS = 15.0
 
-def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
+
+def copy_deadline(remaining_ms: int, now: float) -> float:
+    """The `time.monotonic()` instant by which the copies must be done, `remaining_ms` from `now`."""
+    remaining = remaining_ms / 1000
+    return now + remaining - min(COPY_RESERVE_SECONDS, remaining / 10)
+
+
+def finalize_job(state: RenderState, deps: Dependencies, remaining_ms: Callable[[], int] | None = None) -> JobOutcome:
+    """`remaining_ms`: the invocation's time left (the Lambda context's get_remaining_time_in_millis);
+    a copy that cannot finish before it (less COPY_RESERVE_SECONDS) aborts its upload and raises
+    OutputTransferError, which the state machine retries, instead of being killed by the timeout."""
     job = state.job
     settings = deps.settings
     if deps.request_budget is not None:
@@ -41,7 +58,10 @@ def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
         raise ProviderBadResponse(f"the result is not ready (status {result.status})")
 
     object_metadata = {"job-id": job.job_id, "request-id": job.request_id, "model": job.model}
-    video = deps.copier.copy(result.video_url, settings.output_bucket, job.video_key, "video", object_metadata)
+    deadline = copy_deadline(remaining_ms(), time.monotonic()) if remaining_ms is not None else None
+    video = deps.copier.copy(
+        result.video_url, settings.output_bucket, job.video_key, "video", object_metadata, deadline
+    )
     captions: CopiedObject | None = None
     if result.caption_url:
         captions = deps.copier.copy(
@@ -50,6 +70,7 @@ def finalize_job(state: RenderState, deps: Dependencies) -> JobOutcome:
             sibling_key(job.video_key, "srt"),
             "captions",
             object_metadata,
+            deadline,
         )
     elif job.wants_captions:
         logger.warning("captions were requested but the result carries no caption URL")
