@@ -44,13 +44,11 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import boto3
 
 from avatar_local.stack.runner import LocalPipeline, LocalRunConfig
 from avatar_pipeline.adapters.request_budget import BucketShape
-from avatar_pipeline.records import JobRecord, JobStatus
+from avatar_pipeline.records import JobStatus
+from bench.bench_poll import max_in_window
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "throughput.json"
@@ -119,16 +117,6 @@ def write_inbox(folder: Path, jobs: int) -> None:
         (job_folder / "job.json").write_text(json.dumps(job), encoding="utf-8")
 
 
-def max_in_window(moments: list[float], window: float = 60.0) -> int:
-    """The most moments in any `window` seconds (sliding, so it covers fixed windows too)."""
-    ordered, best, start = sorted(moments), 0, 0
-    for end, moment in enumerate(ordered):
-        while moment - ordered[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def allowance_per_minute(rpm: int, minutes: float) -> float:
     """Requests a minute the shared budget (the bucket the functions use) lets through over the run."""
     return BucketShape.for_limit(rpm).allowance_per_minute(minutes)
@@ -180,19 +168,6 @@ def _wait(pipeline: LocalPipeline, jobs: int, dropped_at: datetime, limit_minute
         time.sleep(0.2)
 
 
-def _records(pipeline: LocalPipeline) -> list[JobRecord]:
-    assert pipeline.stack is not None
-    table = boto3.resource("dynamodb").Table(pipeline.stack.outputs["JobsTableName"])
-    items: list[dict[str, Any]] = []
-    scan: dict[str, Any] = {}
-    while True:
-        page = table.scan(**scan)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return [JobRecord.model_validate(item) for item in items]
-        scan = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
-
-
 def _figures(
     pipeline: LocalPipeline,
     policy: str,
@@ -205,7 +180,8 @@ def _figures(
     wall: float,
 ) -> RunFigures:
     assert pipeline.emulator is not None
-    records = [r for r in _records(pipeline) if r.job_key in set(job_keys)]
+    dropped = set(job_keys)
+    records = [r for r in pipeline.job_records() if r.job_key in dropped]
     done = [r for r in records if r.status == JobStatus.SUCCEEDED and r.completed_at is not None]
     failed = sum(r.status == JobStatus.FAILED for r in records)
     last = max((r.completed_at for r in done if r.completed_at is not None), default=stopped_at)

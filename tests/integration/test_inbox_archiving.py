@@ -17,11 +17,11 @@ import boto3
 import pytest
 
 from avatar_local.stack.lambda_router import FakeLambdaContext, load_handler
+from avatar_local.stack.s3_conditions import copy_source_if_match_enforced
 from tests.integration.conftest import Pipeline
 from tests.integration.test_submit_handler import avatar_iv_job, job_event, run_submit, upload
 from tests.support.events import load_event
 from tests.support.media import make_png
-from tests.support.s3_conditions import copy_source_if_match_enforced
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ SECOND = avatar_iv_job(script="The second version, uploaded while the first one 
 
 @pytest.fixture(autouse=True)
 def s3_copy_conditions() -> Iterator[None]:
-    """moto ignores CopySourceIfMatch; S3 does not (tests/support/s3_conditions.py)."""
+    """moto ignores CopySourceIfMatch; S3 does not (avatar_local/stack/s3_conditions.py)."""
     with copy_source_if_match_enforced():
         yield
 

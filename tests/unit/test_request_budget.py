@@ -175,7 +175,7 @@ def test_status_checks_leave_the_last_token_to_result_fetches(budget: RequestBud
 def test_tokens_needed_by_kind(rpm: int, tiers: tuple[float, float, float]) -> None:
     """Submits need the most tokens in the bucket, result fetches the fewest; small buckets merge tiers."""
     shape = BucketShape.for_limit(rpm)
-    assert (1.0 + shape.submit_reserve, 1.0 + shape.poll_reserve, 1.0) == tiers
+    assert tuple(shape.tokens_needed(kind) for kind in ("submit", "poll", "result")) == tiers
 
 
 def test_submits_go_while_the_bucket_holds_more_than_the_reserve(budget: RequestBudget) -> None:

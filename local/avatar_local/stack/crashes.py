@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
+from unittest import mock
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,8 +56,5 @@ def crashes_installed(rules: list[CrashRule]) -> Iterator[None]:
             raise SimulatedCrash("simulated crash: Finalize died after copying the video, before the manifest")
         return copied
 
-    StreamingCopier.copy = copy_then_die  # type: ignore[method-assign]
-    try:
+    with mock.patch.object(StreamingCopier, "copy", copy_then_die):
         yield
-    finally:
-        StreamingCopier.copy = original  # type: ignore[method-assign]

@@ -16,6 +16,7 @@ import os
 import re
 import warnings
 import zipfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import httpx
 from moto import backends as moto_backends
 from moto.server import ThreadedMotoServer
 
+from avatar_local.stack.s3_conditions import copy_source_if_match_enforced
 from avatar_local.stack.sam_translate import code_artifacts, translate_template
 
 REGION = "us-east-1"
@@ -71,6 +73,8 @@ class LocalAws:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.endpoint = ""
         self._saved_env: dict[str, str | None] = {}
+        # moto gaps closed by patching moto itself, for as long as the server runs.
+        self._patches = ExitStack()
 
     def start(self) -> LocalAws:
         # The server logs every request through werkzeug, and moto warns about each resource type its
@@ -79,6 +83,7 @@ class LocalAws:
         logging.getLogger("moto").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported", category=UserWarning)
         _cache_moto_module_list()
+        self._patches.enter_context(copy_source_if_match_enforced())
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
@@ -94,6 +99,7 @@ class LocalAws:
         if self.endpoint:
             httpx.post(f"{self.endpoint}/moto-api/reset")
             self._server.stop()
+        self._patches.close()
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -33,6 +33,7 @@ from avatar_local.stack.poller import QueuePoller
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWaits
 from avatar_pipeline import runtime
 from avatar_pipeline.clock import SystemClock
+from avatar_pipeline.records import JobRecord
 
 LOCAL_API_KEY = "local-dev-key"
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -295,8 +296,8 @@ class LocalPipeline:
         assert self.stack is not None
         boto3.client("s3").put_object(Bucket=self.stack.outputs["InputBucketName"], Key=key, Body=body)
 
-    def progress(self) -> dict[str, JobProgress]:
-        """The latest job record per job file key."""
+    def job_records(self) -> list[JobRecord]:
+        """Every item in the jobs table (one scan)."""
         assert self.stack is not None
         table = boto3.resource("dynamodb").Table(self.stack.outputs["JobsTableName"])
         items: list[dict[str, Any]] = []
@@ -305,16 +306,19 @@ class LocalPipeline:
             page = table.scan(**scan)
             items.extend(page["Items"])
             if "LastEvaluatedKey" not in page:
-                break
+                return [JobRecord.model_validate(item) for item in items]
             scan = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def progress(self) -> dict[str, JobProgress]:
+        """The latest job record per job file key."""
         latest: dict[str, JobProgress] = {}
-        for item in sorted(items, key=lambda i: str(i.get("received_at", ""))):
-            latest[str(item["job_key"])] = JobProgress(
-                job_key=str(item["job_key"]),
-                job_id=str(item["job_id"]),
-                status=str(item["status"]),
-                provider_status=item.get("provider_status"),
-                error_code=item.get("error_code"),
+        for record in sorted(self.job_records(), key=lambda r: r.received_at):
+            latest[record.job_key] = JobProgress(
+                job_key=record.job_key,
+                job_id=record.job_id,
+                status=record.status.value,
+                provider_status=record.provider_status,
+                error_code=record.error_code,
             )
         return latest
 

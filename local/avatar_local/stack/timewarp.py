@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 from urllib.parse import unquote_plus
 
 import boto3
@@ -64,8 +66,7 @@ class WarpedWaits:
     def __init__(self, clock: ScaledClock, skip: bool = False) -> None:
         self._clock = clock
         self._skip = skip
-        self._original_wait: Any = None
-        self._original_sleep: Any = None
+        self._patches = ExitStack()
 
     def _sleep(self, seconds: float) -> None:
         if self._skip:
@@ -75,20 +76,17 @@ class WarpedWaits:
 
     def __enter__(self) -> WarpedWaits:
         warp = self
-        self._original_wait = WaitFunction._wait_interval
 
         def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
             warp._sleep(float(wait_seconds))
 
-        WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+        self._patches.enter_context(mock.patch.object(WaitFunction, "_wait_interval", _wait_interval))
         # The retrier calls `time.sleep` on its module global; swap that global for a shim.
-        self._original_sleep = vars(retrier_decl)["time"]
-        vars(retrier_decl)["time"] = _SleepShim(self._sleep)
+        self._patches.enter_context(mock.patch.object(retrier_decl, "time", _SleepShim(self._sleep)))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        WaitFunction._wait_interval = self._original_wait  # type: ignore[method-assign]
-        vars(retrier_decl)["time"] = self._original_sleep
+        self._patches.close()
 
 
 class ScaledQueueDelays:

@@ -128,10 +128,15 @@ class BucketShape:
         refill (the benchmarks' bound on throughput)."""
         return (self.burst + self.refill_per_minute * minutes) / minutes
 
+    def tokens_needed(self, kind: RequestKind) -> float:
+        """Tokens the bucket must hold for `kind` to take one: results 1, checks and submits more."""
+        if kind == "submit":
+            return 1.0 + self.submit_reserve
+        return 1.0 + (self.poll_reserve if kind == "poll" else 0.0)
+
     def cutoff(self, kind: RequestKind, now: float) -> float:
         """The latest full_at at which `kind` may still take a token."""
-        needed = 1.0 + {"submit": self.submit_reserve, "poll": self.poll_reserve, "result": 0.0}[kind]
-        return now + (self.burst - needed) * self.interval_seconds
+        return now + (self.burst - self.tokens_needed(kind)) * self.interval_seconds
 
     def tokens(self, full_at: float | None, now: float) -> float:
         return float(self.burst) if full_at is None else self.burst - max(0.0, full_at - now) / self.interval_seconds

@@ -1,8 +1,9 @@
-"""A gap in moto 5.2.5's S3 closed for the tests that rely on it: CopyObject's CopySourceIfMatch.
+"""A gap in moto 5.2.5's S3, closed for the offline stack and the tests: CopyObject's CopySourceIfMatch.
 
 moto honours If-Match on GetObject and DeleteObject, but copies whatever the source key holds
 whatever x-amz-copy-source-if-match says. S3 answers 412 PreconditionFailed and copies nothing when
 the source's ETag differs (quoted or not); this makes moto do the same while the context is active.
+The archive step relies on it (domain/inbox.py: only the object a job read leaves inbox/).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 from urllib.parse import unquote, urlparse
 
 from moto.s3.exceptions import PreconditionFailed
@@ -33,8 +35,5 @@ def copy_source_if_match_enforced() -> Iterator[None]:
                 raise PreconditionFailed("x-amz-copy-source-If-Match")
         return original(self)
 
-    S3Response.copy_object = copy_object  # type: ignore[method-assign]
-    try:
+    with mock.patch.object(S3Response, "copy_object", copy_object):
         yield
-    finally:
-        S3Response.copy_object = original  # type: ignore[method-assign]
