@@ -147,7 +147,7 @@ class ProviderSubmitAmbiguous(PipelineError):
     code = ErrorCode.INTERNAL
 
 
-# What a person does about each code: goes into the error report and the README.
+# What a person does about each code: goes into the error report and docs/error-codes.md.
 ADVICE: dict[ErrorCode, str] = {
     ErrorCode.INVALID_JOB: "Fix the job file as the message says and upload it to inbox/ again.",
     ErrorCode.MISSING_MEDIA: (
