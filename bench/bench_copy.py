@@ -164,6 +164,19 @@ class _SinkHandler(http.server.BaseHTTPRequestHandler):
         else:
             self._reply(404)
 
+    def do_GET(self) -> None:
+        """ListMultipartUploads (the copier clears a killed copy's upload first): none are ever left open."""
+        path, query = self._target()
+        if "uploads" not in query:
+            self._reply(404)
+            return
+        bucket = path.strip("/").split("/", 1)[0]
+        xml = (
+            f"<ListMultipartUploadsResult><Bucket>{bucket}</Bucket>"
+            "<IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"
+        )
+        self._reply(200, body=xml.encode())
+
     def do_PUT(self) -> None:
         path, query = self._target()
         received = self._drain()

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 from avatar_pipeline.adapters.request_budget import BucketShape, Denied, InMemoryRequestBudget
+from avatar_pipeline.domain.finalize import fetch_retry_wait
 from avatar_pipeline.domain.poll import check_status
 from avatar_pipeline.domain.poll_policy import (
     FixedIntervalPolicy,
@@ -164,7 +165,8 @@ def loop_shape() -> tuple[int, int]:
         tail += 1
         if states[name].get("End") or states[name]["Type"] in ("Succeed", "Fail"):
             break
-        name = states[name]["Next"]
+        # A Choice on the success path (after Finalize) goes its Default way when nothing is retried.
+        name = states[name].get("Next") or states[name]["Default"]
     return len(loop), tail + 1
 
 
@@ -258,7 +260,6 @@ def check_targets(results: dict[str, dict[str, dict[str, float]]]) -> list[tuple
 BURST_JOBS = 200
 BURST_RPM = 50
 SUBMIT_SPREAD_SECONDS = 110  # what the Submit snippet passes to Denied.as_error (retry_delay_for caps at 120)
-RESULT_RETRY = (5.0, 2.0, 60.0)  # the ASL's Retry for ProviderThrottled: interval, backoff, max delay
 REFERENCE_CLASS = "heygen-avatar-iv#720p"
 
 
@@ -377,9 +378,9 @@ def _run_burst(jobs: int, rpm: int, seed: int, policy: PollPolicy) -> dict[str, 
         else:
             decision = budget.try_acquire("result", now)
             if isinstance(decision, Denied):
-                interval, backoff, cap = RESULT_RETRY
-                at(clock.seconds + rng.uniform(0, min(cap, interval * backoff**job.result_attempts)), kind, job_id)
+                # Finalize's own backoff (domain/finalize.py), which the state machine's Wait carries out.
                 job.result_attempts += 1
+                at(clock.seconds + fetch_retry_wait(job_id, job.result_attempts), kind, job_id)
                 continue
             provider.requests.append(clock.seconds)
             job.done_at = clock.seconds

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatar_pipeline.domain.finalize import finalize_job
+from avatar_pipeline.domain.finalize import finalize_job, finalize_or_retry_later
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
 from avatar_pipeline.state import RenderState
@@ -20,7 +20,12 @@ from avatar_pipeline.state import RenderState
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
     # The copies get this invocation's time left: they abort their uploads before the timeout would.
-    outcome = deps.once.finalize(
-        event, lambda state: finalize_job(state, deps, context.get_remaining_time_in_millis), context
+    outcome = finalize_or_retry_later(
+        event,
+        deps,
+        lambda state: deps.once.finalize(
+            state, lambda job_state: finalize_job(job_state, deps, context.get_remaining_time_in_millis), context
+        ),
     )
-    return outcome.model_dump(mode="json")
+    # A JobOutcome ends the execution; a RenderState with fetch_retry set goes round the loop again.
+    return outcome.model_dump(mode="json", by_alias=True)

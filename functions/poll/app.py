@@ -21,6 +21,11 @@ from avatar_pipeline.state import RenderState
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
     next_state = check_status(event, deps, deps.poll_schedule, stats=deps.render_stats, budget=deps.request_budget)
-    checked = next_state.poll.polls > event.poll.polls
-    metrics.add_metric(name="StatusCalls" if checked else "StatusChecksDeferred", unit=MetricUnit.Count, value=1)
+    if next_state.poll.polls > event.poll.polls:
+        outcome = "StatusCalls"
+    elif next_state.poll.failed_checks > event.poll.failed_checks:
+        outcome = "StatusChecksFailed"
+    else:
+        outcome = "StatusChecksDeferred"
+    metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)
     return next_state.model_dump(mode="json", by_alias=True)

@@ -10,36 +10,43 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
-from avatar_pipeline.domain.submit import retry_delay_for, submit_job
-from avatar_pipeline.errors import ProviderThrottled, TransientError
+from avatar_pipeline.domain.submit import Requeue, retry_delay_for, submit_job
+from avatar_pipeline.errors import TransientError
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
 
 # Report failed records individually even when all of them failed: SQS then redelivers just those,
 # with the per-record delays set below, rather than the whole batch after the visibility timeout.
-THROTTLED_DEFAULT_SECONDS = 30
-
 processor = BatchProcessor(event_type=EventType.SQS, model=InboxEventRecord, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
-def record_handler(record: InboxEventRecord) -> str:
+def record_handler(record: InboxEventRecord, lambda_context: LambdaContext) -> str:
     deps = dependencies()
     try:
-        result = submit_job(to_inbox_object(record), deps)
-    except ProviderThrottled as error:
-        # Waiting for the request budget or Segmind's rate window is not a failure: a delayed copy
-        # of the event replaces this message, so the wait spends none of its receives.
-        wait = retry_delay_for(error, deps.clock.now()) or THROTTLED_DEFAULT_SECONDS
-        deps.retries.requeue(record.eventSourceARN, record.body.model_dump_json(by_alias=True), wait)
-        logger.info("rate limited; the event comes back later", extra={"delay_seconds": wait})
-        return "REQUEUED"
+        result = submit_job(
+            to_inbox_object(record), deps, time_left=lambda: lambda_context.get_remaining_time_in_millis() / 1000
+        )
     except TransientError as error:
         delay = retry_delay_for(error, deps.clock.now())
         if delay is not None:
             deps.retries.retry_in(record.eventSourceARN, record.receiptHandle, delay)
         logger.info("transient failure; the queue will deliver it again", extra={"error": error.message})
         raise
+    if isinstance(result, Requeue):
+        # A wait that is not a failure: a delayed copy of the event replaces this message.
+        deps.retries.requeue(
+            record.eventSourceARN,
+            record.body.model_dump_json(by_alias=True),
+            result.delay_seconds,
+            result.provider_failures,
+            result.provider_failing_since,
+        )
+        logger.info(
+            "the event comes back later", extra={"reason": result.reason, "delay_seconds": result.delay_seconds}
+        )
+        metrics.add_metric(name="SubmitRequeued", unit=MetricUnit.Count, value=1)
+        return "REQUEUED"
     metrics.add_metric(name=f"Submit{result.value.title()}", unit=MetricUnit.Count, value=1)
     return result.value
 

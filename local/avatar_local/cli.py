@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from avatar_local.run_folder import RunFolderError, check_inbox, prepare_out
+
 if TYPE_CHECKING:
     from avatar_local import deployed as deployed_module
     from avatar_local.emulator import FaultPlan
@@ -217,10 +219,10 @@ def _serve_emulator(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from avatar_local.stack.runner import LocalRunConfig
 
-    if not args.inbox.is_dir():
-        parser.error(f"--inbox: {args.inbox} is not a folder")
-    if not any(p.suffix == ".json" for p in args.inbox.rglob("*")):
-        parser.error(f"--inbox: {args.inbox} holds no job (.json) files")
+    try:
+        check_inbox(args.inbox, args.out)
+    except RunFolderError as error:
+        parser.error(f"--inbox: {error}")
     faults, crashes = _load_fault_file(args.faults, parser)
     config = LocalRunConfig(
         render_seconds=args.render_seconds,
@@ -230,7 +232,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         crashes=crashes,
         duplicate_events=args.duplicate_events,
     )
-    completed, summary = run_local(args.inbox, args.out, config, args.timeout, sys.stdout)
+    try:
+        completed, summary = run_local(args.inbox, args.out, config, args.timeout, sys.stdout)
+    except RunFolderError as error:
+        parser.error(f"--out: {error}")
     counts = summary["counts"]
     print(
         f"\n{counts['jobs']} jobs: {counts['succeeded']} succeeded, {counts['failed']} failed, "
@@ -247,14 +252,13 @@ def run_local(
     """Start the stack, drop the inbox, follow progress, write the results. Returns (completed, summary)."""
     from avatar_local.stack.runner import LocalPipeline
 
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out)
     config.log_path = out / "logs.jsonl"
-    (out / "logs.jsonl").unlink(missing_ok=True)
     started = time.monotonic()
     console.write("starting local AWS, the Segmind emulator and the stack from template.yaml ...\n")
     console.flush()
     with LocalPipeline(config) as pipeline:
-        job_keys = pipeline.drop(inbox)
+        job_keys = pipeline.drop(inbox, out)
         console.write(f"dropped {len(job_keys)} job file(s) into inbox/ ({time.monotonic() - started:.1f} s)\n")
 
         def show(job: JobProgress, elapsed: float) -> None:
@@ -273,14 +277,18 @@ def _demo(args: argparse.Namespace) -> int:
     from avatar_local.stack.runner import LocalRunConfig
 
     out: Path = args.out
-    if out.exists():
-        shutil.rmtree(out)
     with tempfile.TemporaryDirectory() as tmp:
         inbox = Path(tmp) / "inbox"
         shutil.copytree(EXAMPLES, inbox)
-        completed, summary = run_local(inbox, out, LocalRunConfig(time_scale=args.time_scale), args.timeout, sys.stdout)
+        try:
+            completed, summary = run_local(
+                inbox, out, LocalRunConfig(time_scale=args.time_scale), args.timeout, sys.stdout
+            )
+        except RunFolderError as error:
+            print(f"avatar-pipeline local demo: --out: {error}", file=sys.stderr)
+            return EXIT_USAGE
     if not completed:
-        print("the demo did not finish in time; see demo-output/logs.jsonl", file=sys.stderr)
+        print(f"the demo did not finish in time; see {out / 'logs.jsonl'}", file=sys.stderr)
         return EXIT_TIMEOUT
     _print_demo_result(out, summary, sys.stdout, probe)
     return EXIT_OK if all(j["status"] == "SUCCEEDED" for j in summary["jobs"]) else EXIT_TIMEOUT

@@ -14,23 +14,30 @@ from tests.e2e.conftest import local_run, write_job
 pytestmark = pytest.mark.e2e
 
 
-def test_a_message_that_always_fails_is_redriven_to_the_dlq_after_five_receives() -> None:
+def test_a_message_that_always_fails_is_redriven_to_the_dlq_and_kept_there_for_a_person() -> None:
     """Given a message the Submit function cannot parse (not an S3 event), then it is received
-    maxReceiveCount times and then moved to the dead-letter queue by SQS's redrive."""
+    maxReceiveCount times and then moved to the dead-letter queue by SQS's redrive; the DeadLetter
+    function reads it, finds no job in it, and leaves it in the DLQ (hidden for 12 hours at a time)."""
     with LocalPipeline(LocalRunConfig(time_scale=0.001)) as pipeline:
         assert pipeline.stack is not None
         assert pipeline.poller is not None
+        assert pipeline.dead_letter_poller is not None
         sqs = boto3.client("sqs")
         sqs.send_message(QueueUrl=pipeline.stack.outputs["SubmitQueueUrl"], MessageBody='{"not": "an S3 event"}')
-        dlq = pipeline.stack.outputs["SubmitDeadLetterQueueUrl"]
         deadline = time.monotonic() + 30
-        dead = 0
-        while time.monotonic() < deadline and not dead:
-            dead = len(sqs.receive_message(QueueUrl=dlq).get("Messages", []))
+        while time.monotonic() < deadline and not pipeline.dead_letter_poller.stats.failed_records:
             time.sleep(0.2)
 
-        assert dead, "the poison message never reached the DLQ"
+        assert pipeline.dead_letter_poller.stats.failed_records == 1, "the poison message never reached the DLQ"
         assert pipeline.poller.stats.failed_records == pipeline.stack.max_receive_count
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=pipeline.stack.outputs["SubmitDeadLetterQueueUrl"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        assert (
+            int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            == 1
+        )
 
 
 def test_duplicated_events_still_submit_and_notify_once(inbox: Path, tmp_path: Path) -> None:

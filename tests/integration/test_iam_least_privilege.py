@@ -48,8 +48,9 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # storage.py S3Storage.head (head_object), .read / .read_prefix (get_object, ranged),
         # .presign_get (generate_presigned_url "get_object": Segmind's GET is authorised as this role),
         # .copy (copy_object reads the source) - domain/submit.py submit_job, _check_media, _post_once,
-        # and domain/inbox.py archive_inputs / _media_named_by when a rejected job moves to failed/.
-        "s3:GetObject": {"InputBucket/*"},
+        # and domain/inbox.py archive_inputs / _media_named_by when a rejected job moves to failed/;
+        # storage.py .head of an earlier job's manifest in the output bucket - _claim_is_stale.
+        "s3:GetObject": {"InputBucket/*", "OutputBucket/*"},
         # storage.py .put_json (the error report, domain/failure.py fail_job) and .copy (the target).
         "s3:PutObject": {"InputBucket/*"},
         # storage.py .move (delete_object after the copy) - domain/inbox.py archive_inputs.
@@ -57,19 +58,23 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # storage.py .copy: CopyObject carries the source's tags (tagging directive COPY by default).
         "s3:GetObjectTagging": {"InputBucket/*"},
         "s3:PutObjectTagging": {"InputBucket/*"},
-        # storage.py .list_folder (list_objects_v2) - domain/inbox.py _referenced_by_siblings. Also makes
-        # a missing object answer 404 rather than 403 (S3Storage.head relies on that).
+        # storage.py .iter_folder (list_objects_v2) - domain/inbox.py _named_by_unreceived_job_files. Also
+        # makes a missing object answer 404 rather than 403 (S3Storage.head relies on that).
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py JobsTable.get (get_item) - submit_job, _post_once, fail_job;
-        # render_stats.py RenderStatsTable.get - domain/submit.py _start_execution (the first wait).
+        # render_stats.py RenderStatsTable.get - domain/submit.py _start_execution (the first wait);
+        # media_users.py (a count) and output_claims.py .holder - _register_media, _claim_output, fail_job.
         "dynamodb:GetItem": {"JobsTable", "PipelineStateTable"},
-        # jobs_table.py .claim_submission and .save_terminal (put_item) - _post_once, fail_job.
-        "dynamodb:PutItem": {"JobsTable"},
+        # jobs_table.py .claim_submission and .save_terminal (put_item) - _post_once, fail_job;
+        # media_users.py .register (a transaction's put) and output_claims.py .claim / .take_over.
+        "dynamodb:PutItem": {"JobsTable", "PipelineStateTable"},
         # jobs_table.py .mark_submitted, .mark_rendering, .claim_notification, .release_notification;
-        # request_budget.py RequestBudget.try_acquire - domain/submit.py _take_submit_token.
+        # request_budget.py RequestBudget.try_acquire - domain/submit.py _wait_for_submit_token;
+        # media_users.py .register / .release (the count, in a transaction).
         "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
-        # jobs_table.py .release_submission (delete_item) - _post_once after a POST that never left.
-        "dynamodb:DeleteItem": {"JobsTable"},
+        # jobs_table.py .release_submission (delete_item) - _post_once after a POST that never left;
+        # media_users.py .release (the marker) and output_claims.py .release - fail_job.
+        "dynamodb:DeleteItem": {"JobsTable", "PipelineStateTable"},
         # executions.py ExecutionStarter.start (start_execution) - domain/submit.py _start_execution.
         "states:StartExecution": {"RenderJobStateMachine"},
         # notifier.py SnsNotifier.publish - domain/notify.py publish_once, from fail_job.
@@ -83,6 +88,30 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "sqs:SendMessage": {"SubmitQueue"},
         # secrets.py ApiKeySource (Powertools parameters.get_secret) - the provider client's x-api-key.
         "secretsmanager:GetSecretValue": {"ApiKeySecret"},
+    },
+    "DeadLetterFunction": {
+        # domain/dead_letter.py: storage.py .head / .read (the job file), and fail_job's archive_inputs
+        # and report (copy, move with an ETag-conditional delete, put_json, iter_folder).
+        "s3:GetObject": {"InputBucket/*"},
+        "s3:PutObject": {"InputBucket/*"},
+        "s3:DeleteObject": {"InputBucket/*"},
+        "s3:GetObjectTagging": {"InputBucket/*"},
+        "s3:PutObjectTagging": {"InputBucket/*"},
+        "s3:ListBucket": {"InputBucket"},
+        # jobs_table.py .get, .save_terminal, .mark_rendering, .claim/release_notification;
+        # render_stats.py .get (continue_existing -> _start_execution); media_users.py .release;
+        # output_claims.py .release - fail_job.
+        "dynamodb:GetItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:PutItem": {"JobsTable"},
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:DeleteItem": {"PipelineStateTable"},
+        # executions.py ExecutionStarter.start - a job Segmind accepted whose execution never started.
+        "states:StartExecution": {"RenderJobStateMachine"},
+        "sns:Publish": {"NotificationTopic"},
+        "events:PutEvents": {"event-bus/default"},
+        # queue.py RetryScheduler.retry_in - functions/dead_letter/app.py (a message that is no job event).
+        "sqs:ChangeMessageVisibility": {"SubmitDeadLetterQueue"},
+        "sqs:GetQueueUrl": {"SubmitDeadLetterQueue"},
     },
     "PollFunction": {
         # jobs_table.py .record_poll (update_item) - domain/poll.py check_status; request_budget.py
@@ -102,21 +131,24 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # create_multipart_upload, upload_part, complete_multipart_upload (the video and captions);
         # storage.py .put_json (the manifest) - domain/finalize.py finalize_job.
         "s3:PutObject": {"InputBucket/*", "OutputBucket/*"},
-        # transfer.py _PartWriter.abort (abort_multipart_upload) when a streaming copy fails.
+        # transfer.py _PartWriter.abort (abort_multipart_upload) when a streaming copy fails, and
+        # StreamingCopier._abort_stale_uploads (list_multipart_uploads) for a copy killed mid-way.
         "s3:AbortMultipartUpload": {"OutputBucket/*"},
+        "s3:ListBucketMultipartUploads": {"OutputBucket"},
         "s3:DeleteObject": {"InputBucket/*"},
         "s3:GetObjectTagging": {"InputBucket/*"},
         "s3:PutObjectTagging": {"InputBucket/*"},
-        # storage.py .list_folder - domain/inbox.py _referenced_by_siblings.
+        # storage.py .iter_folder - domain/inbox.py _named_by_unreceived_job_files.
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item);
         # idempotency.py OnceOnly (Powertools DynamoDBPersistenceLayer: put_item to claim, get_item on
-        # a conflict, update_item with the outcome, delete_item after a failure).
-        "dynamodb:GetItem": {"JobsTable", "IdempotencyTable"},
+        # a conflict, update_item with the outcome, delete_item after a failure); media_users.py
+        # .release (a transaction of delete_item and update_item, then get_item for the count).
+        "dynamodb:GetItem": {"JobsTable", "IdempotencyTable", "PipelineStateTable"},
         "dynamodb:PutItem": {"JobsTable", "IdempotencyTable"},
         # request_budget.py try_acquire - domain/finalize.py (a token before fetching the result).
         "dynamodb:UpdateItem": {"JobsTable", "IdempotencyTable", "PipelineStateTable"},
-        "dynamodb:DeleteItem": {"IdempotencyTable"},
+        "dynamodb:DeleteItem": {"IdempotencyTable", "PipelineStateTable"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py publish_once.
         "sns:Publish": {"NotificationTopic"},
         "events:PutEvents": {"event-bus/default"},
@@ -132,10 +164,13 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "s3:GetObjectTagging": {"InputBucket/*"},
         "s3:PutObjectTagging": {"InputBucket/*"},
         "s3:ListBucket": {"InputBucket"},
-        # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item).
-        "dynamodb:GetItem": {"JobsTable"},
+        # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item);
+        # media_users.py .release (delete_item + update_item in a transaction, get_item) and
+        # output_claims.py .release (delete_item) - fail_job.
+        "dynamodb:GetItem": {"JobsTable", "PipelineStateTable"},
         "dynamodb:PutItem": {"JobsTable"},
-        "dynamodb:UpdateItem": {"JobsTable"},
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:DeleteItem": {"PipelineStateTable"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py
         # publish_once. No provider call, no secret.
         "sns:Publish": {"NotificationTopic"},
@@ -148,12 +183,14 @@ LOG_GROUPS = {
     "PollFunction": "PollFunctionLogGroup",
     "FinalizeFunction": "FinalizeFunctionLogGroup",
     "ReportFailureFunction": "ReportFailureFunctionLogGroup",
+    "DeadLetterFunction": "DeadLetterFunctionLogGroup",
 }
 # What the Lambda service does with a role, whatever the code: write the function's own log group
 # (created by the template, so no CreateLogGroup), and send X-Ray segments (Tracing: Active).
 TRACE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-# The SQS event source mapping polls the queue with the Submit function's role.
+# An SQS event source mapping polls its queue with the function's role.
 EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+EVENT_SOURCES = {"SubmitFunction": "SubmitQueue", "DeadLetterFunction": "SubmitDeadLetterQueue"}
 # Stores encrypted with the stack's DataKey, and the service that uses the key for the caller.
 KEY_USERS = {"InputBucket": "s3", "OutputBucket": "s3", "NotificationTopic": "sns", "ApiKeySecret": "secretsmanager"}
 WRITES = {"s3:PutObject", "sns:Publish"}
@@ -189,6 +226,7 @@ CLIENT_ATTRIBUTES = {
     "_sqs": "sqs",
     "_table": "dynamodb",
     "_events": "events",
+    "_dynamodb": "dynamodb",
 }
 OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("s3", "head_object"): {"s3:GetObject"},
@@ -202,6 +240,7 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("s3", "upload_part"): {"s3:PutObject"},
     ("s3", "complete_multipart_upload"): {"s3:PutObject"},
     ("s3", "abort_multipart_upload"): {"s3:AbortMultipartUpload"},
+    ("s3", "list_multipart_uploads"): {"s3:ListBucketMultipartUploads"},
     ("states", "start_execution"): {"states:StartExecution"},
     ("sns", "publish"): {"sns:Publish"},
     ("events", "put_events"): {"events:PutEvents"},
@@ -212,6 +251,8 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("dynamodb", "put_item"): {"dynamodb:PutItem"},
     ("dynamodb", "update_item"): {"dynamodb:UpdateItem"},
     ("dynamodb", "delete_item"): {"dynamodb:DeleteItem"},
+    # media_users.py: each item of a transaction is authorised as its own write.
+    ("dynamodb", "transact_write_items"): {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
 }
 # Calls made inside libraries the package hands a name to.
 LIBRARY_CALLS = {
@@ -300,9 +341,9 @@ def expected_grants(function: str) -> dict[str, set[str]]:
         expected[action] = {LOG_GROUPS[function]}
     for action in TRACE_ACTIONS:
         expected[action] = {"*"}
-    if function == "SubmitFunction":
+    if function in EVENT_SOURCES:
         for action in EVENT_SOURCE_ACTIONS:
-            expected[action] = {"SubmitQueue"}
+            expected[action] = {EVENT_SOURCES[function]}
     touched = {target.split("/")[0] for labels in code.values() for target in labels}
     if touched & KEY_USERS.keys():
         # S3, SNS and Secrets Manager call KMS as the caller: Decrypt to read (multipart uploads too),
@@ -505,7 +546,7 @@ def test_stores_the_roles_touch_are_encrypted_with_the_data_key() -> None:
         (rule,) = resources[bucket]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == data_key
     log_groups = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(log_groups) == 5
+    assert len(log_groups) == 6
     assert all(r["Properties"]["KmsKeyId"] == data_key for r in log_groups)
     # The documented exceptions: SQS managed SSE for the queues, the AWS managed key for the tables.
     for queue in ("SubmitQueue", "SubmitDeadLetterQueue"):

@@ -128,7 +128,9 @@ def test_a_job_file_uploaded_again_while_the_job_renders_is_left_for_its_own_job
     assert json.loads(body(pipeline, JOB_KEY)) == SECOND
     assert pipeline.aws.keys(pipeline.aws.input_bucket) == [PHOTO_KEY, JOB_KEY, "processed/face.png"]
     (notification,) = pipeline.aws.notifications()
-    assert notification["body"]["input"]["archived_keys"] == {PHOTO_KEY: "processed/face.png"}
+    # The photo stays for the new upload, which names it too: a copy goes with the first job.
+    assert notification["body"]["input"]["archived_keys"] == {}
+    assert notification["body"]["input"]["kept_keys"] == {PHOTO_KEY: "processed/face.png"}
     assert notification["body"]["input"]["superseded_keys"] == [JOB_KEY]
     manifest = json.loads(
         boto3.client("s3").get_object(Bucket=pipeline.aws.output_bucket, Key="videos/hello.json")["Body"].read()
@@ -166,7 +168,8 @@ def test_a_job_file_uploaded_again_while_the_job_renders_survives_its_failure(
         JOB_KEY,
     ]
     report = json.loads(body(pipeline, "failed/hello.error.json"))
-    assert (report["moved_inputs"], report["superseded_inputs"]) == ({PHOTO_KEY: "failed/face.png"}, [JOB_KEY])
+    assert (report["moved_inputs"], report["superseded_inputs"]) == ({}, [JOB_KEY])
+    assert report["kept_inputs"] == {PHOTO_KEY: "failed/face.png"}
     (notification,) = pipeline.aws.notifications()
     assert notification["body"]["input"]["superseded_keys"] == [JOB_KEY]
 
@@ -224,3 +227,22 @@ def test_state_without_etags_archives_by_key_as_before(
     assert json.loads(body(pipeline, f"{folder}/hello.json")) == SECOND
     (notification,) = pipeline.aws.notifications()
     assert notification["body"]["input"]["superseded_keys"] == []
+
+
+def test_a_failure_branch_run_twice_notifies_once(pipeline: Pipeline) -> None:
+    """Given ReportFailure run twice for one job (the state machine retries it after a crash that came
+    after the notification; or two deliveries of one bad job file fail it together)
+    When the second run writes the terminal record again
+    Then the notification claim survives it: one notification in all."""
+    upload(pipeline, PHOTO_KEY, make_png())
+    upload(pipeline, JOB_KEY, json.dumps(FIRST).encode())
+    state = load_event("report_failure_state.json")
+    state["job"] |= {"input_bucket": pipeline.aws.input_bucket, "job_key": JOB_KEY, "media_keys": [PHOTO_KEY]}
+
+    for _ in range(2):
+        load_handler("report_failure")(state, FakeLambdaContext(function_name="report_failure"))
+
+    assert len(pipeline.aws.notifications()) == 1
+    record = boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).get_item(Key={"job_id": state["job"]["job_id"]})
+    assert record["Item"]["status"] == "FAILED"
+    assert record["Item"]["notified_status"] == "FAILED"

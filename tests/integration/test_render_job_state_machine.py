@@ -161,9 +161,10 @@ def test_render_past_the_deadline_fails_with_render_timeout(
     assert "FinalizeVideo" not in entered
 
 
-def test_transient_provider_fault_is_absorbed_by_the_retry(pipeline: Pipeline) -> None:
-    """Given a status call that gets HTTP 503 once, then the ASL's Retry repeats the poll and the
-    job still succeeds, with the fault visible in the execution history."""
+def test_a_transient_status_fault_becomes_a_longer_wait(pipeline: Pipeline) -> None:
+    """Given a status call that gets HTTP 503 once, then Poll answers with the same status and a
+    backed-off wait (no task fails, no Retry attempt is spent: the render goes on meanwhile), and the
+    next check sees it COMPLETED."""
     pipeline.provider.script.statuses = [
         "PROCESSING",
         (503, {"error": "Service temporarily unavailable"}),
@@ -175,11 +176,39 @@ def test_transient_provider_fault_is_absorbed_by_the_retry(pipeline: Pipeline) -
     execution = pipeline.aws.wait_for_execution(job_id)
 
     assert execution["status"] == "SUCCEEDED"
-    failures = [e for e in pipeline.aws.history(job_id) if e["type"] == "TaskFailed"]
-    assert len(failures) == 1
-    assert failures[0]["taskFailedEventDetails"]["error"] == "ProviderUnavailable"
+    history = pipeline.aws.history(job_id)
+    assert [e for e in history if e["type"] == "TaskFailed"] == []
+    payloads = [
+        json.loads(e["taskSucceededEventDetails"]["output"])["Payload"] for e in history if e["type"] == "TaskSucceeded"
+    ]
+    polls = [payload["poll"] for payload in payloads if "poll" in payload]
+    assert [(p["status"], p["failed_checks"]) for p in polls] == [
+        ("PROCESSING", 0),
+        ("PROCESSING", 1),
+        ("COMPLETED", 0),
+    ]
     assert len(pipeline.aws.notifications()) == 1
     assert pipeline.provider.calls["submit"] == 1
+
+
+def test_a_finished_render_is_fetched_again_after_transient_result_faults(pipeline: Pipeline) -> None:
+    """Given a COMPLETED render whose result fetch fails six times running (500s), which used to
+    exhaust the Retry and throw the billed render away
+    Then Finalize answers each time with a backed-off fetch_retry, the state machine waits and runs
+    it again, and the seventh fetch delivers the video: one notification, SUCCEEDED."""
+    pipeline.provider.script.results = [(500, {"error": "Internal Server Error"})] * 6
+    submit(drop_job(pipeline))
+    job_id = only_job_id(pipeline)
+
+    execution = pipeline.aws.wait_for_execution(job_id)
+
+    assert execution["status"] == "SUCCEEDED"
+    waits = [e for e in pipeline.aws.history(job_id) if e["type"] == "WaitStateEntered"]
+    fetch_waits = [e for e in waits if e["stateEnteredEventDetails"]["name"] == "WaitBeforeFetchingAgain"]
+    assert len(fetch_waits) == 6
+    assert pipeline.provider.calls["result"] == 7
+    (notification,) = pipeline.aws.notifications()
+    assert notification["body"]["status"] == "SUCCEEDED"
 
 
 def test_finalize_run_again_after_success_returns_the_recorded_outcome(pipeline: Pipeline) -> None:

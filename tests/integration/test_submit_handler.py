@@ -170,18 +170,123 @@ def test_a_submit_that_times_out_is_never_repeated(pipeline: Pipeline, monkeypat
     assert "may have been accepted" in notifications[0]["body"]["error_message"]
 
 
-def test_a_refused_connection_is_retried_because_nothing_was_sent(
+def requeued(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The events Submit put back on its queue as delayed messages, as SQS holds them (body, delay,
+    attributes), read past their delay."""
+    sqs = boto3.client("sqs")
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=pipeline.aws.submit_queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    waiting = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesDelayed"])
+    messages: list[dict[str, Any]] = []
+    while len(messages) < waiting:
+        batch = sqs.receive_message(
+            QueueUrl=pipeline.aws.submit_queue_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=20,
+        ).get("Messages", [])
+        messages.extend(dict(message) for message in batch)
+    return messages
+
+
+def test_a_refused_connection_is_tried_again_later_because_nothing_was_sent(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Given the provider's port refuses connections, then the record is retried and no job is
-    failed or recorded as submitted (the POST provably never happened)."""
+    """Given the provider's port refuses connections, then the event goes back on the queue as a
+    delayed message carrying the streak of refusals (no receive spent), and no job is failed or
+    recorded as submitted (the POST provably never happened)."""
     monkeypatch.setenv("SEGMIND_BASE_URL", "http://127.0.0.1:9")
     upload(pipeline, "inbox/face.png", make_png())
     event = job_event(pipeline, "inbox/offline.json", avatar_iv_job())
 
-    assert run_submit(event)["batchItemFailures"] == [{"itemIdentifier": "msg-1"}]
+    assert run_submit(event)["batchItemFailures"] == []
+
+    (message,) = requeued(pipeline)
+    attributes = {name: value["StringValue"] for name, value in message["MessageAttributes"].items()}
+    assert attributes["provider-failures"] == "1"
+    assert datetime.fromisoformat(attributes["provider-failing-since"]) <= pipeline.clock.now()
+    assert json.loads(message["Body"])["detail"]["object"]["key"] == "inbox/offline.json"
     assert pipeline.aws.notifications() == []
     assert boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"] == []
+
+
+def test_a_submit_refused_for_longer_than_the_retry_time_ends_the_job_unbilled(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given an event whose submits Segmind has refused for 31 minutes (SubmitRetryMinutes is 30)
+    When it is delivered again and Segmind answers 500 once more
+    Then the job fails PROVIDER_UNAVAILABLE with a report saying it was never accepted (so never
+    billed), one notification goes out, and nothing more is queued."""
+    pipeline.provider.script.submit_sequence = [(500, {"error": "Internal Server Error"})]
+    upload(pipeline, "inbox/face.png", make_png())
+    event = job_event(pipeline, "inbox/outage.json", avatar_iv_job())
+    since = (pipeline.clock.now() - timedelta(minutes=31)).isoformat()
+    event["Records"][0]["messageAttributes"] = {
+        "provider-failures": {"stringValue": "9", "dataType": "Number"},
+        "provider-failing-since": {"stringValue": since, "dataType": "String"},
+    }
+
+    assert run_submit(event)["batchItemFailures"] == []
+
+    assert requeued(pipeline) == []
+    report = json.loads(
+        boto3.client("s3").get_object(Bucket=pipeline.aws.input_bucket, Key="failed/outage.error.json")["Body"].read()
+    )
+    assert report["error_code"] == "PROVIDER_UNAVAILABLE"
+    assert "10 attempts" in report["error_message"]
+    assert "never accepted" in report["error_message"]
+    assert "nothing was billed" in report["what_to_do"]
+    (notification,) = pipeline.aws.notifications()
+    assert notification["body"]["error_code"] == "PROVIDER_UNAVAILABLE"
+
+
+def test_no_submit_starts_without_the_time_to_finish_it(pipeline: Pipeline) -> None:
+    """Given a batch of three jobs and an invocation with 35 s left (a submit's worst case is 40 s:
+    connect 5 + send 5 + answer 20 + bookkeeping 10)
+    When Submit handles it
+    Then no POST starts: every event goes back on the queue untouched, no job is left SUBMITTING,
+    and none fails."""
+    upload(pipeline, "inbox/face.png", make_png())
+    events = [job_event(pipeline, f"inbox/late-{n}.json", avatar_iv_job(), message_id=f"msg-{n}") for n in range(3)]
+    batch = {"Records": [e["Records"][0] for e in events]}
+    context = FakeLambdaContext(function_name="SubmitFunction", timeout_ms=35_000)
+
+    result = load_handler("submit")(batch, context)
+
+    assert result == {"batchItemFailures": []}
+    assert pipeline.provider.calls["submit"] == 0
+    assert len(requeued(pipeline)) == 3
+    assert boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"] == []
+    assert pipeline.aws.notifications() == []
+
+
+def test_a_slow_provider_never_leaves_a_record_mid_post_when_time_runs_out(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given Segmind taking 3 s to answer each submit, a 5 s read timeout (a submit's worst case is then
+    5 + 5 + 5 + 10 = 25 s) and a batch of five jobs in an invocation with 30 s left
+    When Submit handles the batch
+    Then the first two are posted (30 s, then 27 s left), the other three go back on the queue untouched
+    (24 s left is not enough): no job is left SUBMITTING, none fails as possibly billed."""
+    monkeypatch.setenv("PROVIDER_READ_TIMEOUT_S", "5")
+    pipeline.provider.script.submit_delay = 3.0
+    upload(pipeline, "inbox/face.png", make_png())
+    events = [job_event(pipeline, f"inbox/slow-{n}.json", avatar_iv_job(), message_id=f"msg-{n}") for n in range(5)]
+    batch = {"Records": [e["Records"][0] for e in events]}
+    context = FakeLambdaContext(function_name="SubmitFunction", timeout_ms=30_000)
+
+    assert load_handler("submit")(batch, context) == {"batchItemFailures": []}
+
+    assert pipeline.provider.calls["submit"] == 2
+    statuses = sorted(
+        str(item["status"]) for item in boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"]
+    )
+    assert len(statuses) == 2
+    assert "SUBMITTING" not in statuses
+    assert len(requeued(pipeline)) == 3
+    assert [n for n in pipeline.aws.notifications() if n["body"]["status"] == "FAILED"] == []
 
 
 @pytest.mark.parametrize(

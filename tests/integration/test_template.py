@@ -33,6 +33,7 @@ FUNCTIONS = {
     "PollFunction": "functions/poll/",
     "FinalizeFunction": "functions/finalize/",
     "ReportFailureFunction": "functions/report_failure/",
+    "DeadLetterFunction": "functions/dead_letter/",
 }
 # Every function reads these (avatar_pipeline.settings.Settings and Powertools).
 GLOBAL_ENV_VARS = {
@@ -53,6 +54,7 @@ GLOBAL_ENV_VARS = {
     "PIPELINE_STATE_TABLE",
     "SEGMIND_REQUESTS_PER_MINUTE",
     "POLL_FIXED_INTERVAL_SECONDS",
+    "SUBMIT_RETRY_MINUTES",
 }
 OUTPUTS = {
     "InputBucketName",
@@ -62,6 +64,7 @@ OUTPUTS = {
     "SubmitQueueUrl",
     "SubmitQueueArn",
     "SubmitDeadLetterQueueUrl",
+    "SubmitDeadLetterQueueArn",
     "StateMachineArn",
     "JobsTableName",
     "PipelineStateTableName",
@@ -73,6 +76,7 @@ OUTPUTS = {
     "PollFunctionName",
     "FinalizeFunctionName",
     "ReportFailureFunctionName",
+    "DeadLetterFunctionName",
     "InboxRuleName",
     "CommonLayerArn",
 }
@@ -278,13 +282,18 @@ def test_every_function_gets_the_contract_environment(template: dict[str, Any], 
     assert variables["SEGMIND_API_KEY_SECRET_ARN"] == {
         "Fn::If": ["CreateApiKeySecret", {"Ref": "SegmindApiKeySecret"}, {"Ref": "SegmindApiKeySecretArn"}]
     }
-    # STATE_MACHINE_ARN only on Submit: globally it would be a cycle (the machine references the others).
+    assert variables["SUBMIT_RETRY_MINUTES"] == {"Ref": "SubmitRetryMinutes"}
+    # STATE_MACHINE_ARN only on the functions that start executions: globally it would be a cycle (the
+    # machine references the others).
     assert "STATE_MACHINE_ARN" not in variables
     assert props(resources, "SubmitFunction")["Environment"]["Variables"] == {
         "STATE_MACHINE_ARN": {"Ref": "RenderJobStateMachine"},
         "SUBMIT_MAX_RECEIVES": "5",
     }
-    for logical_id in FUNCTIONS.keys() - {"SubmitFunction"}:
+    assert props(resources, "DeadLetterFunction")["Environment"]["Variables"] == {
+        "STATE_MACHINE_ARN": {"Ref": "RenderJobStateMachine"},
+    }
+    for logical_id in FUNCTIONS.keys() - {"SubmitFunction", "DeadLetterFunction"}:
         assert "Environment" not in props(resources, logical_id)
 
 
@@ -420,14 +429,15 @@ def test_function_policies_name_every_action(resources: dict[str, Any]) -> None:
                 assert {a.split(":")[0] for a in as_list(statement["Action"])} == {"xray"}, statement.get("Sid")
 
 
-def test_only_submit_starts_render_jobs(resources: dict[str, Any]) -> None:
+def test_only_submit_and_dead_letter_start_render_jobs(resources: dict[str, Any]) -> None:
+    """Submit starts them; DeadLetter only resumes a job Segmind accepted whose execution never started."""
     starters = {
         logical_id
         for logical_id in FUNCTIONS
         for statement in role_statements(resources, logical_id)
         if "states:StartExecution" in as_list(statement["Action"])
     }
-    assert starters == {"SubmitFunction"}
+    assert starters == {"SubmitFunction", "DeadLetterFunction"}
 
 
 @pytest.mark.parametrize(
@@ -494,13 +504,30 @@ def test_translation_has_the_four_functions_on_the_layer(translated: dict[str, A
 
 
 def test_translation_maps_the_queue_to_submit_with_partial_batch_failures(translated: dict[str, Any]) -> None:
-    (mapping,) = of_type(translated, "AWS::Lambda::EventSourceMapping").values()
-    properties = mapping["Properties"]
-    assert properties["FunctionName"] == {"Ref": "SubmitFunction"}
+    mappings = {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
+        for m in of_type(translated, "AWS::Lambda::EventSourceMapping").values()
+    }
+    assert set(mappings) == {"SubmitFunction", "DeadLetterFunction"}
+    properties = mappings["SubmitFunction"]
     assert properties["EventSourceArn"] == {"Fn::GetAtt": ["SubmitQueue", "Arn"]}
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert properties["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxConcurrentSubmits"}}
     assert properties["BatchSize"] == 5
+
+
+def test_the_dead_letter_queue_feeds_the_function_that_ends_its_jobs(translated: dict[str, Any]) -> None:
+    """Whatever exhausts the submit queue's receives ends its job (a report, a notification): the
+    DeadLetter function consumes the DLQ, record by record."""
+    mappings = {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
+        for m in of_type(translated, "AWS::Lambda::EventSourceMapping").values()
+    }
+    properties = mappings["DeadLetterFunction"]
+    assert properties["EventSourceArn"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    environment = translated["Resources"]["DeadLetterFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["STATE_MACHINE_ARN"] == {"Ref": "RenderJobStateMachine"}
 
 
 def test_translation_inlines_the_definition_and_keeps_the_substitutions(translated: dict[str, Any]) -> None:

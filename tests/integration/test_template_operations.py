@@ -20,7 +20,6 @@ RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 @pytest.mark.parametrize(
     ("alarm", "namespace", "metric"),
     [
-        ("DeadLetterAlarm", "AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("FailedExecutionsAlarm", "AWS/States", "ExecutionsFailed"),
         ("ProviderBlockedAlarm", "AvatarPipeline", "ProviderBlocked"),
         ("SubmitBacklogAlarm", "AWS/SQS", "ApproximateAgeOfOldestMessage"),
@@ -31,6 +30,36 @@ def test_each_alarm_watches_its_metric_and_can_page(alarm: str, namespace: str, 
     assert RESOURCES[alarm]["Type"] == "AWS::CloudWatch::Alarm"
     assert (props["Namespace"], props["MetricName"]) == (namespace, metric)
     assert props["AlarmDescription"]  # says what it means and what to do
+    assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert props["TreatMissingData"] == "notBreaching"
+
+
+def test_the_dead_letter_alarm_fires_on_every_arrival_even_when_the_queue_is_drained() -> None:
+    """The DeadLetter function reads every message that lands in the DLQ, so the queue is usually
+    empty: the alarm adds the messages received (by it) to those still visible."""
+    props = RESOURCES["DeadLetterAlarm"]["Properties"]
+    metrics = {m["Id"]: m for m in props["Metrics"]}
+    (shown,) = [m for m in metrics.values() if m["ReturnData"]]
+    assert shown["Expression"] == "received + visible"
+    watched = {
+        m["Id"]: (
+            m["MetricStat"]["Metric"]["Namespace"],
+            m["MetricStat"]["Metric"]["MetricName"],
+            m["MetricStat"]["Stat"],
+        )
+        for m in metrics.values()
+        if "MetricStat" in m
+    }
+    assert watched == {
+        "received": ("AWS/SQS", "NumberOfMessagesReceived", "Sum"),
+        "visible": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum"),
+    }
+    for metric in metrics.values():
+        if "MetricStat" in metric:
+            assert metric["MetricStat"]["Metric"]["Dimensions"] == [
+                {"Name": "QueueName", "Value": {"Fn::GetAtt": ["SubmitDeadLetterQueue", "QueueName"]}}
+            ]
+    assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     assert props["TreatMissingData"] == "notBreaching"
 

@@ -30,6 +30,8 @@ class Script:
     # Seconds to stall before answering a submit (a read timeout on the client's side).
     submit_delay: float = 0.0
     caption: bool = False
+    # Replies for the first result fetches, in order (e.g. 500s before the normal answer).
+    results: list[Reply] = field(default_factory=list)
 
 
 class ScriptedProvider:
@@ -86,6 +88,9 @@ class ScriptedProvider:
     def _result(self, request_id: str) -> Reply:
         with self._lock:
             self.calls["result"] += 1
+            scripted = self.script.results.pop(0) if self.script.results else None
+        if scripted is not None:
+            return scripted
         output: Any = f"{self.base_url}/files/{request_id}.mp4"
         if self.script.caption:
             output = {"video_url": output, "caption_url": f"{self.base_url}/files/{request_id}.srt"}

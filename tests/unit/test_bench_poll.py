@@ -55,8 +55,8 @@ def test_transitions_are_counted_from_the_state_machine() -> None:
     """Given statemachine/render_job.asl.json
     When its shape is read
     Then each loop turn is Wait + Poll + Choice (3 transitions) and the rest of a successful run is
-    the start, Finalize and the Succeed state (3)."""
-    assert bench_poll.loop_shape() == (3, 3)
+    the start, Finalize, the Choice after it and the Succeed state (4)."""
+    assert bench_poll.loop_shape() == (3, 4)
 
 
 @pytest.mark.parametrize("seconds", [2, 10, 30])

@@ -36,6 +36,9 @@ EXPECTED_CODES: dict[str, ErrorCode] = {
     "ResultExpired": ErrorCode.RESULT_EXPIRED,
     "RenderTimeout": ErrorCode.RENDER_TIMEOUT,
     "OutputInvalid": ErrorCode.OUTPUT_INVALID,
+    "OutputConflict": ErrorCode.OUTPUT_CONFLICT,
+    "SubmitNeverAccepted": ErrorCode.PROVIDER_UNAVAILABLE,
+    "ResultUnavailable": ErrorCode.RESULT_UNAVAILABLE,
     "SubmissionUncertain": ErrorCode.INTERNAL,
     "ProviderSubmitAmbiguous": ErrorCode.INTERNAL,
     # Transient errors reach a Catch only once their retries are spent.
@@ -145,30 +148,45 @@ def test_submit_ambiguity_is_never_retryable() -> None:
     assert "ProviderSubmitAmbiguous" not in transient_error_names()
 
 
-def test_check_render_status_retries_every_transient_provider_error() -> None:
+LAMBDA_FAILURES = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Runtime.ExitError",
+    "Runtime.Unknown",
+    "Sandbox.Timedout",
+}
+
+
+def test_the_poll_and_finalize_tasks_retry_only_lambda_failures() -> None:
     """Given the RenderJob state machine definition
-    When CheckRenderStatus's Retry blocks are read
-    Then every transient provider error class name is retried there."""
-    state = load_asl()["States"]["CheckRenderStatus"]
+    When the Retry blocks of CheckRenderStatus and FinalizeVideo are read
+    Then they retry Lambda-level failures (a crash, a timeout, a throttled invoke) and no provider
+    error: Poll and Finalize turn Segmind's transient faults into a longer wait themselves, bounded by
+    the render deadline and the result's retention (a Retry's MaxAttempts would give up on a render
+    that is still running, or already billed)."""
+    states = load_asl()["States"]
     provider_transients = {name for name in transient_error_names() if name.startswith("Provider")}
-
-    assert provider_transients == {
-        "ProviderBadResponse",
-        "ProviderConnectionError",
-        "ProviderThrottled",
-        "ProviderTimeout",
-        "ProviderUnavailable",
-    }
-    assert provider_transients <= retried_names(state)
+    for name in ("CheckRenderStatus", "FinalizeVideo"):
+        retried = retried_names(states[name])
+        assert retried >= LAMBDA_FAILURES, name
+        assert not retried & (provider_transients | {"OutputTransferError"}), name
 
 
-def test_finalize_retries_provider_faults_and_transfer_errors() -> None:
+def test_finalize_tries_again_later_through_a_wait_in_the_state_machine() -> None:
     """Given the RenderJob state machine definition
-    When FinalizeVideo's Retry blocks are read
-    Then transient provider errors and OutputTransferError are retried there."""
-    state = load_asl()["States"]["FinalizeVideo"]
-    expected = {name for name in transient_error_names() if name.startswith("Provider")} | {"OutputTransferError"}
-    assert expected <= retried_names(state)
+    When FinalizeVideo's way out is followed
+    Then a result carrying fetch_retry waits its wait_seconds and runs FinalizeVideo again; anything
+    else is the job's outcome and ends the execution."""
+    states = load_asl()["States"]
+    choice = states[states["FinalizeVideo"]["Next"]]
+    assert choice["Type"] == "Choice"
+    (retry,) = choice["Choices"]
+    assert retry == {"Variable": "$.fetch_retry", "IsPresent": True, "Next": retry["Next"]}
+    wait = states[retry["Next"]]
+    assert wait == {**wait, "Type": "Wait", "SecondsPath": "$.fetch_retry.wait_seconds", "Next": "FinalizeVideo"}
+    assert states[choice["Default"]]["Type"] == "Succeed"
 
 
 def test_no_permanent_error_is_retried_by_the_state_machine() -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import boto3
 import httpx
 import pytest
-from botocore.exceptions import ConnectionClosedError
+from botocore.exceptions import ClientError, ConnectionClosedError
 from moto import mock_aws
 
 from avatar_pipeline.adapters.transfer import (
@@ -928,3 +928,42 @@ def test_gzip_encoded_captions_are_copied_decoded(s3: S3Client) -> None:
 
     assert copied.size == len(srt)
     assert s3.get_object(Bucket=BUCKET, Key=CAPTIONS_KEY)["Body"].read() == srt
+
+
+def test_an_s3_error_while_writing_is_a_transient_transfer_error_and_aborts(s3: S3Client) -> None:
+    """Given S3 refusing a part with a throttling error (a ClientError, untyped for the state machine)
+    When a result of seven parts is copied
+    Then the copy raises OutputTransferError (Finalize tries again later) and leaves no object and no
+    open upload."""
+    body = mp4(6 * PART_SIZE + 12_345)
+    pipeline = Pipeline(len(body))
+
+    def throttled(number: int) -> None:
+        if number == 2:
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "UploadPart"
+            )
+
+    recorder = Recorder(s3, pipeline, throttled)
+    host = Host({VIDEO_URL: serve_stream(Source(body, pipeline))})
+
+    with pytest.raises(OutputTransferError, match="SlowDown"):
+        copier(cast("S3Client", recorder), host, upload_workers=1).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert_nothing_written(s3)
+
+
+def test_an_upload_left_open_by_a_killed_copy_is_aborted_by_the_next_one(s3: S3Client) -> None:
+    """Given a multipart upload of the key left open (the Lambda running the copy was killed), and
+    another key's open upload
+    When the key is copied again
+    Then the copy completes and only the other key's upload stays open."""
+    s3.create_multipart_upload(Bucket=BUCKET, Key=KEY)
+    s3.create_multipart_upload(Bucket=BUCKET, Key=KEY + ".other")
+    body = mp4(3 * PART_SIZE)
+    host = Host({VIDEO_URL: serve(body)})
+
+    copier(s3, host).copy(VIDEO_URL, BUCKET, KEY, expect="video")
+
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+    assert open_uploads(s3) == [KEY + ".other"]

@@ -23,6 +23,9 @@ class ErrorCode(StrEnum):
     RESULT_EXPIRED = "RESULT_EXPIRED"
     RENDER_TIMEOUT = "RENDER_TIMEOUT"
     OUTPUT_INVALID = "OUTPUT_INVALID"
+    OUTPUT_CONFLICT = "OUTPUT_CONFLICT"
+    PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+    RESULT_UNAVAILABLE = "RESULT_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -82,6 +85,26 @@ class RenderTimeout(PipelineError):
 
 class OutputInvalid(PipelineError):
     code = ErrorCode.OUTPUT_INVALID
+
+
+class OutputConflict(PipelineError):
+    """Another job holds the output key (its video, captions or manifest): never submitted."""
+
+    code = ErrorCode.OUTPUT_CONFLICT
+
+
+class SubmitNeverAccepted(PipelineError):
+    """Segmind kept refusing the submit (429/5xx) or could not be reached, for longer than the
+    pipeline retries it: the job was never accepted, so nothing was billed."""
+
+    code = ErrorCode.PROVIDER_UNAVAILABLE
+
+
+class ResultUnavailable(PipelineError):
+    """The render COMPLETED (and was billed) but its result could not be fetched before Segmind's
+    retention ended."""
+
+    code = ErrorCode.RESULT_UNAVAILABLE
 
 
 class SubmissionUncertain(PipelineError):
@@ -162,6 +185,19 @@ ADVICE: dict[ErrorCode, str] = {
     ErrorCode.RESULT_EXPIRED: "Segmind dropped the result (kept 1 hour after submission); resubmit the job.",
     ErrorCode.RENDER_TIMEOUT: "The render missed its deadline; resubmit, or raise RenderDeadlineMinutes.",
     ErrorCode.OUTPUT_INVALID: "The result was not a usable video (or came from a disallowed host); resubmit.",
+    ErrorCode.OUTPUT_CONFLICT: (
+        "Another job writes (or wrote) this output key. Give this job another output_key, or delete the "
+        "other job's video and manifest from the output bucket first, then upload the job file again."
+    ),
+    ErrorCode.PROVIDER_UNAVAILABLE: (
+        "Segmind kept refusing or failing the submit; the job was never accepted and nothing was billed. "
+        "Upload the job file again once Segmind is healthy (see its status page)."
+    ),
+    ErrorCode.RESULT_UNAVAILABLE: (
+        "The render finished and was billed, but its result could not be fetched before Segmind dropped it "
+        "(1 hour after submission). Look for it in your Segmind dashboard's generation history before "
+        "resubmitting, to avoid paying twice."
+    ),
     ErrorCode.INTERNAL: (
         "Check the job's logs; if the message says the submit may have been accepted, check your "
         "Segmind dashboard before resubmitting, to avoid paying twice."

@@ -94,6 +94,12 @@ def sibling_key(video_key: str, extension: str) -> str:
     return f"{stem}.{extension}"
 
 
+def output_stem(video_key: str) -> str:
+    """The path a job's video, captions and manifest share (its output claim): the key without extension."""
+    stem, _ = posixpath.splitext(video_key)
+    return stem
+
+
 def archived_key(input_key: str, succeeded: bool) -> str:
     prefix = PROCESSED_PREFIX if succeeded else FAILED_PREFIX
     return prefix + relative_to_inbox(input_key)

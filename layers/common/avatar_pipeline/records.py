@@ -86,6 +86,8 @@ class ErrorReport(BaseModel):
     moved_inputs: dict[str, str]
     # Inputs whose key holds a newer upload than the one this job used: left in inbox/ for it.
     superseded_inputs: list[str] = Field(default_factory=list)
+    # Media other jobs still use: left in inbox/ for them, with a copy beside this report's inputs.
+    kept_inputs: dict[str, str] = Field(default_factory=dict)
     request_id: str | None = None
     failed_at: datetime
     metadata: dict[str, JsonValue] = Field(default_factory=dict)

@@ -18,7 +18,9 @@ from avatar_pipeline.adapters.events import CompletionEvents
 from avatar_pipeline.adapters.executions import ExecutionStarter
 from avatar_pipeline.adapters.idempotency import OnceOnly
 from avatar_pipeline.adapters.jobs_table import JobsTable
+from avatar_pipeline.adapters.media_users import MediaUsers
 from avatar_pipeline.adapters.notifier import SnsNotifier
+from avatar_pipeline.adapters.output_claims import OutputClaims
 from avatar_pipeline.adapters.queue import RetryScheduler
 from avatar_pipeline.adapters.render_stats import RenderStatsTable
 from avatar_pipeline.adapters.request_budget import RequestBudget
@@ -80,6 +82,16 @@ class Dependencies:
     def request_budget(self) -> RequestBudget | None:
         table = self.settings.pipeline_state_table
         return RequestBudget(table, self.settings.segmind_requests_per_minute) if table else None
+
+    @cached_property
+    def media_users(self) -> MediaUsers | None:
+        table = self.settings.pipeline_state_table
+        return MediaUsers(table) if table else None
+
+    @cached_property
+    def output_claims(self) -> OutputClaims | None:
+        table = self.settings.pipeline_state_table
+        return OutputClaims(table) if table else None
 
     @cached_property
     def once(self) -> OnceOnly:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# After the provider's answer: the job record, StartExecution and its record (with the SDK's retries).
+SUBMIT_BOOKKEEPING_SECONDS = 10.0
 
 
 class Settings(BaseModel):
@@ -36,6 +38,9 @@ class Settings(BaseModel):
     submit_lease_seconds: int = Field(alias="SUBMIT_LEASE_SECONDS", default=120, ge=1)
     # The SubmitQueue's redrive maxReceiveCount: the last receive must end the job, not the DLQ.
     submit_max_receives: int = Field(alias="SUBMIT_MAX_RECEIVES", default=5, ge=1, le=1000)
+    # How long a submit that Segmind keeps refusing (429/5xx) or that cannot reach it is retried,
+    # counted from the first refusal in a row; then the job fails PROVIDER_UNAVAILABLE (never billed).
+    submit_retry_minutes: int = Field(alias="SUBMIT_RETRY_MINUTES", default=30, ge=1, le=1440)
     job_record_ttl_days: int = Field(alias="JOB_RECORD_TTL_DAYS", default=30, ge=1, le=3650)
     max_job_file_bytes: int = Field(alias="MAX_JOB_FILE_BYTES", default=64 * 1024, ge=1024)
     max_photo_bytes: int = Field(alias="MAX_PHOTO_BYTES", default=20 * 1024 * 1024, ge=1024)
@@ -59,6 +64,18 @@ class Settings(BaseModel):
     # The bus completion events go to ("Avatar Video Succeeded" / "Avatar Video Failed").
     event_bus_name: str = Field(alias="EVENT_BUS_NAME", default="default", min_length=1)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
+
+    @property
+    def submit_retry_seconds(self) -> int:
+        return self.submit_retry_minutes * 60
+
+    @property
+    def submit_worst_case_seconds(self) -> float:
+        """The longest a submit can take once its POST starts: connecting, sending the small body and
+        waiting for the answer, then recording it and starting the execution. A record starts its POST
+        only with this much of the invocation left (Lambda would otherwise kill it mid-POST, leaving a
+        job that may be billed but is not recorded)."""
+        return 2 * self.provider_connect_timeout_s + self.provider_read_timeout_s + SUBMIT_BOOKKEEPING_SECONDS
 
     @field_validator("output_host_allowlist", mode="before")
     @classmethod

@@ -53,6 +53,18 @@ class PollState(BaseModel):
     # The last check that reached Segmind (deferred checks do not count): what a completion is
     # learned from. None until the first check, and in states written before the field existed.
     last_checked_at: datetime | None = None
+    # Checks in a row that failed transiently (5xx, timeouts, unreachable, unreadable answers): the
+    # next one backs off. The render goes on meanwhile, so only the deadline ends the loop.
+    failed_checks: int = 0
+
+
+class FetchRetry(BaseModel):
+    """Finalize could not fetch or copy a finished render this time (a transient fault): the state
+    machine waits `wait_seconds` and runs Finalize again, while Segmind still keeps the result."""
+
+    attempts: int = Field(ge=1)
+    wait_seconds: int = Field(ge=1)
+    last_error: str
 
 
 class StepError(BaseModel):
@@ -68,6 +80,8 @@ class RenderState(BaseModel):
     job: RenderJob
     poll: PollState
     error: StepError | None = None
+    # Set by Finalize when it must try again later; the ASL's Choice after FinalizeVideo reads it.
+    fetch_retry: FetchRetry | None = None
 
 
 class JobOutcome(BaseModel):

@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import threading
+import time
 import traceback
 import uuid
 from collections import Counter
@@ -59,9 +60,11 @@ class FakeLambdaContext:
     invoked_function_arn: str = ""
     log_group_name: str = ""
     log_stream_name: str = ""
+    started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_ms
+        """Counts down from the invocation's start, like Lambda's."""
+        return max(0, self.timeout_ms - int((time.monotonic() - self.started) * 1000))
 
 
 @dataclass

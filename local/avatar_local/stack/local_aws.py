@@ -37,6 +37,7 @@ FUNCTIONS = {
     "PollFunction": "poll",
     "FinalizeFunction": "finalize",
     "ReportFailureFunction": "report_failure",
+    "DeadLetterFunction": "dead_letter",
 }
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -59,6 +60,7 @@ class DeployedStack:
     submit_visibility_timeout: int
     max_receive_count: int
     function_timeouts: dict[str, float] = field(default_factory=dict)  # logical id -> seconds
+    dead_letter_batch_size: int = 10
     secret_arn: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -81,6 +83,10 @@ class LocalAws:
         # CloudFormation skips (closed below, in _close_moto_gaps); the stack has its own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
+        # moto's ASL interpreter logs every error it evaluates at ERROR, with a dump: an IsPresent on an
+        # absent field, a task failure the state machine then retries or catches. The execution
+        # history holds them all; the console is for the run's own progress.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported", category=UserWarning)
         _cache_moto_module_list()
         self._patches.enter_context(copy_source_if_match_enforced())
@@ -125,7 +131,8 @@ def _cache_moto_module_list() -> None:
 def deploy(parameters: dict[str, str], api_key: str, stack_name: str = "avatar-pipeline") -> DeployedStack:
     """Translate template.yaml (SAM -> CloudFormation) and create it in moto's CloudFormation."""
     template = translate_template(TEMPLATE_PATH, parameters)
-    submit_event = _take_event_source_mapping(template)
+    event_sources = _take_event_source_mappings(template)
+    submit_event = event_sources["SubmitFunction"]
     _upload_code_placeholders(template)
     cfn = boto3.client("cloudformation")
     cfn.create_stack(
@@ -155,6 +162,7 @@ def deploy(parameters: dict[str, str], api_key: str, stack_name: str = "avatar-p
             logical_id: float(template["Resources"][logical_id]["Properties"].get("Timeout", 3))
             for logical_id in FUNCTIONS
         },
+        dead_letter_batch_size=int(event_sources["DeadLetterFunction"].get("BatchSize", 10)),
     )
     _close_moto_gaps(stack, template, api_key)
     return stack
@@ -181,19 +189,24 @@ def _upload_code_placeholders(template: dict[str, Any]) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
 
 
-def _take_event_source_mapping(template: dict[str, Any]) -> dict[str, Any]:
-    """Remove the Submit function's SQS event source mapping from the template and return its settings.
+def _take_event_source_mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Remove the SQS event source mappings (Submit's, DeadLetter's) from the template and return
+    their settings by the function's logical id.
 
     moto would run the mapped function through Docker on every message (receiving it, and so
-    counting a receive, first); the local poller plays Lambda's event source mapping instead, with
+    counting a receive, first); the local pollers play Lambda's event source mapping instead, with
     these settings (batch size, maximum concurrency, partial batch responses).
     """
+    found: dict[str, dict[str, Any]] = {}
     for logical_id, resource in list(template["Resources"].items()):
         if resource["Type"] == "AWS::Lambda::EventSourceMapping":
             del template["Resources"][logical_id]
             props: dict[str, Any] = resource["Properties"]
-            return props
-    raise LookupError("the template has no SQS event source mapping for the Submit function")
+            function = props["FunctionName"]
+            found[function["Ref"] if isinstance(function, dict) else str(function)] = props
+    if "SubmitFunction" not in found:
+        raise LookupError("the template has no SQS event source mapping for the Submit function")
+    return found
 
 
 def _close_moto_gaps(stack: DeployedStack, template: dict[str, Any], api_key: str) -> None:
@@ -206,7 +219,7 @@ def _close_moto_gaps(stack: DeployedStack, template: dict[str, Any], api_key: st
     s3.put_bucket_notification_configuration(
         Bucket=stack.physical("InputBucket"), NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
-    # 3. (The SQS event source mapping was taken out before deploying: see _take_event_source_mapping.)
+    # 3. (The SQS event source mappings were taken out before deploying: see _take_event_source_mappings.)
     lambda_client = boto3.client("lambda")
     # 4. The state machine: substitutions applied, in the backend that executes it.
     _create_state_machine(stack, template)

@@ -99,6 +99,7 @@ class QueuePoller:
             WaitTimeSeconds=1,
             VisibilityTimeout=self._in_flight_visibility,
             MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
         )
         messages = response.get("Messages", [])
         if not messages:
@@ -150,7 +151,16 @@ class QueuePoller:
             "receiptHandle": message["ReceiptHandle"],
             "body": self._as_aws_would_send(message["Body"]),
             "attributes": message.get("Attributes", {}),
-            "messageAttributes": {},
+            "messageAttributes": {
+                name: {
+                    "stringValue": value.get("StringValue"),
+                    "binaryValue": None,
+                    "stringListValues": [],
+                    "binaryListValues": [],
+                    "dataType": value["DataType"],
+                }
+                for name, value in message.get("MessageAttributes", {}).items()
+            },
             "md5OfBody": message["MD5OfBody"],
             "eventSource": "aws:sqs",
             "eventSourceARN": self._queue_arn,

@@ -26,6 +26,7 @@ import boto3
 from aws_lambda_powertools.utilities import parameters
 
 from avatar_local.emulator import EmulatorConfig, FaultPlan, SegmindEmulator
+from avatar_local.run_folder import inbox_files
 from avatar_local.stack.crashes import CrashRule, crashes_installed
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
@@ -37,6 +38,10 @@ from avatar_pipeline.records import JobRecord
 
 LOCAL_API_KEY = "local-dev-key"
 TERMINAL = ("SUCCEEDED", "FAILED")
+# The DLQ's visibility timeout (SQS's default: the template sets none).
+DEAD_LETTER_VISIBILITY_SECONDS = 30
+# Functions whose time limits guard wall-clock work (HTTP timeouts): not scaled.
+WALL_TIME_FUNCTIONS = frozenset({"SubmitFunction"})
 MEDIA_FIRST = 0
 JOB_FILES_LAST = 1
 
@@ -93,6 +98,7 @@ class LocalPipeline:
         self.emulator: SegmindEmulator | None = None
         self.stack: DeployedStack | None = None
         self.poller: QueuePoller | None = None
+        self.dead_letter_poller: QueuePoller | None = None
         self._waits = WarpedWaits(self.clock, skip=False)
         self._crashes = crashes_installed(config.crashes)
         self._queue_delays = ScaledQueueDelays(self.clock)
@@ -137,8 +143,11 @@ class LocalPipeline:
         runtime.use_clock(self.clock)
         for logical_id, directory in FUNCTIONS.items():
             # The context's remaining time is what Powertools idempotency uses to expire the lock of
-            # a crashed invocation: scaled like every other delay.
-            timeout = self.stack.function_timeouts[logical_id] * cfg.time_scale
+            # a crashed invocation: scaled like every other delay. Submit's is not: it guards a live
+            # POST, whose HTTP timeouts are wall time (like the submit lease).
+            timeout = self.stack.function_timeouts[logical_id]
+            if logical_id not in WALL_TIME_FUNCTIONS:
+                timeout *= cfg.time_scale
             loader = functools.partial(load_handler, directory)
             self.router.register(self.stack.physical(logical_id), loader, timeout_seconds=timeout)
         self._crashes.__enter__()
@@ -160,11 +169,26 @@ class LocalPipeline:
             rescheduled=self._queue_delays.take_rescheduled,
             duplicate_events=self.config.duplicate_events,
         ).start()
+        # Lambda's event source mapping on the DLQ, for the DeadLetter function (no redrive of its own).
+        dead_letter_name = self.stack.physical("DeadLetterFunction")
+        self.dead_letter_poller = QueuePoller(
+            queue_url=self.stack.outputs["SubmitDeadLetterQueueUrl"],
+            queue_arn=self.stack.outputs["SubmitDeadLetterQueueArn"],
+            invoke=lambda event: self.router.invoke(dead_letter_name, event),
+            batch_size=self.stack.dead_letter_batch_size,
+            concurrency=1,
+            visibility_timeout=DEAD_LETTER_VISIBILITY_SECONDS,
+            function_timeout=math.ceil(self.stack.function_timeouts["DeadLetterFunction"]),
+            clock=self.clock,
+            rescheduled=self._queue_delays.take_rescheduled,
+        ).start()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self.poller is not None:
             self.poller.stop()
+        if self.dead_letter_poller is not None:
+            self.dead_letter_poller.stop()
         # Executions still running (a run cut short) fail as the stack goes away under them: moto's
         # interpreter logs each as an error, which is noise now.
         interpreter_log = logging.getLogger("moto.stepfunctions")
@@ -273,13 +297,14 @@ class LocalPipeline:
             logging.getLogger("avatar_local").exception("could not stop running executions")
 
     # --- driving -----------------------------------------------------------------------------------
-    def drop(self, inbox: Path) -> list[str]:
-        """Upload every file under `inbox` to inbox/ (relative paths kept, media before job files)."""
+    def drop(self, inbox: Path, out: Path | None = None) -> list[str]:
+        """Upload every file under `inbox` to inbox/ (relative paths kept, media before job files),
+        except `out` and earlier runs' output folders (avatar_local.run_folder)."""
         assert self.stack is not None
         bucket = self.stack.outputs["InputBucketName"]
         s3 = boto3.client("s3")
         files = sorted(
-            (p for p in inbox.rglob("*") if p.is_file()),
+            inbox_files(inbox, out),
             key=lambda p: (JOB_FILES_LAST if p.suffix == ".json" else MEDIA_FIRST, str(p)),
         )
         job_keys: list[str] = []

@@ -92,13 +92,28 @@ class JobsTable:
         )
 
     def save_terminal(self, record: JobRecord) -> None:
-        """Write the terminal state. A job that already SUCCEEDED is never turned into FAILED."""
+        """Write the terminal state. A job that already SUCCEEDED is never turned into FAILED.
+
+        An update, not a put: the notification claim (notified_status) set by a concurrent run of the
+        same ending (two deliveries of one bad job file) must survive, or both would notify.
+        """
+        values = {k: v for k, v in _item(record).items() if k not in ("job_id", "notified_status")}
+        cleared = [k for k in JobRecord.model_fields if k not in values and k not in ("job_id", "notified_status")]
+        names = {f"#f{i}": name for i, name in enumerate([*values, *cleared])}
+        placeholders = {name: key for key, name in names.items()}
+        expression = "SET " + ", ".join(f"{placeholders[k]} = :v{i}" for i, k in enumerate(values))
+        if cleared:
+            expression += " REMOVE " + ", ".join(placeholders[k] for k in cleared)
         try:
-            self._table.put_item(
-                Item=_item(record),
+            self._table.update_item(
+                Key={"job_id": record.job_id},
+                UpdateExpression=expression,
                 ConditionExpression="attribute_not_exists(job_id) OR #status <> :succeeded",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":succeeded": JobStatus.SUCCEEDED.value},
+                ExpressionAttributeNames={**names, "#status": "status"},
+                ExpressionAttributeValues={
+                    **{f":v{i}": value for i, value in enumerate(values.values())},
+                    ":succeeded": JobStatus.SUCCEEDED.value,
+                },
             )
         except ClientError as error:
             if not _condition_failed(error):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, SqsRecordModel
@@ -14,6 +15,11 @@ from avatar_pipeline.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+# Message attributes a requeued event carries: the streak of submits Segmind refused (InboxObject).
+PROVIDER_FAILURES_ATTRIBUTE = "provider-failures"
+PROVIDER_FAILING_SINCE_ATTRIBUTE = "provider-failing-since"
 
 
 class InboxEventRecord(SqsRecordModel):
@@ -45,14 +51,33 @@ class RetryScheduler:
             return False
         return True
 
-    def requeue(self, queue_arn: str, body: str, delay_seconds: int) -> None:
+    def requeue(
+        self,
+        queue_arn: str,
+        body: str,
+        delay_seconds: int,
+        provider_failures: int = 0,
+        provider_failing_since: datetime | None = None,
+    ) -> None:
         """Put the event back as a new message, delivered after `delay_seconds` (at most 15 min).
 
-        For waits that are not failures (the request budget, Segmind's rate window): a redelivery
-        would count against the queue's maxReceiveCount and, in a long backlog, end in the DLQ.
+        For waits that are not failures (the request budget, Segmind's rate window, a provider that
+        refuses submits for a while): a redelivery would count against the queue's maxReceiveCount and,
+        in a long wait, end in the DLQ. The streak of refused submits travels as message attributes.
         """
+        attributes: dict[str, MessageAttributeValueTypeDef] = {}
+        if provider_failures:
+            attributes[PROVIDER_FAILURES_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(provider_failures)}
+        if provider_failing_since is not None:
+            attributes[PROVIDER_FAILING_SINCE_ATTRIBUTE] = {
+                "DataType": "String",
+                "StringValue": provider_failing_since.isoformat(),
+            }
         self._sqs.send_message(
-            QueueUrl=self._queue_url(queue_arn), MessageBody=body, DelaySeconds=max(0, min(delay_seconds, 900))
+            QueueUrl=self._queue_url(queue_arn),
+            MessageBody=body,
+            DelaySeconds=max(0, min(delay_seconds, 900)),
+            MessageAttributes=attributes,
         )
 
     def _queue_url(self, queue_arn: str) -> str:
@@ -77,4 +102,21 @@ def to_inbox_object(record: InboxEventRecord) -> InboxObject:
         event_time=event.time,
         receive_count=int(record.attributes.ApproximateReceiveCount),
         message_id=record.messageId,
+        provider_failures=int(_attribute(record, PROVIDER_FAILURES_ATTRIBUTE) or 0),
+        provider_failing_since=_moment(_attribute(record, PROVIDER_FAILING_SINCE_ATTRIBUTE)),
     )
+
+
+def _attribute(record: InboxEventRecord, name: str) -> str | None:
+    attribute = record.messageAttributes.get(name)
+    return attribute.stringValue if attribute is not None else None
+
+
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        logger.warning("ignoring an unreadable message attribute", extra={"value": text})
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,11 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CopyObjectRequestTypeDef, GetObjectRequestTypeDef
+    from mypy_boto3_s3.type_defs import (
+        CopyObjectRequestTypeDef,
+        GetObjectRequestTypeDef,
+        ListObjectsV2RequestTypeDef,
+    )
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _PRECONDITION_FAILED = {"412", "PreconditionFailed"}
@@ -115,13 +120,17 @@ class S3Storage:
             raise
         return response["Body"].read(length)
 
-    def list_folder(self, bucket: str, prefix: str, limit: int) -> list[ObjectInfo]:
-        """Objects directly under a folder-like prefix (not in its subfolders), at most `limit`."""
-        response = self._s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=limit)
-        return [
-            ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)), plain_etag(str(obj.get("ETag", ""))), None)
-            for obj in response.get("Contents", [])
-        ]
+    def iter_folder(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects directly under a folder-like prefix (not in its subfolders), a page at a time."""
+        request: ListObjectsV2RequestTypeDef = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        while True:
+            response = self._s3.list_objects_v2(**request)
+            for obj in response.get("Contents", []):
+                yield ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)), plain_etag(str(obj.get("ETag", ""))), None)
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                return
+            request["ContinuationToken"] = token
 
     def presign_get(self, bucket: str, key: str, expires_in: int) -> str:
         return self._s3.generate_presigned_url(

@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Literal, cast
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 
 from avatar_pipeline.errors import OutputInvalid, OutputTransferError, ResultExpired
 from avatar_pipeline.media import VIDEO_TYPES, looks_like_srt, sniff_video
@@ -309,11 +310,24 @@ class StreamingCopier:
         """Copy `url` to s3://bucket/key whole, or write nothing. `deadline` (a `monotonic()` instant):
         stop and abort if the copy is not done by then, raising OutputTransferError."""
         limit = self._policy.max_bytes if expect == "video" else self._policy.max_caption_bytes
+        self._abort_stale_uploads(bucket, key)
         with self._open(url, deadline) as response:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit and not _is_compressed(response):
                 raise OutputInvalid(f"the result is {declared} bytes, over the {limit}-byte limit")
             return self._stream(response, bucket, key, expect, limit, metadata or {}, deadline)
+
+    def _abort_stale_uploads(self, bucket: str, key: str) -> None:
+        """A copy of this key that died mid-way (a killed invocation cannot abort) left its upload open:
+        abort it now, rather than leave its parts stored until the bucket's lifecycle rule. Finalize
+        runs one copy of a key at a time (its idempotency lock), so no live upload is touched."""
+        try:
+            listing = self._s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
+            for upload in listing.get("Uploads", []):
+                if upload.get("Key") == key and "UploadId" in upload:
+                    self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+        except (ClientError, BotoCoreError) as exc:
+            raise OutputTransferError(f"could not clear an earlier copy's upload: {type(exc).__name__}") from None
 
     def _check_deadline(self, deadline: float | None, copied: int) -> None:
         if deadline is not None and self._monotonic() >= deadline:
@@ -377,6 +391,10 @@ class StreamingCopier:
         except httpx.TransportError as exc:
             _abort(writer)
             raise OutputTransferError(f"the result download broke off: {type(exc).__name__}") from None
+        except (ClientError, BotoCoreError) as exc:
+            # Writing to S3 failed (throttled, a 5xx, a dropped connection): worth another attempt.
+            _abort(writer)
+            raise OutputTransferError(f"writing the video to S3 failed: {type(exc).__name__}: {exc}") from None
         except BaseException:
             _abort(writer)
             raise
@@ -400,7 +418,7 @@ class StreamingCopier:
 
 
 def _deadline_passed(when: str) -> OutputTransferError:
-    # Transient: a retry starts with a whole new time budget (the ASL retries OutputTransferError by name).
+    # Transient: a retry starts with a whole new time budget (Finalize tries again later, see domain/finalize.py).
     return OutputTransferError(f"the copy could not finish before its deadline ({when}); stopped and aborted")
 
 

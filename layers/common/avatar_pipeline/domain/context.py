@@ -23,6 +23,10 @@ class InboxObject:
     event_time: datetime
     receive_count: int = 1  # SQS ApproximateReceiveCount of the record that carried the event
     message_id: str | None = None  # the SQS message that carried it (duplicates are other messages)
+    # Carried by a requeued event (adapters/queue.py): how many submits Segmind has refused in a row
+    # (429/5xx, or unreachable), and since when, so the retrying has a bound.
+    provider_failures: int = 0
+    provider_failing_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class JobRef:
     # missing key means by key.
     job_etag: str | None = None
     media_etags: dict[str, str] = field(default_factory=dict)
+    # Once known (after validation): the video key, whose stem the job claims (adapters/output_claims.py).
+    video_key: str | None = None
 
     @classmethod
     def from_render_job(cls, job: RenderJob) -> JobRef:
@@ -55,6 +61,7 @@ class JobRef:
             metadata=dict(job.metadata),
             job_etag=job.job_etag,
             media_etags=dict(job.media_etags),
+            video_key=job.video_key,
         )
 
     def terminal_record(

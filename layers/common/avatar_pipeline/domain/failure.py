@@ -10,7 +10,7 @@ from avatar_pipeline.domain.context import JobRef
 from avatar_pipeline.domain.inbox import archive_inputs
 from avatar_pipeline.domain.notify import publish_once
 from avatar_pipeline.errors import ADVICE, ErrorCode, error_code_for
-from avatar_pipeline.keys import error_report_key
+from avatar_pipeline.keys import error_report_key, output_stem
 from avatar_pipeline.observability import job_failed, logger
 from avatar_pipeline.records import ErrorReport, JobStatus, Notification
 from avatar_pipeline.state import JobOutcome, RenderState
@@ -22,15 +22,10 @@ if TYPE_CHECKING:
 def fail_job(ref: JobRef, code: ErrorCode, message: str, deps: Dependencies) -> JobOutcome:
     now = deps.clock.now()
     settings = deps.settings
-    archived = archive_inputs(
-        deps.storage,
-        ref.input_bucket,
-        ref.job_key,
-        ref.media_keys,
-        succeeded=False,
-        job_etag=ref.job_etag,
-        media_etags=ref.media_etags,
-    )
+    archived = archive_inputs(ref, False, deps.storage, deps.media_users, now)
+    if ref.video_key is not None and deps.output_claims is not None:
+        # A failed job's output path is free again: the usual fix is to upload the job file again.
+        deps.output_claims.release(ref.job_id, settings.output_bucket, output_stem(ref.video_key))
     report_key = error_report_key(ref.job_key)
     report = ErrorReport(
         job_id=ref.job_id,
@@ -40,6 +35,7 @@ def fail_job(ref: JobRef, code: ErrorCode, message: str, deps: Dependencies) -> 
         job_key=ref.job_key,
         moved_inputs=archived.moved,
         superseded_inputs=archived.superseded,
+        kept_inputs=archived.kept,
         request_id=ref.request_id,
         failed_at=now,
         metadata=ref.metadata,
@@ -59,6 +55,7 @@ def fail_job(ref: JobRef, code: ErrorCode, message: str, deps: Dependencies) -> 
             "job_key": ref.job_key,
             "archived_keys": archived.moved,
             "superseded_keys": archived.superseded,
+            "kept_keys": archived.kept,
             "error_report_key": report_key,
         },
         error_code=code.value,

@@ -1,7 +1,16 @@
 """Inbox hygiene: a finished job's files leave inbox/, and nothing we write can trigger a job again.
 
-A photo may be shared by several job files in one folder; it leaves inbox/ with the last of them,
-so a sibling job that has not been submitted yet still finds it.
+A photo may be shared by several job files, in its folder or in folders above it (a reference never
+climbs with `..`, so only those can name it). It leaves inbox/ with the last job that uses it, so a
+job that has not finished (or not even started) still finds it:
+
+* jobs register the media they name when Submit first reads them (adapters/media_users.py), and
+  release them as they end; a file still registered by another job stays (a copy goes to the
+  ending job's processed/ or failed/ folder);
+* when the last registered user lets go, job files that nobody has received yet (their events are
+  still on the way) may name the file too: those in its folder and the folders above it are read
+  (once per version per execution environment), and the file stays if one names it. This costs one
+  look around per file when its last user ends, not one per job sharing it.
 
 Only the objects a job used leave with it. A user may upload a job file (or its photo) again under
 the same key while the job is still rendering; that upload is a job of its own, started by its own
@@ -14,55 +23,54 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from avatar_pipeline.adapters.storage import ObjectReplaced, S3Storage
 from avatar_pipeline.jobs.spec import SUPPORTED_MODELS
-from avatar_pipeline.keys import UnsafeKey, archived_key, resolve_media_key
+from avatar_pipeline.keys import INBOX_PREFIX, UnsafeKey, archived_key, resolve_media_key
 from avatar_pipeline.observability import logger
 
-_SIBLING_SCAN_LIMIT = 500
-# The media a sibling job file names, by (bucket, key, ETag): a version's content never changes, so an
-# execution environment reads each sibling once, not once per job finishing beside it (200 job files
-# dropped in one folder would otherwise cost 200 x 200 reads, and slow every Finalize as they pile up).
-_SIBLING_CACHE_SIZE = 4096
-_SIBLING_REFERENCES: dict[tuple[str, str, str], frozenset[str]] = {}
+if TYPE_CHECKING:
+    from avatar_pipeline.adapters.media_users import MediaUsers
+    from avatar_pipeline.domain.context import JobRef
+
+# The media a job file names, by (bucket, key, ETag): a version's content never changes, so an
+# execution environment reads each job file once, however often a look around passes it.
+_JOB_FILE_CACHE_SIZE = 4096
+_MEDIA_NAMED: dict[tuple[str, str, str], frozenset[str]] = {}
 _MEDIA_FIELDS = ("photo", "audio")
+# Job files are at most 64 KiB (MAX_JOB_FILE_BYTES); anything bigger names nothing.
+_JOB_FILE_READ_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
 class ArchivedInputs:
-    moved: dict[str, str]  # {inbox key: where the job's object went}
-    superseded: list[str]  # inbox keys that hold a newer upload by now, left where they are
+    moved: dict[str, str] = field(default_factory=dict)  # {inbox key: where the job's object went}
+    superseded: list[str] = field(default_factory=list)  # inbox keys holding a newer upload, left there
+    # Media other jobs still use: left in inbox/, with a copy where this job's inputs went.
+    kept: dict[str, str] = field(default_factory=dict)
 
 
 def archive_inputs(
-    storage: S3Storage,
-    bucket: str,
-    job_key: str,
-    media_keys: Iterable[str],
-    succeeded: bool,
-    job_etag: str | None = None,
-    media_etags: Mapping[str, str] | None = None,
+    ref: JobRef, succeeded: bool, storage: S3Storage, users: MediaUsers | None, now: datetime
 ) -> ArchivedInputs:
-    """Move the job file and its media to processed/ or failed/.
+    """Move the job file and its media to processed/ or failed/, keeping media other jobs need.
 
-    With the ETags the job saw (`job_etag`, `media_etags` by key), only those objects move; without
+    With the ETags the job saw (`ref.job_etag`, `ref.media_etags`), only those objects move; without
     one (state from before ETags were recorded) the key moves, whatever it holds.
     """
-    result = ArchivedInputs(moved={}, superseded=[])
-    job_file_superseded = not _archive(storage, bucket, job_key, job_etag, succeeded, result)
-    media = list(dict.fromkeys(media_keys))
-    # A newer upload of the job file is a job of its own, which needs the same media.
-    still_needed = (
-        _referenced_by_siblings(storage, bucket, job_key, media, include_job_key=job_file_superseded)
-        if media
-        else set()
-    )
-    etags = media_etags or {}
-    for key in media:
-        _archive(storage, bucket, key, etags.get(key), succeeded, result, keep_source=key in still_needed)
+    result = ArchivedInputs()
+    job_file_superseded = not _archive(storage, ref.input_bucket, ref.job_key, ref.job_etag, succeeded, result)
+    etags = ref.media_etags
+    for key in dict.fromkeys(ref.media_keys):
+        others = users.release(ref.job_id, ref.input_bucket, key, now) if users is not None else 0
+        # A newer upload of this job's own file is a job of its own, which may need the same media.
+        keep = others > 0 or _named_by_unreceived_job_files(
+            storage, ref.input_bucket, key, ref.job_key, include_job_key=job_file_superseded
+        )
+        _archive(storage, ref.input_bucket, key, etags.get(key), succeeded, result, keep_source=keep)
     return result
 
 
@@ -75,7 +83,7 @@ def _archive(
     result: ArchivedInputs,
     keep_source: bool = False,
 ) -> bool:
-    """Move (or, for media a sibling still needs, copy) one input; False if a newer upload holds its key."""
+    """Move (or, for media another job still needs, copy) one input; False if a newer upload holds its key."""
     target = archived_key(key, succeeded)
     try:
         if keep_source:
@@ -89,31 +97,32 @@ def _archive(
         logger.info("input replaced by a newer upload; left in inbox", extra={"key": key, "etag": etag})
         result.superseded.append(key)
         return False
-    result.moved[key] = target
+    (result.kept if keep_source else result.moved)[key] = target
     return True
 
 
-def _referenced_by_siblings(
-    storage: S3Storage, bucket: str, job_key: str, media: list[str], include_job_key: bool
-) -> set[str]:
-    folder = posixpath.dirname(job_key) + "/"
-    wanted = set(media)
-    found: set[str] = set()
-    for sibling in storage.list_folder(bucket, folder, _SIBLING_SCAN_LIMIT):
-        if (sibling.key == job_key and not include_job_key) or not sibling.key.endswith(".json"):
-            continue
-        found |= wanted & _media_named_by(storage, bucket, sibling.key, sibling.etag)
-        if found == wanted:
-            break
-    return found
+def _named_by_unreceived_job_files(
+    storage: S3Storage, bucket: str, media_key: str, job_key: str, include_job_key: bool
+) -> bool:
+    """Does a job file still in inbox/ (in the media's folder or one above it) name `media_key`?"""
+    folder = posixpath.dirname(media_key)
+    while True:
+        for listed in storage.iter_folder(bucket, folder + "/"):
+            if not listed.key.endswith(".json") or (listed.key == job_key and not include_job_key):
+                continue
+            if media_key in _media_named_by(storage, bucket, listed.key, listed.etag):
+                return True
+        if folder + "/" == INBOX_PREFIX or "/" not in folder:
+            return False
+        folder = posixpath.dirname(folder)
 
 
 def _media_named_by(storage: S3Storage, bucket: str, job_key: str, etag: str) -> frozenset[str]:
     cache_key = (bucket, job_key, etag)
-    if etag and cache_key in _SIBLING_REFERENCES:
-        return _SIBLING_REFERENCES[cache_key]
+    if etag and cache_key in _MEDIA_NAMED:
+        return _MEDIA_NAMED[cache_key]
     try:
-        raw = storage.read(bucket, job_key, 64 * 1024, if_match=etag or None)
+        raw = storage.read(bucket, job_key, _JOB_FILE_READ_LIMIT, if_match=etag or None)
     except ObjectReplaced:
         # Uploaded again since the listing: what the newest version names counts (not cached).
         return _media_named_by(storage, bucket, job_key, "")
@@ -121,9 +130,9 @@ def _media_named_by(storage: S3Storage, bucket: str, job_key: str, etag: str) ->
         return frozenset()  # gone, or too big to be a job file
     named = frozenset(media_named_in(job_key, raw))
     if etag:
-        if len(_SIBLING_REFERENCES) >= _SIBLING_CACHE_SIZE:
-            _SIBLING_REFERENCES.clear()
-        _SIBLING_REFERENCES[cache_key] = named
+        if len(_MEDIA_NAMED) >= _JOB_FILE_CACHE_SIZE:
+            _MEDIA_NAMED.clear()
+        _MEDIA_NAMED[cache_key] = named
     return named
 
 
@@ -146,8 +155,8 @@ def media_named_in(job_key: str, raw: bytes) -> tuple[str, ...]:
     """Best effort, for job files too broken to validate: the media keys its photo/audio fields name."""
     document = _loose_document(raw)
     named: list[str] = []
-    for field in _MEDIA_FIELDS:
-        reference = document.get(field)
+    for media_field in _MEDIA_FIELDS:
+        reference = document.get(media_field)
         if isinstance(reference, str):
             try:
                 named.append(resolve_media_key(job_key, reference))

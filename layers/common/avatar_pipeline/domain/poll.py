@@ -23,7 +23,13 @@ from avatar_pipeline.domain.poll_policy import (
     observed_render_seconds,
     render_class,
 )
-from avatar_pipeline.errors import ProviderThrottled
+from avatar_pipeline.errors import (
+    ProviderBadResponse,
+    ProviderConnectionError,
+    ProviderThrottled,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from avatar_pipeline.observability import logger
 from avatar_pipeline.state import PollState, RenderState
 
@@ -35,6 +41,11 @@ if TYPE_CHECKING:
 _LAST_WAIT = timedelta(seconds=1)
 # A 429 without a usable x-rate-limit-reset-at-utc: the rate window is a minute.
 _THROTTLED_FALLBACK_SECONDS = 30.0
+# A check that failed transiently: the next one after 5 s, doubling up to a minute. The render goes on
+# meanwhile and stays billable, so these never end the job; only its deadline does.
+_FAILED_CHECK_FIRST_SECONDS = 5
+_FAILED_CHECK_MAX_SECONDS = 60
+_CHECK_FAULTS = (ProviderUnavailable, ProviderTimeout, ProviderConnectionError, ProviderBadResponse)
 
 
 class RenderStatsStore(Protocol):
@@ -78,6 +89,8 @@ def check_status(
         now = deps.clock.now()
         wait = (throttled.reset_at - now).total_seconds() if throttled.reset_at else _THROTTLED_FALLBACK_SECONDS
         return _deferred(state, now, Denied("poll", max(1.0, wait)), schedule, learned)
+    except _CHECK_FAULTS as fault:
+        return _after_failed_check(state, deps.clock.now(), fault.message)
     now = deps.clock.now()
     polls = state.poll.polls + 1
     finished = report.status in ("COMPLETED", "FAILED")
@@ -99,8 +112,23 @@ def check_status(
         or (now if report.status in ("PROCESSING", "COMPLETED") else None),
         completed_seen_at=now if report.status == "COMPLETED" else None,
         last_checked_at=now,
+        failed_checks=0,
     )
     return RenderState(job=job, poll=next_poll)
+
+
+def _after_failed_check(state: RenderState, now: datetime, reason: str) -> RenderState:
+    """No news this time: the same status, and the next check after a backoff (never past the deadline)."""
+    job = state.job
+    failed = state.poll.failed_checks + 1
+    backoff = min(_FAILED_CHECK_MAX_SECONDS, _FAILED_CHECK_FIRST_SECONDS * 2 ** min(failed - 1, 10))
+    remaining = (job.deadline_at - now).total_seconds()
+    wait = max(1, math.floor(min(backoff, remaining)))
+    logger.info("status check failed; trying again later", extra={"error": reason, "failed_checks": failed})
+    poll = state.poll.model_copy(
+        update={"wait_seconds": wait, "failed_checks": failed, "deadline_passed": job.deadline_at - now < _LAST_WAIT}
+    )
+    return RenderState(job=job, poll=poll)
 
 
 def _deferred(

@@ -9,7 +9,9 @@ request id is recorded before anything else can fail; a redelivery finds the ite
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from avatar_pipeline.errors import (
     MediaNotYetAvailable,
     MediaTooLarge,
     MissingMedia,
+    OutputConflict,
     PipelineError,
     ProviderBadResponse,
     ProviderConnectionError,
@@ -32,6 +35,7 @@ from avatar_pipeline.errors import (
     ProviderUnavailable,
     SubmissionInProgress,
     SubmissionUncertain,
+    SubmitNeverAccepted,
     TransientError,
     UnsupportedMedia,
 )
@@ -41,12 +45,14 @@ from avatar_pipeline.keys import (
     default_video_key,
     derive_job_id,
     is_job_file_key,
+    output_stem,
     resolve_media_key,
+    sibling_key,
     without_query,
 )
 from avatar_pipeline.media import SNIFF_BYTES, sniff_audio, sniff_image
 from avatar_pipeline.observability import job_submitted, logger
-from avatar_pipeline.records import JobRecord, JobStatus
+from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord, JobStatus
 from avatar_pipeline.state import PollState, RenderJob, RenderState
 
 if TYPE_CHECKING:
@@ -55,6 +61,25 @@ if TYPE_CHECKING:
 MEDIA_RECHECK_SECONDS = 15
 # A backlog of submits denied by the request budget comes back spread out, not in lockstep.
 BUDGET_RETRY_SPREAD_SECONDS = 110
+# Segmind refusing submits (5xx, unreachable): the first retry after 15 s, doubling to 5 minutes.
+PROVIDER_RETRY_FIRST_SECONDS = 15
+PROVIDER_RETRY_MAX_SECONDS = 300
+# A re-upload of a job file whose earlier upload still renders to the same path waits this long between looks.
+OUTPUT_BUSY_RECHECK_SECONDS = 60
+# A record with less than a submit's worst case left in its invocation goes back to the queue at once.
+NO_TIME_LEFT_REQUEUE_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Not a failure: the event goes back on the queue as a delayed message, spending none of the
+    queue's receives (those are for faults; a long wait would otherwise end in the DLQ)."""
+
+    delay_seconds: int
+    reason: str
+    # The streak of refused submits the requeued event carries on (see InboxObject).
+    provider_failures: int = 0
+    provider_failing_since: datetime | None = None
 
 
 class SubmitResult(StrEnum):
@@ -65,7 +90,11 @@ class SubmitResult(StrEnum):
     IGNORED = "IGNORED"  # not a job file, or an upload that has since been replaced or removed
 
 
-def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
+def submit_job(
+    obj: InboxObject, deps: Dependencies, time_left: Callable[[], float] | None = None
+) -> SubmitResult | Requeue:
+    """`time_left`: seconds left in the invocation (None: no limit). A POST starts only with a
+    submit's worst case left; otherwise the event is requeued untouched."""
     if obj.bucket != deps.settings.input_bucket or not is_job_file_key(obj.key):
         logger.warning("ignoring an object that is not a job file", extra={"key": obj.key})
         return SubmitResult.IGNORED
@@ -73,7 +102,7 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
     logger.set_correlation_id(job_id)
     existing = deps.jobs.get(job_id)
     if existing is not None:
-        return _continue_existing(existing, obj, deps)
+        return continue_existing(existing, obj, deps)
 
     head = deps.storage.head(obj.bucket, obj.key)
     if head is None or (obj.etag and head.etag != obj.etag.strip('"')):
@@ -90,7 +119,11 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
         ref = replace(ref, model=spec.model, metadata=dict(spec.metadata))
         media_keys = _resolve_media(obj.key, spec)
         ref = replace(ref, media_keys=tuple(media_keys.values()))
+        # Before the media check: a job still waiting for its photo already counts as one of its users.
+        _register_media(ref, deps)
         ref = replace(ref, media_etags=_check_media(obj, media_keys, deps))
+        ref = replace(ref, video_key=spec.output_key or default_video_key(ref.job_key, spec.video_extension))
+        output_claimed = _claim_output(ref, deps)
     except MediaNotYetAvailable:
         raise
     except ObjectReplaced:
@@ -102,7 +135,66 @@ def submit_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
             ref = replace(ref, model=model_named_in(raw), media_keys=media_named_in(obj.key, raw))
         fail_job(ref, error.code, error.message, deps)
         return SubmitResult.REJECTED
+    if not output_claimed:
+        logger.info("an earlier upload of this job file is still rendering to the same path; waiting for it")
+        return _requeue_unchanged(obj, OUTPUT_BUSY_RECHECK_SECONDS, "an earlier upload is still rendering")
+    if time_left is not None and time_left() < deps.settings.submit_worst_case_seconds:
+        logger.info("not enough time left in this invocation for a submit; the event goes back to the queue")
+        return _requeue_unchanged(obj, NO_TIME_LEFT_REQUEUE_SECONDS, "no time left for a submit")
     return _post_once(ref, obj, spec, media_keys, deps)
+
+
+def _requeue_unchanged(obj: InboxObject, delay_seconds: int, reason: str) -> Requeue:
+    return Requeue(delay_seconds, reason, obj.provider_failures, obj.provider_failing_since)
+
+
+def _register_media(ref: JobRef, deps: Dependencies) -> None:
+    if deps.media_users is not None and ref.media_keys:
+        deps.media_users.register(ref.job_id, ref.input_bucket, list(ref.media_keys), deps.clock.now())
+
+
+def _claim_output(ref: JobRef, deps: Dependencies) -> bool:
+    """Claim the job's output path (video, captions and manifest share it) before it is submitted.
+
+    The rule, so one job's manifest never describes another job's video:
+    * a path that is free, or held by a job that failed, is taken;
+    * a path held by an earlier upload of the same job file is taken over once that job has ended (a
+      re-upload re-renders; the versioned output bucket keeps the replaced video); while it still runs,
+      False: the event waits in the queue;
+    * a path held by another job file fails this job with OUTPUT_CONFLICT, unless that job's video was
+      since deleted (its manifest is gone).
+    """
+    claims = deps.output_claims
+    if claims is None or ref.video_key is None:
+        return True
+    bucket = deps.settings.output_bucket
+    stem = output_stem(ref.video_key)
+    holder_id = claims.claim(ref.job_id, bucket, stem)
+    if holder_id is None:
+        return True
+    holder = deps.jobs.get(holder_id)
+    running = holder is not None and holder.status not in TERMINAL_STATUSES
+    same_file = holder is not None and (holder.input_bucket, holder.job_key) == (ref.input_bucket, ref.job_key)
+    if same_file and running:
+        return False
+    free = same_file or _claim_is_stale(holder, ref.video_key, deps)
+    if free and claims.take_over(ref.job_id, bucket, stem, holder_id):
+        logger.info("took over the output path of an earlier job", extra={"previous_job_id": holder_id})
+        return True
+    origin = f" (from {holder.job_key}, {holder.status.value})" if holder is not None else ""
+    raise OutputConflict(
+        f"the output path {stem} (video, captions and manifest) belongs to job {holder_id}{origin}; "
+        "two job files never write the same video"
+    )
+
+
+def _claim_is_stale(holder: JobRecord | None, video_key: str, deps: Dependencies) -> bool:
+    """The holder failed, or it succeeded (or its record expired) and its video was since deleted."""
+    if holder is not None and holder.status not in TERMINAL_STATUSES:
+        return False
+    if holder is not None and holder.status == JobStatus.FAILED:
+        return True
+    return deps.storage.head(deps.settings.output_bucket, sibling_key(video_key, "json")) is None
 
 
 def _media_recheck_delay(receive_count: int, remaining_seconds: float, max_receives: int) -> int:
@@ -183,7 +275,7 @@ def _check_media(obj: InboxObject, media_keys: dict[str, str], deps: Dependencie
 
 def _post_once(
     ref: JobRef, obj: InboxObject, spec: AvatarIVJob | AvatarVJob, media_keys: dict[str, str], deps: Dependencies
-) -> SubmitResult:
+) -> SubmitResult | Requeue:
     now = deps.clock.now()
     settings = deps.settings
     claim = JobRecord(
@@ -203,20 +295,23 @@ def _post_once(
         existing = deps.jobs.get(ref.job_id)
         if existing is None:
             raise SubmissionInProgress("the job record vanished while claiming it; retrying")
-        return _continue_existing(existing, obj, deps)
+        return continue_existing(existing, obj, deps)
 
     media_urls = {
         parameter: deps.storage.presign_get(ref.input_bucket, key, settings.presign_expiry_seconds)
         for parameter, key in media_keys.items()
     }
     payload = spec.provider_payload(media_urls)
-    try:
-        _take_submit_token(ref.job_id, deps)
-        accepted = deps.provider.submit(spec.model, payload)
-    except (ProviderConnectionError, ProviderThrottled, ProviderUnavailable):
-        # Provably not accepted: give the lease back so SQS redelivery can try again.
+    budget_wait = _wait_for_submit_token(ref.job_id, deps)
+    if budget_wait is not None:
         deps.jobs.release_submission(ref.job_id)
-        raise
+        return _requeue_unchanged(obj, budget_wait, "the request budget is spent")
+    try:
+        accepted = deps.provider.submit(spec.model, payload)
+    except (ProviderConnectionError, ProviderThrottled, ProviderUnavailable) as error:
+        # Provably not accepted: give the lease back so a later delivery may try again.
+        deps.jobs.release_submission(ref.job_id)
+        return _retry_refused_submit(ref, obj, error, deps)
     except ProviderBadResponse as error:
         # A 2xx we cannot read may still be an accepted (billed) job: do not post again.
         fail_job(ref, SubmissionUncertain.code, f"{error.message}; the job may have been accepted", deps)
@@ -235,7 +330,7 @@ def _post_once(
         media_keys=list(media_keys.values()),
         job_etag=ref.job_etag,
         media_etags=dict(ref.media_etags),
-        video_key=spec.output_key or default_video_key(ref.job_key, spec.video_extension),
+        video_key=ref.video_key or default_video_key(ref.job_key, spec.video_extension),
         video_extension="webm" if spec.video_extension == "webm" else "mp4",
         wants_captions=spec.wants_captions,
         title=getattr(spec, "video_title", None),
@@ -252,15 +347,55 @@ def _post_once(
     return SubmitResult.STARTED
 
 
-def _take_submit_token(job_id: str, deps: Dependencies) -> None:
-    """Wait in the queue, not in a 429: a denial is a ProviderThrottled, which the caller's except
-    clause already handles (claim released, SQS redelivers after retry_delay_for)."""
+def _wait_for_submit_token(job_id: str, deps: Dependencies) -> int | None:
+    """None: a token was taken (or there is no budget). Otherwise the seconds to wait in the queue
+    (not in a 429) before trying again."""
     if deps.request_budget is None:
-        return
+        return None
     now = deps.clock.now()
     decision = deps.request_budget.try_acquire("submit", now)
-    if isinstance(decision, Denied):
-        raise decision.as_error(now, f"{job_id}:{now.isoformat()}", BUDGET_RETRY_SPREAD_SECONDS)
+    if not isinstance(decision, Denied):
+        return None
+    throttled = decision.as_error(now, f"{job_id}:{now.isoformat()}", BUDGET_RETRY_SPREAD_SECONDS)
+    return retry_delay_for(throttled, now)
+
+
+def _retry_refused_submit(
+    ref: JobRef, obj: InboxObject, error: TransientError, deps: Dependencies
+) -> SubmitResult | Requeue:
+    """Segmind refused the submit (429/5xx) or could not be reached: nothing was accepted. Try again
+    later, with backoff, for up to SUBMIT_RETRY_SECONDS from the first refusal in a row; then end the
+    job, saying it was never accepted (and so never billed)."""
+    now = deps.clock.now()
+    since = obj.provider_failing_since or now
+    failures = obj.provider_failures + 1
+    elapsed = max(0.0, (now - since).total_seconds())
+    limit = deps.settings.submit_retry_seconds
+    if elapsed >= limit:
+        message = (
+            f"Segmind did not accept the submit in {elapsed / 60:.0f} minutes of trying ({failures} attempts; "
+            f"the last: {error.message}). The job was never accepted, so nothing was billed"
+        )
+        fail_job(ref, SubmitNeverAccepted.code, message, deps)
+        return SubmitResult.REJECTED
+    delay = min(_refused_submit_delay(error, failures, now, ref.job_id), max(1, math.ceil(limit - elapsed)))
+    logger.info(
+        "Segmind refused the submit; it is tried again later",
+        extra={"error": error.message, "attempt": failures, "delay_seconds": delay},
+    )
+    return Requeue(delay, error.message, failures, since)
+
+
+def _refused_submit_delay(error: TransientError, failures: int, now: datetime, job_id: str) -> int:
+    """Segmind's own reset time for a 429; otherwise exponential backoff with jitter (between half and
+    all of the step, the same for the same job and attempt), so a backlog does not retry in lockstep."""
+    if isinstance(error, ProviderThrottled) and error.reset_at is not None:
+        delay = retry_delay_for(error, now)
+        if delay is not None:
+            return delay
+    step: int = min(PROVIDER_RETRY_MAX_SECONDS, PROVIDER_RETRY_FIRST_SECONDS * 2 ** min(failures - 1, 10))
+    jitter = zlib.crc32(f"{job_id}:{failures}".encode()) % (step // 2 + 1)
+    return max(1, step - jitter)
 
 
 _URL_PARAMETERS = ("image_url", "audio_url", "video_url", "background")
@@ -289,7 +424,7 @@ def _start_execution(render_job: RenderJob, deps: Dependencies) -> None:
     deps.jobs.mark_rendering(render_job.job_id, execution_arn, deps.clock.now())
 
 
-def _continue_existing(record: JobRecord, obj: InboxObject, deps: Dependencies) -> SubmitResult:
+def continue_existing(record: JobRecord, obj: InboxObject, deps: Dependencies) -> SubmitResult:
     """A redelivered event for a job we already know: never POST again."""
     if record.status in (JobStatus.RENDERING, JobStatus.SUCCEEDED, JobStatus.FAILED):
         logger.info("duplicate delivery ignored", extra={"status": record.status.value})

@@ -42,7 +42,9 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, http
 
 
 def default_timeout(connect_s: float = 5.0, read_s: float = 20.0) -> httpx.Timeout:
-    return httpx.Timeout(connect=connect_s, read=read_s, write=read_s, pool=connect_s)
+    # Request bodies are a few kilobytes: sending one takes no longer than connecting. A short write
+    # timeout keeps a submit's worst case (Settings.submit_worst_case_seconds) honest.
+    return httpx.Timeout(connect=connect_s, read=read_s, write=connect_s, pool=connect_s)
 
 
 class SegmindClient:

@@ -1,0 +1,44 @@
+"""DeadLetter: events that failed every delivery to Submit -> their jobs end with a report and a notification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
+from avatar_pipeline.domain.dead_letter import end_dead_lettered_job
+from avatar_pipeline.observability import logger, metrics, tracer
+from avatar_pipeline.runtime import dependencies
+
+# A message that is not an S3 job event is left for a person (the DLQ alarm), shown again twice a day.
+UNREADABLE_RETRY_SECONDS = 12 * 3600
+
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> str:
+    deps = dependencies()
+    try:
+        event = InboxEventRecord.model_validate(record.raw_event)
+    except ValidationError:
+        logger.error("a dead-lettered message is not a job event; left in the DLQ", extra={"body": record.body})
+        metrics.add_metric(name="DeadLettersUnreadable", unit=MetricUnit.Count, value=1)
+        deps.retries.retry_in(record.event_source_arn, record.receipt_handle, UNREADABLE_RETRY_SECONDS)
+        raise
+    result = end_dead_lettered_job(to_inbox_object(event), deps)
+    metrics.add_metric(name=f"DeadLetter{result.value.title()}", unit=MetricUnit.Count, value=1)
+    return result.value
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
