@@ -186,6 +186,12 @@ def test_layer_is_built_for_the_functions_runtime(resources: dict[str, Any]) -> 
     assert [entry for entry in listed if entry.startswith("boto")] == []
 
 
+def test_the_layer_is_named_after_its_stack(resources: dict[str, Any]) -> None:
+    """Two stacks in one account and region must not publish versions of one shared layer (SAM
+    names a layer after its logical id unless told otherwise)."""
+    assert props(resources, "CommonLayer")["LayerName"] == {"Fn::Sub": "${AWS::StackName}-common"}
+
+
 @pytest.mark.parametrize(
     ("logical_id", "timeout", "memory"),
     [
@@ -491,6 +497,8 @@ def test_translation_has_the_four_functions_on_the_layer(translated: dict[str, A
         assert properties["TracingConfig"] == {"Mode": "Active"}
         assert properties["Code"]["S3Bucket"] == ARTIFACT_BUCKET
     assert len(code_artifacts(translated)) == len(FUNCTIONS) + 1
+    (layer,) = of_type(translated, "AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["LayerName"] == {"Fn::Sub": "${AWS::StackName}-common"}
 
 
 def test_translation_maps_the_queue_to_submit_with_partial_batch_failures(translated: dict[str, Any]) -> None:
