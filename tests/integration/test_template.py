@@ -212,19 +212,28 @@ def test_definition_substitutions_are_exactly_the_asl_placeholders(resources: di
     assert machine["DefinitionUri"] == "statemachine/render_job.asl.json"
     assert set(machine["DefinitionSubstitutions"]) == placeholders
     assert machine["DefinitionSubstitutions"] == {
+        "Partition": {"Ref": "AWS::Partition"},
         "PollFunctionArn": {"Fn::GetAtt": ["PollFunction", "Arn"]},
         "FinalizeFunctionArn": {"Fn::GetAtt": ["FinalizeFunction", "Arn"]},
         "ReportFailureFunctionArn": {"Fn::GetAtt": ["ReportFailureFunction", "Arn"]},
     }
 
 
+def test_the_definition_names_no_partition_of_its_own() -> None:
+    """aws-cn and GovCloud ARNs start arn:aws-cn: / arn:aws-us-gov:, so every ARN the definition
+    writes itself takes the partition from the stack (${Partition}); the functions' ARNs come whole."""
+    definition = ASL_PATH.read_text(encoding="utf-8")
+    arns = re.findall(r'"(arn:[^"]*)"', definition)
+    assert arns, "the definition names its service integrations by ARN"
+    assert [arn for arn in arns if not arn.startswith("arn:${Partition}:")] == []
+
+
 def test_state_machine_definition_passes_the_step_functions_schema(resources: dict[str, Any]) -> None:
     """cfn-lint never opens a DefinitionUri file, so lint the definition inlined the way CloudFormation sees it."""
     definition = ASL_PATH.read_text(encoding="utf-8")
     for name in props(resources, "RenderJobStateMachine")["DefinitionSubstitutions"]:
-        definition = definition.replace(
-            "${" + name + "}", f"arn:aws:lambda:us-east-1:123456789012:function:{name.removesuffix('Arn')}"
-        )
+        value = "aws" if name == "Partition" else f"arn:aws:lambda:us-east-1:123456789012:function:{name[:-3]}"
+        definition = definition.replace("${" + name + "}", value)
     wrapper = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Resources": {
@@ -515,6 +524,7 @@ def test_translation_inlines_the_definition_and_keeps_the_substitutions(translat
     properties = translated["Resources"]["RenderJobStateMachine"]["Properties"]
     assert "DefinitionS3Location" not in properties
     assert set(properties["DefinitionSubstitutions"]) == {
+        "Partition",
         "PollFunctionArn",
         "FinalizeFunctionArn",
         "ReportFailureFunctionArn",

@@ -18,6 +18,7 @@ import boto3
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 
 REGION = "us-east-1"
+PARTITION = "aws"
 ACCOUNT = "123456789012"
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "render_job.asl.json"
 API_KEY = "test-api-key-0123456789"
@@ -25,7 +26,7 @@ FUNCTION_NAMES = {"poll": "PollFunction", "finalize": "FinalizeFunction", "repor
 
 
 def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+    return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
 @dataclass
@@ -163,7 +164,7 @@ def create_resources() -> PipelineResources:
     secrets = boto3.client("secretsmanager", region_name=REGION)
     res.secret_arn = secrets.create_secret(Name="segmind-api-key", SecretString=API_KEY)["ARN"]
 
-    definition = ASL_PATH.read_text()
+    definition = ASL_PATH.read_text().replace("${Partition}", PARTITION)
     for placeholder, name in (
         ("PollFunctionArn", FUNCTION_NAMES["poll"]),
         ("FinalizeFunctionArn", FUNCTION_NAMES["finalize"]),

@@ -229,7 +229,7 @@ def _create_state_machine(stack: DeployedStack, template: dict[str, Any]) -> Non
     definition = _join(machine["DefinitionString"])
     lambda_client = boto3.client("lambda")
     for name, value in machine.get("DefinitionSubstitutions", {}).items():
-        definition = definition.replace("${" + name + "}", _resolve_function_arn(value, stack, lambda_client))
+        definition = definition.replace("${" + name + "}", _resolve_substitution(value, stack, lambda_client))
     unresolved = re.findall(r"\$\{[A-Za-z0-9]+\}", definition)
     if unresolved:
         raise ValueError(f"state machine placeholders left unresolved: {unresolved}")
@@ -249,12 +249,20 @@ def _join(value: Any) -> str:
     return str(separator).join(_join(part) for part in parts)
 
 
-def _resolve_function_arn(value: Any, stack: DeployedStack, lambda_client: Any) -> str:
-    """DefinitionSubstitutions values are {"Fn::GetAtt": [Logical, "Arn"]} for our functions."""
+def _resolve_substitution(value: Any, stack: DeployedStack, lambda_client: Any) -> str:
+    """DefinitionSubstitutions values: {"Fn::GetAtt": [Logical, "Arn"]} for our functions, and the
+    AWS::Partition pseudo parameter for the service integrations' ARNs."""
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         logical_id = value["Fn::GetAtt"][0]
         arn: str = lambda_client.get_function(FunctionName=stack.physical(logical_id))["Configuration"]["FunctionArn"]
         return arn
+    if value == {"Ref": "AWS::Partition"}:
+        return partition_of(lambda_client.meta.region_name)
     if isinstance(value, str):
         return value
     raise ValueError(f"cannot resolve DefinitionSubstitutions value {value!r}")
+
+
+def partition_of(region: str) -> str:
+    """What CloudFormation's AWS::Partition is in a region: aws, aws-cn, aws-us-gov, ..."""
+    return boto3.session.Session().get_partition_for_region(region)
