@@ -380,6 +380,41 @@ def test_output_bucket_keeps_overwritten_videos_for_a_month(resources: dict[str,
     assert {"NoncurrentDays": 30} in [r.get("NoncurrentVersionExpiration") for r in rules]
 
 
+def test_deleting_the_stack_never_meets_a_non_empty_bucket(resources: dict[str, Any]) -> None:
+    """CloudFormation cannot delete a bucket that holds objects (`sam delete` would end in
+    DELETE_FAILED), and every bucket here holds some: videos, an audit trail, the inputs archived in
+    processed/ and failed/. So each one is retained, with the key that decrypts it."""
+    buckets = {logical_id for logical_id, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+    assert buckets == {"InputBucket", "OutputBucket", "AccessLogBucket"}
+    # Their policies stay with them (TLS only; log delivery into the log bucket).
+    policies = {logical_id for logical_id, r in resources.items() if r["Type"] == "AWS::S3::BucketPolicy"}
+    assert {props(resources, p)["Bucket"]["Ref"] for p in policies} == buckets
+    for logical_id in buckets | policies | {"DataKey"}:
+        assert resources[logical_id]["DeletionPolicy"] == "Retain", logical_id
+        assert resources[logical_id]["UpdateReplacePolicy"] == "Retain", logical_id
+
+
+def test_archived_inputs_expire_after_the_retention_parameter(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """processed/ and failed/ (inputs and error reports) expire after ArchiveRetentionDays, unless it
+    is 0; inbox/ never expires (a job waiting there is not old, it is pending)."""
+    parameter = template["Parameters"]["ArchiveRetentionDays"]
+    assert (parameter["Type"], parameter["MinValue"]) == ("Number", 0)
+    assert template["Conditions"]["ExpireArchivedInputs"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ArchiveRetentionDays"}, 0]}]
+    }
+    rules = props(resources, "InputBucket")["LifecycleConfiguration"]["Rules"]
+    expiring = {}
+    for rule in rules:
+        if isinstance(rule, dict) and "Fn::If" in rule:
+            condition, when_set, when_zero = rule["Fn::If"]
+            assert (condition, when_zero) == ("ExpireArchivedInputs", {"Ref": "AWS::NoValue"})
+            assert when_set["Status"] == "Enabled"
+            expiring[when_set["Prefix"]] = when_set["ExpirationInDays"]
+    assert expiring == {"processed/": {"Ref": "ArchiveRetentionDays"}, "failed/": {"Ref": "ArchiveRetentionDays"}}
+
+
 def test_inbox_rule_selects_job_json_files_under_inbox(resources: dict[str, Any]) -> None:
     rule = props(resources, "InboxJobCreatedRule")
     assert rule["EventPattern"] == {
@@ -597,3 +632,33 @@ def test_moto_inbox_rule_queues_only_job_files(moto_stack: dict[str, str]) -> No
             queued.append(json.loads(message["Body"])["detail"]["object"]["key"])
             sqs.delete_message(QueueUrl=moto_stack["SubmitQueue"], ReceiptHandle=message["ReceiptHandle"])
     assert sorted(queued) == ["inbox/campaign-a/alice.json", "inbox/top.json"]
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS.* not supported by moto:UserWarning")
+def test_moto_deletes_the_stack_and_keeps_every_bucket(moto_stack: dict[str, str], translated: dict[str, Any]) -> None:
+    """Given a second stack of the template with a video delivered and its input bucket emptied (the
+    archive expired), when the stack is deleted, then the deletion completes and all three buckets are
+    still there, the video too. (moto does not refuse to delete a non-empty bucket as CloudFormation
+    does, it quietly keeps it; so the input bucket is left empty here, which only Retain keeps.)"""
+    cloudformation = boto3.client("cloudformation")
+    stack_id = cloudformation.create_stack(
+        StackName="avatar-pipeline-doomed",
+        TemplateBody=json.dumps(translated),
+        Parameters=[{"ParameterKey": "SegmindApiKeySecretArn", "ParameterValue": FAKE_SECRET_ARN}],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )["StackId"]
+    summaries = cloudformation.list_stack_resources(StackName=stack_id)["StackResourceSummaries"]
+    bucket_of = {
+        s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries if s["LogicalResourceId"].endswith("Bucket")
+    }
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket_of["OutputBucket"], Key="videos/alice.mp4", Body=b"video")
+
+    cloudformation.delete_stack(StackName=stack_id)
+
+    (stack,) = cloudformation.describe_stacks(StackName=stack_id)["Stacks"]
+    assert stack["StackStatus"] == "DELETE_COMPLETE"
+    assert set(bucket_of) == {"InputBucket", "OutputBucket", "AccessLogBucket"}
+    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert set(bucket_of.values()) <= existing
+    assert s3.head_object(Bucket=bucket_of["OutputBucket"], Key="videos/alice.mp4")["ContentLength"] == 5
