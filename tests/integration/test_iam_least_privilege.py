@@ -27,6 +27,7 @@ import botocore.session
 import pytest
 
 from avatar_local.stack.sam_translate import load_cfn_yaml, translate_template
+from tests.support import TEST_REGION
 
 pytestmark = pytest.mark.integration
 
@@ -229,7 +230,7 @@ KNOWN_SERVICES = {"s3", "sns", "sqs", "dynamodb", "stepfunctions", "events"}
 @pytest.fixture(scope="module")
 def translated() -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_DEFAULT_REGION", TEST_REGION)
         yield translate_template(TEMPLATE_PATH, {})
 
 

@@ -20,7 +20,9 @@ import pytest
 from cfnlint.api import ManualArgs, lint, lint_file
 from moto import mock_aws
 
+from avatar_local.stack.local_aws import bucket_location
 from avatar_local.stack.sam_translate import ARTIFACT_BUCKET, code_artifacts, load_cfn_yaml, translate_template
+from tests.support import TEST_REGION
 
 pytestmark = pytest.mark.integration
 
@@ -76,14 +78,14 @@ OUTPUTS = {
     "InboxRuleName",
     "CommonLayerArn",
 }
-FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:segmind-api-key-AbCdEf"
+FAKE_SECRET_ARN = f"arn:aws:secretsmanager:{TEST_REGION}:123456789012:secret:segmind-api-key-AbCdEf"
 
 
 @pytest.fixture(scope="module")
 def aws_env() -> Iterator[None]:
     """A region for the SAM translator and fake credentials for moto; never a real account."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_DEFAULT_REGION", TEST_REGION)
         patch.setenv("AWS_ACCESS_KEY_ID", "testing")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         patch.delenv("AWS_PROFILE", raising=False)
@@ -142,8 +144,13 @@ def dangling_transitions(machine: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------ the template as written
 
 
-def test_cfn_lint_reports_nothing() -> None:
-    matches = lint_file(TEMPLATE_PATH)
+# Where the template must deploy as it is: the default region, Europe, two regions opened after 2019
+# (stricter S3 endpoints), and one region of each other partition (aws-cn, aws-us-gov).
+LINT_REGIONS = ["us-east-1", "eu-west-1", "af-south-1", "ap-southeast-3", "cn-north-1", "us-gov-west-1"]
+
+
+def test_cfn_lint_reports_nothing_in_any_partition() -> None:
+    matches = lint_file(TEMPLATE_PATH, config=ManualArgs(regions=LINT_REGIONS))
     assert [str(m) for m in matches] == []
 
 
@@ -582,7 +589,7 @@ def moto_stack(translated: dict[str, Any]) -> Iterator[dict[str, str]]:
     """The stack deployed into moto's CloudFormation: logical id -> physical id, plus the outputs."""
     with mock_aws():
         s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        s3.create_bucket(Bucket=ARTIFACT_BUCKET, **bucket_location(TEST_REGION))
         for bucket, key in code_artifacts(translated):
             s3.put_object(Bucket=bucket, Key=key, Body=_placeholder_zip())
         cloudformation = boto3.client("cloudformation")

@@ -16,8 +16,10 @@ from typing import Any
 import boto3
 
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
+from avatar_local.stack.local_aws import bucket_location
+from tests.support import TEST_REGION
 
-REGION = "us-east-1"
+REGION = TEST_REGION
 PARTITION = "aws"
 ACCOUNT = "123456789012"
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "render_job.asl.json"
@@ -131,7 +133,7 @@ def create_resources() -> PipelineResources:
     res = PipelineResources()
     s3 = boto3.client("s3", region_name=REGION)
     for bucket in (res.input_bucket, res.output_bucket):
-        s3.create_bucket(Bucket=bucket)
+        s3.create_bucket(Bucket=bucket, **bucket_location(REGION))
     ddb = boto3.client("dynamodb", region_name=REGION)
     for table, key in ((res.jobs_table, "job_id"), (res.idempotency_table, "id"), (res.state_table, "pk")):
         ddb.create_table(

@@ -29,7 +29,10 @@ from moto.server import ThreadedMotoServer
 from avatar_local.stack.s3_conditions import copy_source_if_match_enforced
 from avatar_local.stack.sam_translate import code_artifacts, translate_template
 
-REGION = "us-east-1"
+# Not us-east-1, so the offline stack runs the code paths every other region needs (regional S3 hosts
+# in presigned URLs, buckets created with a location constraint, region-scoped ARNs), in one of the
+# regions opened after March 2019, where S3 is strictest about them.
+REGION = "ap-southeast-3"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 FUNCTIONS = {
@@ -176,7 +179,7 @@ def _upload_code_placeholders(template: dict[str, Any]) -> None:
         bundle.writestr("app.py", "# runs in the offline stack's process; see avatar_local.stack.lambda_router\n")
     s3 = boto3.client("s3")
     for bucket in {bucket for bucket, _ in code_artifacts(template)}:
-        s3.create_bucket(Bucket=bucket)
+        s3.create_bucket(Bucket=bucket, **bucket_location(s3.meta.region_name))
     for bucket, key in code_artifacts(template):
         s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
 
@@ -261,6 +264,13 @@ def _resolve_substitution(value: Any, stack: DeployedStack, lambda_client: Any) 
     if isinstance(value, str):
         return value
     raise ValueError(f"cannot resolve DefinitionSubstitutions value {value!r}")
+
+
+def bucket_location(region: str) -> dict[str, Any]:
+    """CreateBucket's arguments for a bucket in `region`: outside us-east-1, S3 requires the location."""
+    if region == "us-east-1":
+        return {}
+    return {"CreateBucketConfiguration": {"LocationConstraint": region}}
 
 
 def partition_of(region: str) -> str:
