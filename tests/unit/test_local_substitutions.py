@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from avatar_local.stack.local_aws import DeployedStack, _resolve_substitution
+from avatar_local.stack.local_aws import DeployedStack, resolve_substitution
 
 pytestmark = pytest.mark.unit
 
@@ -31,10 +31,10 @@ def test_the_partition_substitution_follows_the_stacks_region(region: str, parti
     """Given the template's `Partition: !Ref AWS::Partition`, when the offline stack substitutes it,
     then it gets the partition CloudFormation would give in that region."""
     lambda_client = SimpleNamespace(meta=SimpleNamespace(region_name=region))
-    assert _resolve_substitution({"Ref": "AWS::Partition"}, _stack(), lambda_client) == partition
+    assert resolve_substitution({"Ref": "AWS::Partition"}, _stack(), lambda_client) == partition
 
 
 def test_an_unknown_substitution_is_refused() -> None:
     lambda_client = SimpleNamespace(meta=SimpleNamespace(region_name="eu-west-1"))
     with pytest.raises(ValueError, match="cannot resolve"):
-        _resolve_substitution({"Ref": "AWS::AccountId"}, _stack(), lambda_client)
+        resolve_substitution({"Ref": "AWS::AccountId"}, _stack(), lambda_client)

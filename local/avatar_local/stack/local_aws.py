@@ -232,7 +232,7 @@ def _create_state_machine(stack: DeployedStack, template: dict[str, Any]) -> Non
     definition = _join(machine["DefinitionString"])
     lambda_client = boto3.client("lambda")
     for name, value in machine.get("DefinitionSubstitutions", {}).items():
-        definition = definition.replace("${" + name + "}", _resolve_substitution(value, stack, lambda_client))
+        definition = definition.replace("${" + name + "}", resolve_substitution(value, stack, lambda_client))
     unresolved = re.findall(r"\$\{[A-Za-z0-9]+\}", definition)
     if unresolved:
         raise ValueError(f"state machine placeholders left unresolved: {unresolved}")
@@ -252,7 +252,7 @@ def _join(value: Any) -> str:
     return str(separator).join(_join(part) for part in parts)
 
 
-def _resolve_substitution(value: Any, stack: DeployedStack, lambda_client: Any) -> str:
+def resolve_substitution(value: Any, stack: DeployedStack, lambda_client: Any) -> str:
     """DefinitionSubstitutions values: {"Fn::GetAtt": [Logical, "Arn"]} for our functions, and the
     AWS::Partition pseudo parameter for the service integrations' ARNs."""
     if isinstance(value, dict) and "Fn::GetAtt" in value:
