@@ -14,6 +14,8 @@ PY        := $(VENV)/bin/python
 SAM       := $(SAM_VENV)/bin/sam
 CHECKOV_VENV := .venv-checkov
 CHECKOV      := $(CHECKOV_VENV)/bin/checkov
+# The region `sam validate`, `sam build` and `sam deploy --guided` default to (your own setting wins).
+# The offline stack and its tests pick their own (avatar_local.stack.local_aws.REGION, not us-east-1).
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
@@ -64,7 +66,7 @@ lint: install ## ruff + mypy
 	$(VENV)/bin/mypy layers/common local functions tests bench
 
 template-check: install $(STAMPS)/sam ## cfn-lint, sam validate --lint, sam build (offline)
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint --regions us-east-1 eu-west-1 af-south-1 ap-southeast-3 cn-north-1 us-gov-west-1 -- template.yaml
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) validate --lint --region $(AWS_DEFAULT_REGION)
 	$(MAKE) --no-print-directory build
 

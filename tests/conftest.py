@@ -7,12 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support import TEST_REGION
+
 TEST_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": TEST_REGION,
+    "AWS_REGION": TEST_REGION,
     "POWERTOOLS_SERVICE_NAME": "avatar-pipeline",
     "POWERTOOLS_METRICS_NAMESPACE": "AvatarPipeline",
     "POWERTOOLS_TRACE_DISABLED": "true",

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "render_job.asl.json"
 PLACEHOLDERS = {
+    "${Partition}": "aws",
     "${PollFunctionArn}": "arn:aws:lambda:us-east-1:123456789012:function:Poll",
     "${FinalizeFunctionArn}": "arn:aws:lambda:us-east-1:123456789012:function:Finalize",
     "${ReportFailureFunctionArn}": "arn:aws:lambda:us-east-1:123456789012:function:ReportFailure",

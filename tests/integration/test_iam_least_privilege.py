@@ -27,6 +27,7 @@ import botocore.session
 import pytest
 
 from avatar_local.stack.sam_translate import load_cfn_yaml, translate_template
+from tests.support import TEST_REGION
 
 pytestmark = pytest.mark.integration
 
@@ -270,7 +271,7 @@ KNOWN_SERVICES = {"s3", "sns", "sqs", "dynamodb", "stepfunctions", "events"}
 @pytest.fixture(scope="module")
 def translated() -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_DEFAULT_REGION", TEST_REGION)
         yield translate_template(TEMPLATE_PATH, {})
 
 
@@ -524,7 +525,10 @@ def test_data_key_rotates_outlives_the_stack_and_names_no_wildcard_principal() -
         for sid, s in statements.items()
         if "Service" in s["Principal"]
     }
-    assert sorted(services.values()) == ["cloudwatch", "events", "logs"]
+    # Only CloudWatch Logs: alarms publish to AlarmTopicArn (the operator's topic, not this key's) and no
+    # rule targets the notification topic, so neither CloudWatch nor EventBridge gets the key.
+    assert set(statements) == {"AccountManagesTheKeyThroughIam", "CloudWatchLogsEncryptsThisStacksLogGroups"}
+    assert sorted(services.values()) == ["logs"]
     # CloudWatch Logs may use the key for this stack's log groups only.
     logs = next(s for sid, s in statements.items() if services.get(sid) == "logs")
     contexts = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
@@ -535,6 +539,22 @@ def test_data_key_rotates_outlives_the_stack_and_names_no_wildcard_principal() -
     for statement in statements.values():
         if "Service" in statement["Principal"]:
             assert not [a for a in as_list(statement["Action"]) if "*" in a]
+
+
+def test_state_machine_logs_need_no_key_grant_for_the_log_delivery_service() -> None:
+    """Step Functions delivers its execution log through CloudWatch Logs' vended-log delivery
+    (delivery.logs.amazonaws.com). Into a log group, that service needs the group's resource policy
+    (set up through the role's logs:PutResourcePolicy), not the key: CloudWatch Logs encrypts what it
+    ingests with the group's key (the logs.<region> grant above). The delivery service would need the
+    key only if the state machine's own data were encrypted with it (EncryptionConfiguration), so the
+    two are pinned together (docs/aws-notes.md)."""
+    resources = load_cfn_yaml(TEMPLATE_PATH)["Resources"]
+    machine = resources["RenderJobStateMachine"]["Properties"]
+    assert "EncryptionConfiguration" not in machine
+    log_group = machine["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert resources[log_group]["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    principals = json.dumps(resources["DataKey"]["Properties"]["KeyPolicy"])
+    assert "delivery.logs" not in principals
 
 
 def test_stores_the_roles_touch_are_encrypted_with_the_data_key() -> None:

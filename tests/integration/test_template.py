@@ -20,7 +20,9 @@ import pytest
 from cfnlint.api import ManualArgs, lint, lint_file
 from moto import mock_aws
 
+from avatar_local.stack.local_aws import bucket_location
 from avatar_local.stack.sam_translate import ARTIFACT_BUCKET, code_artifacts, load_cfn_yaml, translate_template
+from tests.support import TEST_REGION
 
 pytestmark = pytest.mark.integration
 
@@ -80,14 +82,14 @@ OUTPUTS = {
     "InboxRuleName",
     "CommonLayerArn",
 }
-FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:segmind-api-key-AbCdEf"
+FAKE_SECRET_ARN = f"arn:aws:secretsmanager:{TEST_REGION}:123456789012:secret:segmind-api-key-AbCdEf"
 
 
 @pytest.fixture(scope="module")
 def aws_env() -> Iterator[None]:
     """A region for the SAM translator and fake credentials for moto; never a real account."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_DEFAULT_REGION", TEST_REGION)
         patch.setenv("AWS_ACCESS_KEY_ID", "testing")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         patch.delenv("AWS_PROFILE", raising=False)
@@ -146,8 +148,13 @@ def dangling_transitions(machine: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------ the template as written
 
 
-def test_cfn_lint_reports_nothing() -> None:
-    matches = lint_file(TEMPLATE_PATH)
+# Where the template must deploy as it is: the default region, Europe, two regions opened after 2019
+# (stricter S3 endpoints), and one region of each other partition (aws-cn, aws-us-gov).
+LINT_REGIONS = ["us-east-1", "eu-west-1", "af-south-1", "ap-southeast-3", "cn-north-1", "us-gov-west-1"]
+
+
+def test_cfn_lint_reports_nothing_in_any_partition() -> None:
+    matches = lint_file(TEMPLATE_PATH, config=ManualArgs(regions=LINT_REGIONS))
     assert [str(m) for m in matches] == []
 
 
@@ -190,6 +197,12 @@ def test_layer_is_built_for_the_functions_runtime(resources: dict[str, Any]) -> 
     assert [entry for entry in listed if entry.startswith("boto")] == []
 
 
+def test_the_layer_is_named_after_its_stack(resources: dict[str, Any]) -> None:
+    """Two stacks in one account and region must not publish versions of one shared layer (SAM
+    names a layer after its logical id unless told otherwise)."""
+    assert props(resources, "CommonLayer")["LayerName"] == {"Fn::Sub": "${AWS::StackName}-common"}
+
+
 @pytest.mark.parametrize(
     ("logical_id", "timeout", "memory"),
     [
@@ -210,19 +223,28 @@ def test_definition_substitutions_are_exactly_the_asl_placeholders(resources: di
     assert machine["DefinitionUri"] == "statemachine/render_job.asl.json"
     assert set(machine["DefinitionSubstitutions"]) == placeholders
     assert machine["DefinitionSubstitutions"] == {
+        "Partition": {"Ref": "AWS::Partition"},
         "PollFunctionArn": {"Fn::GetAtt": ["PollFunction", "Arn"]},
         "FinalizeFunctionArn": {"Fn::GetAtt": ["FinalizeFunction", "Arn"]},
         "ReportFailureFunctionArn": {"Fn::GetAtt": ["ReportFailureFunction", "Arn"]},
     }
 
 
+def test_the_definition_names_no_partition_of_its_own() -> None:
+    """aws-cn and GovCloud ARNs start arn:aws-cn: / arn:aws-us-gov:, so every ARN the definition
+    writes itself takes the partition from the stack (${Partition}); the functions' ARNs come whole."""
+    definition = ASL_PATH.read_text(encoding="utf-8")
+    arns = re.findall(r'"(arn:[^"]*)"', definition)
+    assert arns, "the definition names its service integrations by ARN"
+    assert [arn for arn in arns if not arn.startswith("arn:${Partition}:")] == []
+
+
 def test_state_machine_definition_passes_the_step_functions_schema(resources: dict[str, Any]) -> None:
     """cfn-lint never opens a DefinitionUri file, so lint the definition inlined the way CloudFormation sees it."""
     definition = ASL_PATH.read_text(encoding="utf-8")
     for name in props(resources, "RenderJobStateMachine")["DefinitionSubstitutions"]:
-        definition = definition.replace(
-            "${" + name + "}", f"arn:aws:lambda:us-east-1:123456789012:function:{name.removesuffix('Arn')}"
-        )
+        value = "aws" if name == "Partition" else f"arn:aws:lambda:us-east-1:123456789012:function:{name[:-3]}"
+        definition = definition.replace("${" + name + "}", value)
     wrapper = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Resources": {
@@ -374,6 +396,41 @@ def test_output_bucket_keeps_overwritten_videos_for_a_month(resources: dict[str,
     assert {"NoncurrentDays": 30} in [r.get("NoncurrentVersionExpiration") for r in rules]
 
 
+def test_deleting_the_stack_never_meets_a_non_empty_bucket(resources: dict[str, Any]) -> None:
+    """CloudFormation cannot delete a bucket that holds objects (`sam delete` would end in
+    DELETE_FAILED), and every bucket here holds some: videos, an audit trail, the inputs archived in
+    processed/ and failed/. So each one is retained, with the key that decrypts it."""
+    buckets = {logical_id for logical_id, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+    assert buckets == {"InputBucket", "OutputBucket", "AccessLogBucket"}
+    # Their policies stay with them (TLS only; log delivery into the log bucket).
+    policies = {logical_id for logical_id, r in resources.items() if r["Type"] == "AWS::S3::BucketPolicy"}
+    assert {props(resources, p)["Bucket"]["Ref"] for p in policies} == buckets
+    for logical_id in buckets | policies | {"DataKey"}:
+        assert resources[logical_id]["DeletionPolicy"] == "Retain", logical_id
+        assert resources[logical_id]["UpdateReplacePolicy"] == "Retain", logical_id
+
+
+def test_archived_inputs_expire_after_the_retention_parameter(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """processed/ and failed/ (inputs and error reports) expire after ArchiveRetentionDays, unless it
+    is 0; inbox/ never expires (a job waiting there is not old, it is pending)."""
+    parameter = template["Parameters"]["ArchiveRetentionDays"]
+    assert (parameter["Type"], parameter["MinValue"]) == ("Number", 0)
+    assert template["Conditions"]["ExpireArchivedInputs"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ArchiveRetentionDays"}, 0]}]
+    }
+    rules = props(resources, "InputBucket")["LifecycleConfiguration"]["Rules"]
+    expiring = {}
+    for rule in rules:
+        if isinstance(rule, dict) and "Fn::If" in rule:
+            condition, when_set, when_zero = rule["Fn::If"]
+            assert (condition, when_zero) == ("ExpireArchivedInputs", {"Ref": "AWS::NoValue"})
+            assert when_set["Status"] == "Enabled"
+            expiring[when_set["Prefix"]] = when_set["ExpirationInDays"]
+    assert expiring == {"processed/": {"Ref": "ArchiveRetentionDays"}, "failed/": {"Ref": "ArchiveRetentionDays"}}
+
+
 def test_inbox_rule_selects_job_json_files_under_inbox(resources: dict[str, Any]) -> None:
     rule = props(resources, "InboxJobCreatedRule")
     assert rule["EventPattern"] == {
@@ -501,6 +558,8 @@ def test_translation_has_the_four_functions_on_the_layer(translated: dict[str, A
         assert properties["TracingConfig"] == {"Mode": "Active"}
         assert properties["Code"]["S3Bucket"] == ARTIFACT_BUCKET
     assert len(code_artifacts(translated)) == len(FUNCTIONS) + 1
+    (layer,) = of_type(translated, "AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["LayerName"] == {"Fn::Sub": "${AWS::StackName}-common"}
 
 
 def test_translation_maps_the_queue_to_submit_with_partial_batch_failures(translated: dict[str, Any]) -> None:
@@ -534,6 +593,7 @@ def test_translation_inlines_the_definition_and_keeps_the_substitutions(translat
     properties = translated["Resources"]["RenderJobStateMachine"]["Properties"]
     assert "DefinitionS3Location" not in properties
     assert set(properties["DefinitionSubstitutions"]) == {
+        "Partition",
         "PollFunctionArn",
         "FinalizeFunctionArn",
         "ReportFailureFunctionArn",
@@ -556,7 +616,7 @@ def moto_stack(translated: dict[str, Any]) -> Iterator[dict[str, str]]:
     """The stack deployed into moto's CloudFormation: logical id -> physical id, plus the outputs."""
     with mock_aws():
         s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        s3.create_bucket(Bucket=ARTIFACT_BUCKET, **bucket_location(TEST_REGION))
         for bucket, key in code_artifacts(translated):
             s3.put_object(Bucket=bucket, Key=key, Body=_placeholder_zip())
         cloudformation = boto3.client("cloudformation")
@@ -606,3 +666,33 @@ def test_moto_inbox_rule_queues_only_job_files(moto_stack: dict[str, str]) -> No
             queued.append(json.loads(message["Body"])["detail"]["object"]["key"])
             sqs.delete_message(QueueUrl=moto_stack["SubmitQueue"], ReceiptHandle=message["ReceiptHandle"])
     assert sorted(queued) == ["inbox/campaign-a/alice.json", "inbox/top.json"]
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS.* not supported by moto:UserWarning")
+def test_moto_deletes_the_stack_and_keeps_every_bucket(moto_stack: dict[str, str], translated: dict[str, Any]) -> None:
+    """Given a second stack of the template with a video delivered and its input bucket emptied (the
+    archive expired), when the stack is deleted, then the deletion completes and all three buckets are
+    still there, the video too. (moto does not refuse to delete a non-empty bucket as CloudFormation
+    does, it quietly keeps it; so the input bucket is left empty here, which only Retain keeps.)"""
+    cloudformation = boto3.client("cloudformation")
+    stack_id = cloudformation.create_stack(
+        StackName="avatar-pipeline-doomed",
+        TemplateBody=json.dumps(translated),
+        Parameters=[{"ParameterKey": "SegmindApiKeySecretArn", "ParameterValue": FAKE_SECRET_ARN}],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )["StackId"]
+    summaries = cloudformation.list_stack_resources(StackName=stack_id)["StackResourceSummaries"]
+    bucket_of = {
+        s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries if s["LogicalResourceId"].endswith("Bucket")
+    }
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket_of["OutputBucket"], Key="videos/alice.mp4", Body=b"video")
+
+    cloudformation.delete_stack(StackName=stack_id)
+
+    (stack,) = cloudformation.describe_stacks(StackName=stack_id)["Stacks"]
+    assert stack["StackStatus"] == "DELETE_COMPLETE"
+    assert set(bucket_of) == {"InputBucket", "OutputBucket", "AccessLogBucket"}
+    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert set(bucket_of.values()) <= existing
+    assert s3.head_object(Bucket=bucket_of["OutputBucket"], Key="videos/alice.mp4")["ContentLength"] == 5

@@ -16,8 +16,11 @@ from typing import Any
 import boto3
 
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
+from avatar_local.stack.local_aws import bucket_location
+from tests.support import TEST_REGION
 
-REGION = "us-east-1"
+REGION = TEST_REGION
+PARTITION = "aws"
 ACCOUNT = "123456789012"
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "render_job.asl.json"
 API_KEY = "test-api-key-0123456789"
@@ -25,7 +28,7 @@ FUNCTION_NAMES = {"poll": "PollFunction", "finalize": "FinalizeFunction", "repor
 
 
 def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+    return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
 @dataclass
@@ -130,7 +133,7 @@ def create_resources() -> PipelineResources:
     res = PipelineResources()
     s3 = boto3.client("s3", region_name=REGION)
     for bucket in (res.input_bucket, res.output_bucket):
-        s3.create_bucket(Bucket=bucket)
+        s3.create_bucket(Bucket=bucket, **bucket_location(REGION))
     ddb = boto3.client("dynamodb", region_name=REGION)
     for table, key in ((res.jobs_table, "job_id"), (res.idempotency_table, "id"), (res.state_table, "pk")):
         ddb.create_table(
@@ -163,7 +166,7 @@ def create_resources() -> PipelineResources:
     secrets = boto3.client("secretsmanager", region_name=REGION)
     res.secret_arn = secrets.create_secret(Name="segmind-api-key", SecretString=API_KEY)["ARN"]
 
-    definition = ASL_PATH.read_text()
+    definition = ASL_PATH.read_text().replace("${Partition}", PARTITION)
     for placeholder, name in (
         ("PollFunctionArn", FUNCTION_NAMES["poll"]),
         ("FinalizeFunctionArn", FUNCTION_NAMES["finalize"]),

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+from tests.support import TEST_REGION
+
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 
 
@@ -23,7 +25,7 @@ def object_created_sqs_event(
     etag: str,
     size: int,
     sequencer: str = "0062E99A88DC407460",
-    queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:SubmitQueue",
+    queue_arn: str = f"arn:aws:sqs:{TEST_REGION}:123456789012:SubmitQueue",
     receipt_handle: str = "receipt-1",
     message_id: str = "msg-1",
     event_time: datetime | None = None,
@@ -34,6 +36,7 @@ def object_created_sqs_event(
     body = json.loads(record["body"])
     body["detail"]["bucket"]["name"] = bucket
     body["resources"] = [f"arn:aws:s3:::{bucket}"]
+    body["region"] = queue_arn.split(":")[3]
     body["time"] = (event_time or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     body["detail"]["object"].update(
         {"key": quote_plus(key, safe="/"), "etag": etag, "size": size, "sequencer": sequencer}
@@ -42,6 +45,7 @@ def object_created_sqs_event(
         {
             "body": json.dumps(body),
             "eventSourceARN": queue_arn,
+            "awsRegion": queue_arn.split(":")[3],
             "receiptHandle": receipt_handle,
             "messageId": message_id,
         }

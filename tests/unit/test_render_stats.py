@@ -17,6 +17,7 @@ from avatar_pipeline.domain.poll import check_status
 from avatar_pipeline.domain.poll_policy import PollPolicy, RenderStats, poll_schedule
 from avatar_pipeline.provider.wire import StatusReport
 from avatar_pipeline.state import RenderState
+from tests.support import TEST_REGION
 from tests.support.events import load_event
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ NOW = datetime(2026, 11, 21, 10, 2, 30, tzinfo=UTC)
 def stats_table() -> Iterator[RenderStatsTable]:
     """Given the pipeline state table (key `pk`, string) in moto."""
     with mock_aws():
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
+        boto3.client("dynamodb", region_name=TEST_REGION).create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
@@ -43,7 +44,7 @@ def stats_table() -> Iterator[RenderStatsTable]:
 
 
 def stored_item(render_class: str = CLASS) -> dict[str, Any]:
-    table = boto3.resource("dynamodb", region_name="us-east-1").Table(TABLE)
+    table = boto3.resource("dynamodb", region_name=TEST_REGION).Table(TABLE)
     return dict(table.get_item(Key={"pk": f"render-stats#{render_class}"})["Item"])
 
 

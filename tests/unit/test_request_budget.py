@@ -26,6 +26,7 @@ from avatar_pipeline.domain.submit import retry_delay_for
 from avatar_pipeline.errors import ProviderThrottled
 from avatar_pipeline.provider.wire import StatusReport
 from avatar_pipeline.state import RenderState
+from tests.support import TEST_REGION
 from tests.support.events import load_event
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def at(seconds: float) -> datetime:
 def state_table() -> Iterator[str]:
     """Given the pipeline state table (key `pk`, string) in moto."""
     with mock_aws():
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
+        boto3.client("dynamodb", region_name=TEST_REGION).create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],

@@ -36,6 +36,23 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+# The presigned photo/audio URLs Segmind fetches are signed by this client, Host included:
+# - SigV4: boto3 may still default to SigV2 in older regions, which S3 refuses for SSE-KMS objects
+#   (and for buckets created since mid-2020).
+# - The bucket's regional virtual host, <bucket>.s3.<region>.amazonaws.com. boto3's default is the
+#   global host, <bucket>.s3.amazonaws.com, which for a bucket outside us-east-1 answers with a 307
+#   redirect to the regional host for up to a day after the bucket is created (the fetch then fails
+#   SignatureDoesNotMatch: the Host it was signed for is gone), and with 400 in regions launched after
+#   March 2019. us-east-1 too, so one rule holds everywhere. The stack's bucket names never contain
+#   dots, which a virtual host under HTTPS would not accept.
+# With an endpoint URL on an IP address (the offline stack's moto server), botocore keeps the bucket
+# in the path whatever the addressing style, so the URL still reaches that server.
+S3_CLIENT_CONFIG = Config(
+    signature_version="s3v4",
+    s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+)
+
+
 @dataclass
 class Dependencies:
     settings: Settings
@@ -43,9 +60,7 @@ class Dependencies:
 
     @cached_property
     def _s3_client(self) -> S3Client:
-        # SigV4 for presigned URLs: boto3 may still default to SigV2 in older regions, which S3
-        # refuses for SSE-KMS objects (and for buckets created since mid-2020).
-        return boto3.client("s3", config=Config(signature_version="s3v4"))
+        return boto3.client("s3", config=S3_CLIENT_CONFIG)
 
     @cached_property
     def storage(self) -> S3Storage:

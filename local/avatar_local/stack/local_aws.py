@@ -29,7 +29,10 @@ from moto.server import ThreadedMotoServer
 from avatar_local.stack.s3_conditions import copy_source_if_match_enforced
 from avatar_local.stack.sam_translate import code_artifacts, translate_template
 
-REGION = "us-east-1"
+# Not us-east-1, so the offline stack runs the code paths every other region needs (regional S3 hosts
+# in presigned URLs, buckets created with a location constraint, region-scoped ARNs), in one of the
+# regions opened after March 2019, where S3 is strictest about them.
+REGION = "ap-southeast-3"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 FUNCTIONS = {
@@ -184,7 +187,7 @@ def _upload_code_placeholders(template: dict[str, Any]) -> None:
         bundle.writestr("app.py", "# runs in the offline stack's process; see avatar_local.stack.lambda_router\n")
     s3 = boto3.client("s3")
     for bucket in {bucket for bucket, _ in code_artifacts(template)}:
-        s3.create_bucket(Bucket=bucket)
+        s3.create_bucket(Bucket=bucket, **bucket_location(s3.meta.region_name))
     for bucket, key in code_artifacts(template):
         s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
 
@@ -242,7 +245,7 @@ def _create_state_machine(stack: DeployedStack, template: dict[str, Any]) -> Non
     definition = _join(machine["DefinitionString"])
     lambda_client = boto3.client("lambda")
     for name, value in machine.get("DefinitionSubstitutions", {}).items():
-        definition = definition.replace("${" + name + "}", _resolve_function_arn(value, stack, lambda_client))
+        definition = definition.replace("${" + name + "}", resolve_substitution(value, stack, lambda_client))
     unresolved = re.findall(r"\$\{[A-Za-z0-9]+\}", definition)
     if unresolved:
         raise ValueError(f"state machine placeholders left unresolved: {unresolved}")
@@ -262,12 +265,27 @@ def _join(value: Any) -> str:
     return str(separator).join(_join(part) for part in parts)
 
 
-def _resolve_function_arn(value: Any, stack: DeployedStack, lambda_client: Any) -> str:
-    """DefinitionSubstitutions values are {"Fn::GetAtt": [Logical, "Arn"]} for our functions."""
+def resolve_substitution(value: Any, stack: DeployedStack, lambda_client: Any) -> str:
+    """DefinitionSubstitutions values: {"Fn::GetAtt": [Logical, "Arn"]} for our functions, and the
+    AWS::Partition pseudo parameter for the service integrations' ARNs."""
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         logical_id = value["Fn::GetAtt"][0]
         arn: str = lambda_client.get_function(FunctionName=stack.physical(logical_id))["Configuration"]["FunctionArn"]
         return arn
+    if value == {"Ref": "AWS::Partition"}:
+        return partition_of(lambda_client.meta.region_name)
     if isinstance(value, str):
         return value
     raise ValueError(f"cannot resolve DefinitionSubstitutions value {value!r}")
+
+
+def bucket_location(region: str) -> dict[str, Any]:
+    """CreateBucket's arguments for a bucket in `region`: outside us-east-1, S3 requires the location."""
+    if region == "us-east-1":
+        return {}
+    return {"CreateBucketConfiguration": {"LocationConstraint": region}}
+
+
+def partition_of(region: str) -> str:
+    """What CloudFormation's AWS::Partition is in a region: aws, aws-cn, aws-us-gov, ..."""
+    return boto3.session.Session().get_partition_for_region(region)
