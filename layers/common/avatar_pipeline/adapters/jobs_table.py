@@ -92,28 +92,18 @@ class JobsTable:
         )
 
     def save_terminal(self, record: JobRecord) -> None:
-        """Write the terminal state. A job that already SUCCEEDED is never turned into FAILED.
-
-        An update, not a put: the notification claim (notified_status) set by a concurrent run of the
-        same ending (two deliveries of one bad job file) must survive, or both would notify.
-        """
-        values = {k: v for k, v in _item(record).items() if k not in ("job_id", "notified_status")}
-        cleared = [k for k in JobRecord.model_fields if k not in values and k not in ("job_id", "notified_status")]
-        names = {f"#f{i}": name for i, name in enumerate([*values, *cleared])}
-        placeholders = {name: key for key, name in names.items()}
-        expression = "SET " + ", ".join(f"{placeholders[k]} = :v{i}" for i, k in enumerate(values))
-        if cleared:
-            expression += " REMOVE " + ", ".join(placeholders[k] for k in cleared)
+        """Write the terminal state, unless the job already ended for good: a job that SUCCEEDED is
+        never turned into FAILED, and an ending already notified is not written again (a second run
+        of the same ending, say two deliveries of one bad job file failing it together, would
+        otherwise drop the notification claim and notify twice)."""
         try:
-            self._table.update_item(
-                Key={"job_id": record.job_id},
-                UpdateExpression=expression,
-                ConditionExpression="attribute_not_exists(job_id) OR #status <> :succeeded",
-                ExpressionAttributeNames={**names, "#status": "status"},
-                ExpressionAttributeValues={
-                    **{f":v{i}": value for i, value in enumerate(values.values())},
-                    ":succeeded": JobStatus.SUCCEEDED.value,
-                },
+            self._table.put_item(
+                Item=_item(record),
+                ConditionExpression=(
+                    "attribute_not_exists(job_id) OR (#status <> :succeeded AND attribute_not_exists(notified_status))"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":succeeded": JobStatus.SUCCEEDED.value},
             )
         except ClientError as error:
             if not _condition_failed(error):
