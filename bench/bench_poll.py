@@ -26,10 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-from avatar_pipeline.adapters.request_budget import BucketShape, Denied, InMemoryRequestBudget
 from avatar_pipeline.domain.finalize import fetch_retry_wait
 from avatar_pipeline.domain.poll import check_status
 from avatar_pipeline.domain.poll_policy import (
@@ -39,13 +37,13 @@ from avatar_pipeline.domain.poll_policy import (
     RenderStats,
     observed_render_seconds,
 )
+from avatar_pipeline.domain.ports import PollPorts
+from avatar_pipeline.domain.request_budget import BucketShape, Denied, InMemoryRequestBudget
 from avatar_pipeline.domain.submit import retry_delay_for
 from avatar_pipeline.observability import logger
 from avatar_pipeline.provider.wire import StatusReport
 from avatar_pipeline.state import PollState, RenderJob, RenderState
-
-if TYPE_CHECKING:
-    from avatar_pipeline.runtime import Dependencies
+from tests.support.fakes import FakeJobStore, FakeProvider, FakeRenderStats
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "poll.json"
@@ -284,10 +282,11 @@ class _SimClock:
         return SUBMITTED + timedelta(seconds=self.seconds)
 
 
-class _SimProvider:
+class _SimProvider(FakeProvider):
     """Answers status checks from each job's sampled render time, and logs every request."""
 
     def __init__(self, clock: _SimClock, jobs: dict[str, _BurstJob]) -> None:
+        super().__init__()
         self.clock, self.jobs, self.requests = clock, jobs, list[float]()
 
     def status(self, request_id: str) -> StatusReport:
@@ -295,23 +294,6 @@ class _SimProvider:
         job = self.jobs[request_id]
         done = self.clock.seconds >= job.submitted_at + job.render_seconds
         return StatusReport(status="COMPLETED" if done else "PROCESSING")
-
-
-class _NoJobsTable:
-    def record_poll(self, job_id: str, provider_status: str, status_calls: int, now: datetime) -> None:
-        return None
-
-
-class _MemoryStats:
-    def __init__(self) -> None:
-        self.known: dict[str, RenderStats] = {}
-
-    def get(self, render_class: str) -> RenderStats:
-        return self.known.get(render_class, RenderStats.prior())
-
-    def record(self, render_class: str, render_seconds: float, now: datetime) -> RenderStats | None:
-        self.known[render_class] = self.get(render_class).observe(render_seconds)
-        return self.known[render_class]
 
 
 def max_in_window(times: Sequence[float], window: float = 60.0) -> int:
@@ -337,10 +319,13 @@ def simulate_burst(
 
 def _run_burst(jobs: int, rpm: int, seed: int, policy: PollPolicy) -> dict[str, float]:
     rng = random.Random(seed)
-    clock, stats, budget = _SimClock(), _MemoryStats(), InMemoryRequestBudget(BucketShape.for_limit(rpm))
+    clock, stats, budget = _SimClock(), FakeRenderStats(), InMemoryRequestBudget(BucketShape.for_limit(rpm))
     burst = {f"job-{i:04d}": _BurstJob(DISTRIBUTIONS["reference"][1](rng)) for i in range(jobs)}
     provider = _SimProvider(clock, burst)
-    deps = cast("Dependencies", SimpleNamespace(provider=provider, clock=clock, jobs=_NoJobsTable()))
+    # The real poll step on in-memory ports: no job records to update (a fake store with none).
+    ports = PollPorts(
+        clock=clock, provider=provider, jobs=FakeJobStore(), schedule=policy, budget=budget, render_stats=stats
+    )
     events: list[tuple[float, int, str, str]] = []
     sequence = itertools.count()
 
@@ -366,7 +351,7 @@ def _run_burst(jobs: int, rpm: int, seed: int, policy: PollPolicy) -> dict[str, 
         elif kind == "poll":
             assert job.state is not None
             before = job.state.poll.polls
-            job.state = check_status(job.state, deps, policy, stats, budget)
+            job.state = check_status(job.state, ports)
             job.deferrals += job.state.poll.polls == before
             if job.state.poll.status == "COMPLETED":
                 job.detected_at = clock.seconds

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from avatar_local.stack.runner import LocalPipeline, LocalRunConfig
-from avatar_pipeline.adapters.request_budget import BucketShape
+from avatar_pipeline.domain.request_budget import BucketShape
 from avatar_pipeline.records import JobStatus
 from bench.bench_poll import max_in_window
 

@@ -32,7 +32,7 @@ def record_handler(record: SQSRecord) -> str:
         metrics.add_metric(name="DeadLettersUnreadable", unit=MetricUnit.Count, value=1)
         deps.retries.retry_in(record.event_source_arn, record.receipt_handle, UNREADABLE_RETRY_SECONDS)
         raise
-    result = end_dead_lettered_job(to_inbox_object(event), deps)
+    result = end_dead_lettered_job(to_inbox_object(event), deps.dead_letter_ports)
     metrics.add_metric(name=f"DeadLetter{result.value.title()}", unit=MetricUnit.Count, value=1)
     return result.value
 

@@ -6,11 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from avatar_pipeline.domain.finalize import finalize_job, finalize_or_retry_later
+from avatar_pipeline.errors import TransientError
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
-from avatar_pipeline.state import RenderState
+from avatar_pipeline.state import JobOutcome, RenderState
 
 
 @logger.inject_lambda_context(correlation_id_path="job.job_id", clear_state=True)
@@ -19,13 +21,15 @@ from avatar_pipeline.state import RenderState
 @event_parser(model=RenderState)
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
-    # The copies get this invocation's time left: they abort their uploads before the timeout would.
-    outcome = finalize_or_retry_later(
-        event,
-        deps,
-        lambda state: deps.once.finalize(
-            state, lambda job_state: finalize_job(job_state, deps, context.get_remaining_time_in_millis), context
-        ),
-    )
+    ports = deps.finalize_ports
+
+    def finalize_once(state: RenderState) -> JobOutcome:
+        # The copies get this invocation's time left: they abort their uploads before the timeout would.
+        return deps.once.finalize(
+            state, lambda job_state: finalize_job(job_state, ports, context.get_remaining_time_in_millis), context
+        )
+
+    # An AWS call that fails (throttled, a blip) is as transient as a provider fault: try again later.
+    outcome = finalize_or_retry_later(event, ports.clock, finalize_once, (TransientError, ClientError, BotoCoreError))
     # A JobOutcome ends the execution; a RenderState with fetch_retry set goes round the loop again.
     return outcome.model_dump(mode="json", by_alias=True)

@@ -19,8 +19,7 @@ from avatar_pipeline.state import RenderState
 @metrics.log_metrics
 @event_parser(model=RenderState)
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
-    deps = dependencies()
-    next_state = check_status(event, deps, deps.poll_schedule, stats=deps.render_stats, budget=deps.request_budget)
+    next_state = check_status(event, dependencies().poll_ports)
     if next_state.poll.polls > event.poll.polls:
         outcome = "StatusCalls"
     elif next_state.poll.failed_checks > event.poll.failed_checks:

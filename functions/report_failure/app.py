@@ -18,5 +18,5 @@ from avatar_pipeline.state import RenderState
 @metrics.log_metrics
 @event_parser(model=RenderState)
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
-    outcome = report_failure(event, dependencies())
+    outcome = report_failure(event, dependencies().closing_ports)
     return outcome.model_dump(mode="json")

@@ -25,7 +25,9 @@ def record_handler(record: InboxEventRecord, lambda_context: LambdaContext) -> s
     deps = dependencies()
     try:
         result = submit_job(
-            to_inbox_object(record), deps, time_left=lambda: lambda_context.get_remaining_time_in_millis() / 1000
+            to_inbox_object(record),
+            deps.submit_ports,
+            time_left=lambda: lambda_context.get_remaining_time_in_millis() / 1000,
         )
     except TransientError as error:
         delay = retry_delay_for(error, deps.clock.now())

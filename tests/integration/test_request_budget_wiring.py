@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from avatar_pipeline.adapters.request_budget import Denied, RequestBudget
+from avatar_pipeline.adapters.request_budget import RequestBudget
+from avatar_pipeline.domain.request_budget import Denied
 from tests.integration.conftest import Pipeline
 from tests.integration.test_render_job_state_machine import drop_job, only_job_id, submit
 

@@ -19,10 +19,12 @@ import pytest
 from moto import mock_aws
 
 from avatar_pipeline.adapters.media_users import MediaUsers
-from avatar_pipeline.adapters.storage import ObjectInfo, S3Storage
+from avatar_pipeline.adapters.storage import S3Storage
 from avatar_pipeline.domain import inbox
 from avatar_pipeline.domain.context import JobRef
 from avatar_pipeline.domain.inbox import archive_inputs
+from avatar_pipeline.domain.ports import ClosingPorts, ObjectInfo
+from tests.support.fakes import World
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +89,18 @@ def ref(job_key: str, photo_key: str) -> JobRef:
 
 
 def finish(storage: CountingStorage, job: JobRef, users: MediaUsers | None = None) -> inbox.ArchivedInputs:
-    return archive_inputs(job, True, storage, users, NOW)
+    """Archive the job's inputs as its ending would (only the storage and the media users are used)."""
+    world = World()
+    ports = ClosingPorts(
+        settings=world.settings,
+        clock=world.clock,
+        storage=storage,
+        jobs=world.jobs,
+        notifier=world.notifier,
+        events=world.events,
+        media_users=users,
+    )
+    return archive_inputs(job, True, ports, NOW)
 
 
 def keys() -> set[str]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import boto3
 import pytest
@@ -14,14 +13,13 @@ from moto import mock_aws
 
 from avatar_pipeline.adapters.render_stats import RenderStatsTable, VersionedStats
 from avatar_pipeline.domain.poll import check_status
-from avatar_pipeline.domain.poll_policy import PollPolicy, RenderStats, poll_schedule
+from avatar_pipeline.domain.poll_policy import PollPolicy, PollSchedule, RenderStats, poll_schedule
+from avatar_pipeline.domain.ports import PollPorts
 from avatar_pipeline.provider.wire import StatusReport
 from avatar_pipeline.state import RenderState
 from tests.support import TEST_REGION
 from tests.support.events import load_event
-
-if TYPE_CHECKING:
-    from avatar_pipeline.runtime import Dependencies
+from tests.support.fakes import FakeClock, FakeJobStore, FakeProvider
 
 pytestmark = pytest.mark.unit
 
@@ -142,27 +140,16 @@ def test_an_unreachable_table_degrades_to_the_prior_without_failing() -> None:
 # --- the poll step teaches it -----------------------------------------------------------------------
 
 
-class StatusScript:
+class StatusScript(FakeProvider):
+    """Segmind answering every status check with one report."""
+
     def __init__(self, status: str, metrics: dict[str, Any] | None = None) -> None:
+        super().__init__()
         self.report = StatusReport(status=status, metrics=metrics or {})
-        self.calls = 0
 
     def status(self, request_id: str) -> StatusReport:
-        self.calls += 1
+        self.calls["status"] += 1
         return self.report
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.moment = now
-
-    def now(self) -> datetime:
-        return self.moment
-
-
-class IgnoredJobs:
-    def record_poll(self, job_id: str, provider_status: str, status_calls: int, now: datetime) -> None:
-        return None
 
 
 def poll_state(wait_seconds: int = 10, polls: int = 7) -> RenderState:
@@ -171,10 +158,17 @@ def poll_state(wait_seconds: int = 10, polls: int = 7) -> RenderState:
     return RenderState.model_validate(event)
 
 
-def deps_at(elapsed: float, provider: StatusScript) -> Dependencies:
-    state = poll_state()
-    clock = FixedClock(state.job.submitted_at + timedelta(seconds=elapsed))
-    return cast("Dependencies", SimpleNamespace(provider=provider, clock=clock, jobs=IgnoredJobs()))
+def ports_at(
+    elapsed: float,
+    provider: StatusScript,
+    stats: RenderStatsTable | None = None,
+    schedule: PollSchedule | None = None,
+) -> PollPorts:
+    """The poll step's ports `elapsed` seconds after submission (a job with no record: nothing to update)."""
+    clock = FakeClock(poll_state().job.submitted_at + timedelta(seconds=elapsed))
+    return PollPorts(
+        clock=clock, provider=provider, jobs=FakeJobStore(), schedule=schedule or PollPolicy(), render_stats=stats
+    )
 
 
 def test_a_completed_check_teaches_the_render_time_without_the_detection_delay(
@@ -184,7 +178,7 @@ def test_a_completed_check_teaches_the_render_time_without_the_detection_delay(
     10 s after the previous check, with no provider timings
     When the poll step runs with the stats store
     Then 145 s is learned for heygen-avatar-iv#720p (the middle of the last interval)."""
-    check_status(poll_state(wait_seconds=10), deps_at(150, StatusScript("COMPLETED")), stats=stats_table)
+    check_status(poll_state(wait_seconds=10), ports_at(150, StatusScript("COMPLETED"), stats_table))
 
     assert_close(stats_table.get(CLASS), RenderStats.prior().observe(145.0))
 
@@ -199,23 +193,23 @@ def test_after_deferred_checks_the_render_is_learned_from_the_last_check_that_lo
     state = poll_state(wait_seconds=4)
     state.poll.last_checked_at = state.job.submitted_at + timedelta(seconds=100)
 
-    check_status(state, deps_at(150, StatusScript("COMPLETED")), stats=stats_table)
+    check_status(state, ports_at(150, StatusScript("COMPLETED"), stats_table))
 
     assert_close(stats_table.get(CLASS), RenderStats.prior().observe(125.0))
 
 
 def test_a_check_that_reaches_segmind_records_when_it_looked(stats_table: RenderStatsTable) -> None:
-    deps = deps_at(150, StatusScript("PROCESSING"))
+    ports = ports_at(150, StatusScript("PROCESSING"), stats_table)
 
-    after = check_status(poll_state(), deps, stats=stats_table)
+    after = check_status(poll_state(), ports)
 
-    assert after.poll.last_checked_at == deps.clock.now()
+    assert after.poll.last_checked_at == ports.clock.now()
 
 
 def test_the_providers_total_time_is_learned_when_it_reports_one(stats_table: RenderStatsTable) -> None:
     provider = StatusScript("COMPLETED", {"total_time": 138.2, "inference_time": 120.0, "queue_time": 18.2})
 
-    check_status(poll_state(wait_seconds=10), deps_at(150, provider), stats=stats_table)
+    check_status(poll_state(wait_seconds=10), ports_at(150, provider, stats_table))
 
     assert stats_table.get(CLASS).median_seconds == pytest.approx(RenderStats.prior().observe(138.2).median_seconds)
 
@@ -225,7 +219,7 @@ def test_only_completions_are_learned(stats_table: RenderStatsTable, status: str
     """Given a check that finds the render still running, or FAILED (failures take their own time)
     When the poll step runs
     Then nothing is recorded."""
-    check_status(poll_state(), deps_at(150, StatusScript(status)), stats=stats_table)
+    check_status(poll_state(), ports_at(150, StatusScript(status), stats_table))
 
     assert stats_table.get(CLASS) == RenderStats.prior()
 
@@ -240,7 +234,7 @@ def test_the_next_wait_comes_from_what_was_learned(stats_table: RenderStatsTable
     learned = stats_table.get(CLASS)
     assert learned.median_seconds == pytest.approx(420, rel=0.05)
 
-    after = check_status(poll_state(), deps_at(150, StatusScript("PROCESSING")), stats=stats_table)
+    after = check_status(poll_state(), ports_at(150, StatusScript("PROCESSING"), stats_table))
 
     policy = PollPolicy()
     assert after.poll.wait_seconds == policy.next_wait_seconds(150, 2700 - 150, 10, learned)
@@ -252,7 +246,7 @@ def test_without_a_stats_store_the_prior_decides(stats_table: RenderStatsTable) 
     """Given the current call sites (functions/poll/app.py passes no stats store)
     When a check at 150 s finds the render processing
     Then the prior's schedule applies and nothing is written."""
-    after = check_status(poll_state(), deps_at(150, StatusScript("PROCESSING")))
+    after = check_status(poll_state(), ports_at(150, StatusScript("PROCESSING")))
 
     assert after.poll.wait_seconds == PollPolicy().next_wait_seconds(150, 2700 - 150, 10, RenderStats.prior())
     assert stats_table.get(CLASS) == RenderStats.prior()
@@ -268,8 +262,8 @@ def test_a_fixed_interval_schedule_checks_every_n_seconds_whatever_was_learned(
     for _ in range(60):
         stats_table.record(CLASS, 420.0, NOW)
 
-    after = check_status(poll_state(), deps_at(150, StatusScript("PROCESSING")), poll_schedule(2), stats_table)
-    check_status(after, deps_at(152, StatusScript("COMPLETED")), poll_schedule(2), stats_table)
+    after = check_status(poll_state(), ports_at(150, StatusScript("PROCESSING"), stats_table, poll_schedule(2)))
+    check_status(after, ports_at(152, StatusScript("COMPLETED"), stats_table, poll_schedule(2)))
 
     assert after.poll.wait_seconds == 2
     assert stats_table.get(CLASS).observations == 61

@@ -6,31 +6,25 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from avatar_pipeline.adapters.request_budget import (
-    BucketShape,
-    Denied,
-    Grant,
-    InMemoryRequestBudget,
-    RequestBudget,
-    RequestKind,
-)
+from avatar_pipeline.adapters.request_budget import RequestBudget
 from avatar_pipeline.domain.poll import check_status
+from avatar_pipeline.domain.poll_policy import PollPolicy
+from avatar_pipeline.domain.ports import PollPorts
+from avatar_pipeline.domain.ports import RequestBudget as PortBudget
+from avatar_pipeline.domain.request_budget import BucketShape, Denied, Grant, InMemoryRequestBudget, RequestKind
 from avatar_pipeline.domain.submit import retry_delay_for
 from avatar_pipeline.errors import ProviderThrottled
 from avatar_pipeline.provider.wire import StatusReport
 from avatar_pipeline.state import RenderState
 from tests.support import TEST_REGION
 from tests.support.events import load_event
-
-if TYPE_CHECKING:
-    from avatar_pipeline.runtime import Dependencies
+from tests.support.fakes import FakeClock, FakeJobStore, FakeProvider
 
 pytestmark = pytest.mark.unit
 
@@ -289,25 +283,19 @@ def test_denied_submits_come_back_spread_out() -> None:
 # --- the poll step spends it ----------------------------------------------------------------------
 
 
-class CountingProvider:
+class CountingProvider(FakeProvider):
     def __init__(self, status: str = "PROCESSING") -> None:
-        self.status_value, self.calls = status, 0
+        super().__init__()
+        self.status_value = status
 
     def status(self, request_id: str) -> StatusReport:
-        self.calls += 1
+        self.calls["status"] += 1
         return StatusReport(status=self.status_value)
 
 
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.moment = now
-
-    def now(self) -> datetime:
-        return self.moment
-
-
-class RecordingJobs:
+class RecordingJobs(FakeJobStore):
     def __init__(self) -> None:
+        super().__init__()
         self.polls: list[tuple[str, int]] = []
 
     def record_poll(self, job_id: str, provider_status: str, status_calls: int, now: datetime) -> None:
@@ -329,8 +317,10 @@ def poll_state() -> RenderState:
     return RenderState.model_validate(event)
 
 
-def deps(now: datetime, provider: CountingProvider, jobs: RecordingJobs) -> Dependencies:
-    return cast("Dependencies", SimpleNamespace(provider=provider, clock=FixedClock(now), jobs=jobs))
+def ports(
+    now: datetime, provider: CountingProvider, jobs: RecordingJobs, budget: PortBudget | None = None
+) -> PollPorts:
+    return PollPorts(clock=FakeClock(now), provider=provider, jobs=jobs, schedule=PollPolicy(), budget=budget)
 
 
 def test_a_check_denied_by_the_budget_does_not_call_the_provider() -> None:
@@ -341,9 +331,9 @@ def test_a_check_denied_by_the_budget_does_not_call_the_provider() -> None:
     state, provider, jobs = poll_state(), CountingProvider(), RecordingJobs()
     now = state.job.submitted_at + timedelta(seconds=150)
 
-    after = check_status(state, deps(now, provider, jobs), budget=SpentBudget(retry_after=1.3))
+    after = check_status(state, ports(now, provider, jobs, budget=SpentBudget(retry_after=1.3)))
 
-    assert provider.calls == 0
+    assert provider.calls["status"] == 0
     assert jobs.polls == []
     assert after.poll.status == "PROCESSING"
     assert after.poll.polls == 6
@@ -359,7 +349,7 @@ def test_deferred_checks_of_different_jobs_come_back_at_different_times() -> Non
         event["job"]["job_id"] = f"job-{i}"
         state = RenderState.model_validate(event)
         now = state.job.submitted_at + timedelta(seconds=150)
-        after = check_status(state, deps(now, CountingProvider(), RecordingJobs()), budget=SpentBudget())
+        after = check_status(state, ports(now, CountingProvider(), RecordingJobs(), budget=SpentBudget()))
         waits.add(after.poll.wait_seconds)
     assert len(waits) >= 5
 
@@ -372,7 +362,7 @@ def test_a_check_denied_in_the_last_second_ends_the_loop_at_the_deadline(remaini
     state = poll_state()
     now = state.job.deadline_at - timedelta(seconds=remaining)
 
-    after = check_status(state, deps(now, CountingProvider(), RecordingJobs()), budget=SpentBudget())
+    after = check_status(state, ports(now, CountingProvider(), RecordingJobs(), budget=SpentBudget()))
 
     assert after.poll.deadline_passed is True
 
@@ -381,7 +371,7 @@ def test_a_deferred_wait_never_ends_after_the_deadline() -> None:
     state = poll_state()
     now = state.job.deadline_at - timedelta(seconds=3.5)
 
-    after = check_status(state, deps(now, CountingProvider(), RecordingJobs()), budget=SpentBudget(30))
+    after = check_status(state, ports(now, CountingProvider(), RecordingJobs(), budget=SpentBudget(30)))
 
     assert now + timedelta(seconds=after.poll.wait_seconds) <= state.job.deadline_at
 
@@ -390,9 +380,9 @@ def test_a_granted_check_asks_the_provider_once(budget: RequestBudget) -> None:
     state, provider, jobs = poll_state(), CountingProvider(), RecordingJobs()
     now = state.job.submitted_at + timedelta(seconds=150)
 
-    after = check_status(state, deps(now, provider, jobs), budget=budget)
+    after = check_status(state, ports(now, provider, jobs, budget=budget))
 
-    assert provider.calls == 1
+    assert provider.calls["status"] == 1
     assert jobs.polls == [("PROCESSING", 7)]
     assert after.poll.polls == 7
 
@@ -405,7 +395,7 @@ def test_a_render_still_running_in_the_last_second_has_passed_its_deadline(remai
     state = poll_state()
     now = state.job.deadline_at - timedelta(seconds=remaining)
 
-    after = check_status(state, deps(now, CountingProvider(), RecordingJobs()))
+    after = check_status(state, ports(now, CountingProvider(), RecordingJobs()))
 
     assert after.poll.deadline_passed is True
 
@@ -414,6 +404,6 @@ def test_a_render_completing_in_the_last_second_still_completes() -> None:
     state = poll_state()
     now = state.job.deadline_at - timedelta(seconds=0.5)
 
-    after = check_status(state, deps(now, CountingProvider("COMPLETED"), RecordingJobs()))
+    after = check_status(state, ports(now, CountingProvider("COMPLETED"), RecordingJobs()))
 
     assert (after.poll.status, after.poll.deadline_passed) == ("COMPLETED", False)

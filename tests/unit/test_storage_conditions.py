@@ -15,7 +15,8 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from avatar_pipeline.adapters.storage import ObjectReplaced, S3Storage, plain_etag
+from avatar_pipeline.adapters.storage import S3Storage
+from avatar_pipeline.domain.ports import ObjectReplaced, plain_etag
 
 pytestmark = pytest.mark.unit
 

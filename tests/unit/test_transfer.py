@@ -21,10 +21,10 @@ from moto import mock_aws
 from avatar_pipeline.adapters.transfer import (
     DEFAULT_UPLOAD_WORKERS,
     MIB,
-    CopiedObject,
     DownloadPolicy,
     StreamingCopier,
 )
+from avatar_pipeline.domain.ports import CopiedObject
 from avatar_pipeline.errors import OutputInvalid, OutputTransferError, ResultExpired
 
 if TYPE_CHECKING:

@@ -57,6 +57,27 @@ class Timings(BaseModel):
     total_seconds: float
 
 
+class ManifestInput(BaseModel):
+    bucket: str
+    job_key: str
+    media_keys: list[str]
+    archived: dict[str, str]  # {inbox key: where the job's object went}
+    superseded: list[str]  # inbox keys holding a newer upload, left there for their own job
+    kept: dict[str, str] = Field(default_factory=dict)  # media other jobs still use: {inbox key: copy}
+
+
+class ManifestOutputs(BaseModel):
+    bucket: str
+    video_key: str
+    captions_key: str | None = None
+
+
+class VideoFile(BaseModel):
+    size: int
+    sha256: str
+    content_type: str
+
+
 class Manifest(BaseModel):
     """Written beside the video, last: its presence means the video (and captions) are complete."""
 
@@ -65,9 +86,9 @@ class Manifest(BaseModel):
     model: str
     request_id: str
     parameters: dict[str, JsonValue]
-    input: dict[str, Any]
-    outputs: dict[str, Any]
-    video: dict[str, Any]
+    input: ManifestInput
+    outputs: ManifestOutputs
+    video: VideoFile
     timings: Timings
     provider_metrics: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
@@ -93,6 +114,32 @@ class ErrorReport(BaseModel):
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
+class NotificationInput(BaseModel):
+    bucket: str
+    job_key: str
+    archived_keys: dict[str, str]
+    superseded_keys: list[str]
+    kept_keys: dict[str, str] = Field(default_factory=dict)
+
+
+class FailedJobInput(NotificationInput):
+    error_report_key: str
+
+
+class NotificationOutput(BaseModel):
+    bucket: str
+    video_key: str
+    captions_key: str | None = None
+    manifest_key: str
+    size: int
+    sha256: str
+
+
+class FailureTimings(BaseModel):
+    received_at: datetime
+    failed_at: datetime
+
+
 class Notification(BaseModel):
     """The SNS message body (JSON); status and model are also message attributes for filter policies."""
 
@@ -100,9 +147,9 @@ class Notification(BaseModel):
     job_id: str
     status: Literal["SUCCEEDED", "FAILED"]
     model: str | None
-    input: dict[str, Any]
-    output: dict[str, Any] | None = None
+    input: FailedJobInput | NotificationInput
+    output: NotificationOutput | None = None
     error_code: str | None = None
     error_message: str | None = None
-    timings: dict[str, Any] = Field(default_factory=dict)
+    timings: Timings | FailureTimings | None = None
     metadata: dict[str, JsonValue] = Field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""Composition root: builds the adapters once per process from the validated settings.
+"""Composition root: builds the adapters once per process from the validated settings, and hands
+each use case the bundle of ports it takes (domain/ports.py).
 
 Handlers call `dependencies()`; tests and the offline stack call `reset()` after changing the
 environment, and may `use_clock()` to run time faster than the wall clock.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import boto3
 import httpx
@@ -29,6 +30,13 @@ from avatar_pipeline.adapters.storage import S3Storage
 from avatar_pipeline.adapters.transfer import DownloadPolicy, StreamingCopier
 from avatar_pipeline.clock import Clock, SystemClock
 from avatar_pipeline.domain.poll_policy import PollSchedule, poll_schedule
+from avatar_pipeline.domain.ports import (
+    ClosingPorts,
+    DeadLetterPorts,
+    FinalizePorts,
+    PollPorts,
+    SubmitPorts,
+)
 from avatar_pipeline.provider.client import SegmindClient, default_timeout
 from avatar_pipeline.settings import Settings, get_settings
 
@@ -51,6 +59,17 @@ S3_CLIENT_CONFIG = Config(
     signature_version="s3v4",
     s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
 )
+
+
+class _ClosingFields(TypedDict):
+    settings: Settings
+    clock: Clock
+    storage: S3Storage
+    jobs: JobsTable
+    notifier: SnsNotifier
+    events: CompletionEvents
+    media_users: MediaUsers | None
+    output_claims: OutputClaims | None
 
 
 @dataclass
@@ -132,6 +151,55 @@ class Dependencies:
         read = self.settings.download_read_timeout_s
         http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=read, write=read, pool=10.0))
         return StreamingCopier(self._s3_client, http, policy)
+
+    # --- what each use case takes ---------------------------------------------------------------
+    @cached_property
+    def closing_ports(self) -> ClosingPorts:
+        return ClosingPorts(**self._closing())
+
+    @cached_property
+    def submit_ports(self) -> SubmitPorts:
+        return SubmitPorts(
+            **self._closing(),
+            executions=self.executions,
+            schedule=self.poll_schedule,
+            render_stats=self.render_stats,
+            provider=self.provider,
+            budget=self.request_budget,
+        )
+
+    @cached_property
+    def dead_letter_ports(self) -> DeadLetterPorts:
+        return DeadLetterPorts(
+            **self._closing(), executions=self.executions, schedule=self.poll_schedule, render_stats=self.render_stats
+        )
+
+    @cached_property
+    def poll_ports(self) -> PollPorts:
+        return PollPorts(
+            clock=self.clock,
+            provider=self.provider,
+            jobs=self.jobs,
+            schedule=self.poll_schedule,
+            budget=self.request_budget,
+            render_stats=self.render_stats,
+        )
+
+    @cached_property
+    def finalize_ports(self) -> FinalizePorts:
+        return FinalizePorts(**self._closing(), provider=self.provider, copier=self.copier, budget=self.request_budget)
+
+    def _closing(self) -> _ClosingFields:
+        return {
+            "settings": self.settings,
+            "clock": self.clock,
+            "storage": self.storage,
+            "jobs": self.jobs,
+            "notifier": self.notifier,
+            "events": self.events,
+            "media_users": self.media_users,
+            "output_claims": self.output_claims,
+        }
 
 
 _clock: Clock = SystemClock()

@@ -16,7 +16,8 @@ from unittest import mock
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from avatar_pipeline.adapters.transfer import CopiedObject, StreamingCopier
+from avatar_pipeline.adapters.transfer import StreamingCopier
+from avatar_pipeline.domain.ports import CopiedObject
 
 
 class SimulatedCrash(Exception):

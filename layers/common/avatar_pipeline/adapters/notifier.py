@@ -16,7 +16,7 @@ class SnsNotifier:
         self._topic_arn = topic_arn
 
     def publish(self, notification: Notification) -> str:
-        title = f"Avatar video {notification.status.lower()}: {notification.input.get('job_key', '')}"
+        title = f"Avatar video {notification.status.lower()}: {notification.input.job_key}"
         response = self._sns.publish(
             TopicArn=self._topic_arn,
             Subject=title[:99],

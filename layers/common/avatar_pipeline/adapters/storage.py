@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
+
+from avatar_pipeline.domain.ports import ObjectInfo, ObjectMissing, ObjectReplaced, ObjectTooLarge, plain_etag
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -22,45 +23,12 @@ _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _PRECONDITION_FAILED = {"412", "PreconditionFailed"}
 
 
-class ObjectMissing(LookupError):
-    pass
-
-
-class ObjectReplaced(Exception):
-    """The key holds another object than the one asked for (its ETag differs): a newer upload."""
-
-    def __init__(self, key: str, expected_etag: str) -> None:
-        super().__init__(f"{key} no longer holds the object with ETag {expected_etag}")
-        self.key = key
-        self.expected_etag = expected_etag
-
-
-class ObjectTooLarge(ValueError):
-    def __init__(self, key: str, size: int, limit: int) -> None:
-        super().__init__(f"{key} is {size} bytes, over the {limit}-byte limit")
-        self.size = size
-        self.limit = limit
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-    etag: str
-    content_type: str | None
-
-
 def _is_not_found(error: ClientError) -> bool:
     return str(error.response.get("Error", {}).get("Code")) in _NOT_FOUND
 
 
 def _is_precondition_failed(error: ClientError) -> bool:
     return str(error.response.get("Error", {}).get("Code")) in _PRECONDITION_FAILED
-
-
-def plain_etag(etag: str) -> str:
-    """An ETag as this package keeps it: S3's responses quote it, EventBridge's S3 events do not."""
-    return etag.strip('"')
 
 
 def _quoted(etag: str) -> str:

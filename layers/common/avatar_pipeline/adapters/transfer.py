@@ -42,6 +42,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
+from avatar_pipeline.domain.ports import CopiedObject, Expected
 from avatar_pipeline.errors import OutputInvalid, OutputTransferError, ResultExpired
 from avatar_pipeline.media import VIDEO_TYPES, looks_like_srt, sniff_video
 from avatar_pipeline.settings import is_loopback_host
@@ -66,7 +67,6 @@ MIB = 1024 * 1024
 CHECKSUM_ALGORITHM: Literal["CRC32"] = "CRC32"
 DEFAULT_PART_SIZE = 8 * MIB
 DEFAULT_UPLOAD_WORKERS = 4
-Expected = Literal["video", "captions"]
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 
@@ -89,14 +89,6 @@ class DownloadPolicy:
             raise OutputInvalid(f"refusing result URL with scheme {parts.scheme!r}")
         if self.host_allowlist and not any(host == h or host.endswith("." + h) for h in self.host_allowlist):
             raise OutputInvalid(f"result host {host} is not in OUTPUT_HOST_ALLOWLIST")
-
-
-@dataclass(frozen=True)
-class CopiedObject:
-    key: str
-    size: int
-    sha256: str
-    content_type: str
 
 
 class _PartBody:

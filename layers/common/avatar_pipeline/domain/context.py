@@ -1,14 +1,26 @@
-"""What the terminal steps need to know about a job, before or after it reached the provider."""
+"""A job as the use cases carry it, and the one mapping between its three shapes.
+
+* `InboxObject`: the S3 event that started it.
+* `JobRef`: what every step that may end a job knows, before or after it reached the provider.
+* `RenderJob` (state.py): a submitted job, as the state machine carries it.
+* `JobRecord` (records.py): its item in the jobs table.
+
+Each shape is built from another here, by a constructor or a method of JobRef, and nowhere else.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
 from avatar_pipeline.records import JobRecord, JobStatus
 from avatar_pipeline.state import RenderJob
+
+if TYPE_CHECKING:
+    from avatar_pipeline.jobs.spec import AvatarIVJob, AvatarVJob
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,66 @@ class JobRef:
             job_etag=job.job_etag,
             media_etags=dict(job.media_etags),
             video_key=job.video_key,
+        )
+
+    @classmethod
+    def from_record(cls, record: JobRecord, job_etag: str | None) -> JobRef:
+        """A job known only by its record (a redelivered event): `job_etag`, the upload the event names."""
+        return cls(
+            job_id=record.job_id,
+            input_bucket=record.input_bucket,
+            job_key=record.job_key,
+            received_at=record.received_at,
+            media_keys=tuple(record.media_keys),
+            model=record.model,
+            job_etag=job_etag,
+        )
+
+    def claim_record(self, now: datetime, lease: timedelta, message_id: str | None, ttl_days: int) -> JobRecord:
+        """The SUBMITTING record whose creation grants the right to POST."""
+        return JobRecord(
+            job_id=self.job_id,
+            status=JobStatus.SUBMITTING,
+            model=self.model,
+            input_bucket=self.input_bucket,
+            job_key=self.job_key,
+            media_keys=list(self.media_keys),
+            received_at=self.received_at,
+            updated_at=now,
+            lease_until=now + lease,
+            claimed_by_message=message_id,
+            expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
+        )
+
+    def submitted(
+        self,
+        spec: AvatarIVJob | AvatarVJob,
+        request_id: str,
+        parameters: dict[str, JsonValue],
+        submitted_at: datetime,
+        deadline: timedelta,
+    ) -> RenderJob:
+        """The job as the state machine carries it, once Segmind accepted it as `request_id`."""
+        if self.video_key is None:
+            raise ValueError("a job is submitted only once its video key is known")
+        return RenderJob(
+            job_id=self.job_id,
+            model=spec.model,
+            request_id=request_id,
+            input_bucket=self.input_bucket,
+            job_key=self.job_key,
+            media_keys=list(self.media_keys),
+            job_etag=self.job_etag,
+            media_etags=dict(self.media_etags),
+            video_key=self.video_key,
+            video_extension="webm" if spec.video_extension == "webm" else "mp4",
+            wants_captions=spec.wants_captions,
+            title=getattr(spec, "video_title", None),
+            parameters=parameters,
+            metadata=dict(spec.metadata),
+            received_at=self.received_at,
+            submitted_at=submitted_at,
+            deadline_at=submitted_at + deadline,
         )
 
     def terminal_record(

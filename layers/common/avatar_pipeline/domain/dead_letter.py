@@ -9,38 +9,33 @@ FAILED with a report and one notification, unless it already ended or its render
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from avatar_pipeline.adapters.storage import ObjectMissing, ObjectTooLarge, plain_etag
 from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.inbox import media_named_in, model_named_in
+from avatar_pipeline.domain.ports import DeadLetterPorts, ObjectMissing, ObjectTooLarge, plain_etag
 from avatar_pipeline.domain.submit import SubmitResult, continue_existing
 from avatar_pipeline.errors import ErrorCode
 from avatar_pipeline.keys import derive_job_id, is_job_file_key
 from avatar_pipeline.observability import logger
 
-if TYPE_CHECKING:
-    from avatar_pipeline.runtime import Dependencies
 
-
-def end_dead_lettered_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
-    if obj.bucket != deps.settings.input_bucket or not is_job_file_key(obj.key):
+def end_dead_lettered_job(obj: InboxObject, ports: DeadLetterPorts) -> SubmitResult:
+    if obj.bucket != ports.settings.input_bucket or not is_job_file_key(obj.key):
         logger.error("a dead-lettered event names no job file", extra={"bucket": obj.bucket, "key": obj.key})
         return SubmitResult.IGNORED
     job_id = derive_job_id(obj.bucket, obj.key, obj.version_id or obj.etag, obj.sequencer)
     logger.set_correlation_id(job_id)
-    record = deps.jobs.get(job_id)
+    record = ports.jobs.get(job_id)
     if record is not None:
         # Known job: the same rules as a redelivery (never POST again; resume a submitted one; a
         # claim whose worker died ends as possibly accepted).
-        return continue_existing(record, obj, deps)
-    head = deps.storage.head(obj.bucket, obj.key)
+        return continue_existing(record, obj, ports)
+    head = ports.storage.head(obj.bucket, obj.key)
     if head is None or (obj.etag and head.etag != plain_etag(obj.etag)):
         logger.info("the dead-lettered job file was removed or replaced; nothing to end")
         return SubmitResult.IGNORED
     try:
-        raw = deps.storage.read(obj.bucket, obj.key, deps.settings.max_job_file_bytes, if_match=head.etag)
+        raw = ports.storage.read(obj.bucket, obj.key, ports.settings.max_job_file_bytes, if_match=head.etag)
     except (ObjectMissing, ObjectTooLarge):
         raw = b""
     ref = JobRef(
@@ -59,6 +54,6 @@ def end_dead_lettered_job(obj: InboxObject, deps: Dependencies) -> SubmitResult:
         ErrorCode.INTERNAL,
         f"Submit failed on every delivery of this job's event ({obj.receive_count} attempts; its logs carry "
         f"the job id {job_id}). The job was never submitted to Segmind, so nothing was billed",
-        deps,
+        ports,
     )
     return SubmitResult.REJECTED

@@ -7,31 +7,25 @@ kept (a retry would send a second SNS message) and the failure is logged and cou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 
-from avatar_pipeline.adapters.events import EventPublishFailed
+from avatar_pipeline.domain.ports import ClosingPorts, EventPublishFailed
 from avatar_pipeline.observability import logger, metrics
 from avatar_pipeline.records import Notification
 
-if TYPE_CHECKING:
-    from avatar_pipeline.runtime import Dependencies
 
-
-def publish_once(notification: Notification, deps: Dependencies) -> bool:
+def publish_once(notification: Notification, ports: ClosingPorts) -> bool:
     """Publish unless this job was already notified. A failed SNS publish gives the claim back."""
-    if not deps.jobs.claim_notification(notification.job_id, notification.status):
+    if not ports.jobs.claim_notification(notification.job_id, notification.status):
         return False
     try:
-        deps.notifier.publish(notification)
+        ports.notifier.publish(notification)
     except BaseException:
-        deps.jobs.release_notification(notification.job_id)
+        ports.jobs.release_notification(notification.job_id)
         raise
     try:
-        deps.events.publish(notification)
-    except (ClientError, BotoCoreError, EventPublishFailed) as error:
+        ports.events.publish(notification)
+    except EventPublishFailed as error:
         logger.error("the completion event could not be published", extra={"error": str(error)})
         metrics.add_metric(name="CompletionEventsFailed", unit=MetricUnit.Count, value=1)
     return True

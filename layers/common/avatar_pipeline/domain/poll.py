@@ -13,16 +13,15 @@ from __future__ import annotations
 import math
 import zlib
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
 
-from avatar_pipeline.adapters.request_budget import Denied, Grant, RequestKind
 from avatar_pipeline.domain.poll_policy import (
-    PollPolicy,
     PollSchedule,
     RenderStats,
     observed_render_seconds,
     render_class,
 )
+from avatar_pipeline.domain.ports import PollPorts
+from avatar_pipeline.domain.request_budget import Denied, throttled_wait
 from avatar_pipeline.errors import (
     ProviderBadResponse,
     ProviderConnectionError,
@@ -31,16 +30,12 @@ from avatar_pipeline.errors import (
     ProviderUnavailable,
 )
 from avatar_pipeline.observability import logger
+from avatar_pipeline.provider.wire import StatusReport
 from avatar_pipeline.state import PollState, RenderState
-
-if TYPE_CHECKING:
-    from avatar_pipeline.runtime import Dependencies
 
 # A wait must end at or before the deadline and last a whole second or more: with less than a second
 # left none fits, so the deadline counts as reached now rather than one check after it.
 _LAST_WAIT = timedelta(seconds=1)
-# A 429 without a usable x-rate-limit-reset-at-utc: the rate window is a minute.
-_THROTTLED_FALLBACK_SECONDS = 30.0
 # A check that failed transiently: the next one after 5 s, doubling up to a minute. The render goes on
 # meanwhile and stays billable, so these never end the job; only its deadline does.
 _FAILED_CHECK_FIRST_SECONDS = 5
@@ -48,62 +43,46 @@ _FAILED_CHECK_MAX_SECONDS = 60
 _CHECK_FAULTS = (ProviderUnavailable, ProviderTimeout, ProviderConnectionError, ProviderBadResponse)
 
 
-class RenderStatsStore(Protocol):
-    """adapters/render_stats.RenderStatsTable, or a fake."""
-
-    def get(self, render_class: str) -> RenderStats: ...
-
-    def record(self, render_class: str, render_seconds: float, now: datetime) -> RenderStats | None: ...
-
-
-class PollBudget(Protocol):
-    """adapters/request_budget.RequestBudget, or its in-memory twin."""
-
-    def try_acquire(self, kind: RequestKind, now: datetime) -> Grant | Denied: ...
-
-
-def check_status(
-    state: RenderState,
-    deps: Dependencies,
-    policy: PollSchedule | None = None,
-    stats: RenderStatsStore | None = None,
-    budget: PollBudget | None = None,
-) -> RenderState:
-    """Ask Segmind once; transient faults and 404 (RESULT_EXPIRED) propagate as typed errors.
-
-    Without `policy` the adaptive PollPolicy schedules; without `stats` it uses its prior and learns
-    nothing; without `budget` every check goes out.
-    """
-    schedule: PollSchedule = policy or PollPolicy()
+def check_status(state: RenderState, ports: PollPorts) -> RenderState:
+    """Ask Segmind once; 404 (RESULT_EXPIRED) propagates as a typed error, transient faults become a
+    longer wait. Without `ports.render_stats` the schedule uses its prior and learns nothing; without
+    `ports.budget` every check goes out."""
     job = state.job
     kind = render_class(job.model, job.parameters)
-    learned = stats.get(kind) if stats is not None else RenderStats.prior()
-    if budget is not None:
-        decision = budget.try_acquire("poll", deps.clock.now())
+    learned = ports.render_stats.get(kind) if ports.render_stats is not None else RenderStats.prior()
+    if ports.budget is not None:
+        decision = ports.budget.try_acquire("poll", ports.clock.now())
         if isinstance(decision, Denied):
-            return _deferred(state, deps.clock.now(), decision, schedule, learned)
+            return _deferred(state, ports.clock.now(), decision, ports.schedule, learned)
     try:
-        report = deps.provider.status(job.request_id)
+        report = ports.provider.status(job.request_id)
     except ProviderThrottled as throttled:
         # Segmind says when its window resets: check again then, without spending a Retry attempt.
-        now = deps.clock.now()
-        wait = (throttled.reset_at - now).total_seconds() if throttled.reset_at else _THROTTLED_FALLBACK_SECONDS
-        return _deferred(state, now, Denied("poll", max(1.0, wait)), schedule, learned)
+        now = ports.clock.now()
+        return _deferred(state, now, Denied("poll", max(1.0, throttled_wait(throttled, now))), ports.schedule, learned)
     except _CHECK_FAULTS as fault:
-        return _after_failed_check(state, deps.clock.now(), fault.message)
-    now = deps.clock.now()
+        return _after_failed_check(state, ports.clock.now(), fault.message)
+    return _after_check(state, report, ports, kind, learned)
+
+
+def _after_check(
+    state: RenderState, report: StatusReport, ports: PollPorts, kind: str, learned: RenderStats
+) -> RenderState:
+    """Record what Segmind said, learn a render time from a completion, and schedule the next check."""
+    job = state.job
+    now = ports.clock.now()
     polls = state.poll.polls + 1
     finished = report.status in ("COMPLETED", "FAILED")
-    deps.jobs.record_poll(job.job_id, report.status, polls, now)
-    if report.status == "COMPLETED" and stats is not None:
+    ports.jobs.record_poll(job.job_id, report.status, polls, now)
+    if report.status == "COMPLETED" and ports.render_stats is not None:
         elapsed = (now - job.submitted_at).total_seconds()
         last_check = state.poll.last_checked_at
         # Checks deferred by the budget did not look: the render finished after the last real one.
         since_last_check = (now - last_check).total_seconds() if last_check else float(state.poll.wait_seconds)
-        stats.record(kind, observed_render_seconds(elapsed, since_last_check, report.metrics), now)
+        ports.render_stats.record(kind, observed_render_seconds(elapsed, since_last_check, report.metrics), now)
     next_poll = PollState(
         status=report.status,
-        wait_seconds=schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
+        wait_seconds=ports.schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
         polls=polls,
         deadline_passed=not finished and job.deadline_at - now < _LAST_WAIT,
         error_message=report.error if report.status == "FAILED" else None,

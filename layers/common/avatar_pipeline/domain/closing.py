@@ -1,0 +1,212 @@
+"""Ending a job, the same way whether it succeeded or failed.
+
+Every job ends here, exactly once in effect: its inputs leave inbox/ (archive_inputs), the document
+a person reads is written (the manifest beside the video, or the error report beside the inputs),
+the jobs table gets the terminal record, and one notification (plus one completion event) goes
+out, granted by the jobs table whatever runs twice. The order matters: the manifest is written
+after the video and captions it describes, and before anything announces the job as done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from avatar_pipeline.domain.context import JobRef
+from avatar_pipeline.domain.inbox import ArchivedInputs, archive_inputs
+from avatar_pipeline.domain.notify import publish_once
+from avatar_pipeline.domain.ports import ClosingPorts, CopiedObject
+from avatar_pipeline.errors import ADVICE, ErrorCode
+from avatar_pipeline.keys import error_report_key, output_stem, sibling_key
+from avatar_pipeline.observability import job_failed, job_succeeded, logger
+from avatar_pipeline.records import (
+    ErrorReport,
+    FailedJobInput,
+    FailureTimings,
+    JobStatus,
+    Manifest,
+    ManifestInput,
+    ManifestOutputs,
+    Notification,
+    NotificationInput,
+    NotificationOutput,
+    Timings,
+    VideoFile,
+)
+from avatar_pipeline.state import JobOutcome, RenderJob
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A job whose video (and captions) are in the output bucket."""
+
+    job: RenderJob
+    video: CopiedObject
+    captions: CopiedObject | None
+    timings: Timings
+    provider_metrics: dict[str, Any]
+    status_calls: int
+
+    @property
+    def manifest_key(self) -> str:
+        return sibling_key(self.video.key, "json")
+
+    @property
+    def output_keys(self) -> list[str]:
+        return [self.video.key, *([self.captions.key] if self.captions else []), self.manifest_key]
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: ErrorCode
+    message: str
+
+
+def close_job(ref: JobRef, ending: Delivered | Failed, ports: ClosingPorts) -> JobOutcome:
+    now = ports.clock.now()
+    archived = archive_inputs(ref, isinstance(ending, Delivered), ports, now)
+    if isinstance(ending, Delivered):
+        # Written last of all the outputs: its presence tells consumers the video and captions are complete.
+        ports.storage.put_json(ports.settings.output_bucket, ending.manifest_key, _manifest(ending, archived, ports))
+        notification = _delivered_notification(ending, archived, ports)
+        output_keys = ending.output_keys
+    else:
+        _release_output(ref, ports)
+        report_key = error_report_key(ref.job_key)
+        ports.storage.put_json(ref.input_bucket, report_key, _error_report(ref, ending, archived, now))
+        notification = _failed_notification(ref, ending, archived, report_key, now)
+        output_keys = []
+    _save_terminal(ref, ending, output_keys, now, ports)
+    notified = publish_once(notification, ports)
+    return _outcome(ref, ending, output_keys, notified)
+
+
+def _release_output(ref: JobRef, ports: ClosingPorts) -> None:
+    """A failed job's output path is free again: the usual fix is to upload the job file again."""
+    if ref.video_key is not None and ports.output_claims is not None:
+        ports.output_claims.release(ref.job_id, ports.settings.output_bucket, output_stem(ref.video_key))
+
+
+def _save_terminal(
+    ref: JobRef, ending: Delivered | Failed, output_keys: list[str], now: datetime, ports: ClosingPorts
+) -> None:
+    previous = ports.jobs.get(ref.job_id)
+    ttl_days = ports.settings.job_record_ttl_days
+    if isinstance(ending, Delivered):
+        record = ref.terminal_record(JobStatus.SUCCEEDED, now, ttl_days, output_keys=output_keys, previous=previous)
+    else:
+        record = ref.terminal_record(JobStatus.FAILED, now, ttl_days, ending.code.value, ending.message, None, previous)
+    ports.jobs.save_terminal(record)
+
+
+def _outcome(ref: JobRef, ending: Delivered | Failed, output_keys: list[str], notified: bool) -> JobOutcome:
+    if isinstance(ending, Delivered):
+        logger.info("job succeeded", extra={"video_key": ending.video.key, "size": ending.video.size})
+        timings = ending.timings
+        job_succeeded(ending.job.model, timings.total_seconds, timings.rendering_seconds, ending.status_calls)
+        return JobOutcome(job_id=ref.job_id, status="SUCCEEDED", output_keys=output_keys, notified=notified)
+    logger.warning("job failed", extra={"error_code": ending.code.value, "error_message": ending.message})
+    job_failed(ref.model, ending.code.value)
+    return JobOutcome(
+        job_id=ref.job_id,
+        status="FAILED",
+        error_code=ending.code.value,
+        error_message=ending.message,
+        output_keys=[],
+        notified=notified,
+    )
+
+
+# --- what a person reads -----------------------------------------------------------------------------
+
+
+def _manifest(ending: Delivered, archived: ArchivedInputs, ports: ClosingPorts) -> Manifest:
+    job = ending.job
+    return Manifest(
+        job_id=job.job_id,
+        model=job.model,
+        request_id=job.request_id,
+        parameters=job.parameters,
+        input=ManifestInput(
+            bucket=job.input_bucket,
+            job_key=job.job_key,
+            media_keys=job.media_keys,
+            archived=archived.moved,
+            superseded=archived.superseded,
+            kept=archived.kept,
+        ),
+        outputs=ManifestOutputs(
+            bucket=ports.settings.output_bucket,
+            video_key=ending.video.key,
+            captions_key=ending.captions.key if ending.captions else None,
+        ),
+        video=VideoFile(size=ending.video.size, sha256=ending.video.sha256, content_type=ending.video.content_type),
+        timings=ending.timings,
+        provider_metrics=ending.provider_metrics,
+        metadata=job.metadata,
+    )
+
+
+def _delivered_notification(ending: Delivered, archived: ArchivedInputs, ports: ClosingPorts) -> Notification:
+    job = ending.job
+    return Notification(
+        job_id=job.job_id,
+        status="SUCCEEDED",
+        model=job.model,
+        input=NotificationInput(
+            bucket=job.input_bucket,
+            job_key=job.job_key,
+            archived_keys=archived.moved,
+            superseded_keys=archived.superseded,
+            kept_keys=archived.kept,
+        ),
+        output=NotificationOutput(
+            bucket=ports.settings.output_bucket,
+            video_key=ending.video.key,
+            captions_key=ending.captions.key if ending.captions else None,
+            manifest_key=ending.manifest_key,
+            size=ending.video.size,
+            sha256=ending.video.sha256,
+        ),
+        timings=ending.timings,
+        metadata=job.metadata,
+    )
+
+
+def _error_report(ref: JobRef, failed: Failed, archived: ArchivedInputs, now: datetime) -> ErrorReport:
+    return ErrorReport(
+        job_id=ref.job_id,
+        error_code=failed.code.value,
+        error_message=failed.message,
+        what_to_do=ADVICE[failed.code],
+        job_key=ref.job_key,
+        moved_inputs=archived.moved,
+        superseded_inputs=archived.superseded,
+        kept_inputs=archived.kept,
+        request_id=ref.request_id,
+        failed_at=now,
+        metadata=ref.metadata,
+    )
+
+
+def _failed_notification(
+    ref: JobRef, failed: Failed, archived: ArchivedInputs, report_key: str, now: datetime
+) -> Notification:
+    return Notification(
+        job_id=ref.job_id,
+        status="FAILED",
+        model=ref.model,
+        input=FailedJobInput(
+            bucket=ref.input_bucket,
+            job_key=ref.job_key,
+            archived_keys=archived.moved,
+            superseded_keys=archived.superseded,
+            kept_keys=archived.kept,
+            error_report_key=report_key,
+        ),
+        error_code=failed.code.value,
+        error_message=failed.message,
+        timings=FailureTimings(received_at=ref.received_at, failed_at=now),
+        metadata=ref.metadata,
+    )

@@ -1,0 +1,281 @@
+"""What the use cases need from the outside world, and nothing of how it is done.
+
+Each port is a Protocol the adapters (avatar_pipeline.adapters) satisfy and the in-memory fakes
+(tests/support/fakes.py) subclass; the value types and errors the ports speak in live here too, so the
+domain never imports an adapter. Each use case takes one frozen bundle naming the ports it uses:
+
+| bundle         | use cases                                            |
+|----------------|------------------------------------------------------|
+| ClosingPorts   | ending a job: closing.close_job, failure.fail_job    |
+| StartingPorts  | starting an execution: submit.continue_existing      |
+| SubmitPorts    | submit.submit_job                                    |
+| DeadLetterPorts| dead_letter.end_dead_lettered_job                    |
+| PollPorts      | poll.check_status                                    |
+| FinalizePorts  | finalize.finalize_job                                |
+
+runtime.Dependencies, the composition root, builds each bundle from the real adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from avatar_pipeline.clock import Clock
+    from avatar_pipeline.domain.poll_policy import PollSchedule, RenderStats
+    from avatar_pipeline.domain.request_budget import Denied, Grant, RequestKind
+    from avatar_pipeline.provider.wire import RenderResult, StatusReport, SubmitAccepted
+    from avatar_pipeline.records import JobRecord, Notification
+    from avatar_pipeline.settings import Settings
+    from avatar_pipeline.state import RenderState
+
+
+# --- storage -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    content_type: str | None
+
+
+class ObjectMissing(LookupError):
+    pass
+
+
+class ObjectReplaced(Exception):
+    """The key holds another object than the one asked for (its ETag differs): a newer upload."""
+
+    def __init__(self, key: str, expected_etag: str) -> None:
+        super().__init__(f"{key} no longer holds the object with ETag {expected_etag}")
+        self.key = key
+        self.expected_etag = expected_etag
+
+
+class ObjectTooLarge(ValueError):
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(f"{key} is {size} bytes, over the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+def plain_etag(etag: str) -> str:
+    """An ETag as this package keeps it: S3's responses quote it, EventBridge's S3 events do not."""
+    return etag.strip('"')
+
+
+class Storage(Protocol):
+    """The buckets (adapters/storage.S3Storage)."""
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    def read(self, bucket: str, key: str, max_bytes: int, if_match: str | None = None) -> bytes:
+        """The whole object; ObjectMissing, ObjectTooLarge, or ObjectReplaced if `if_match` (an ETag) differs."""
+        ...
+
+    def read_prefix(self, bucket: str, key: str, length: int) -> bytes: ...
+
+    def iter_folder(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects directly under a folder-like prefix, not in its subfolders."""
+        ...
+
+    def presign_get(self, bucket: str, key: str, expires_in: int) -> str: ...
+
+    def put_json(self, bucket: str, key: str, document: BaseModel) -> None: ...
+
+    def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
+        """False if the source is gone; ObjectReplaced (nothing copied) if it holds another ETag."""
+        ...
+
+    def move(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
+        """Copy then delete, both ETag-conditional; False if the source is already gone."""
+        ...
+
+
+# --- the job store and what is published -----------------------------------------------------------
+
+
+class JobStore(Protocol):
+    """JobsTable (adapters/jobs_table.JobsTable): one record per job, moved on by conditional writes."""
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def claim_submission(self, record: JobRecord) -> bool:
+        """Create the SUBMITTING record; False if the job already has one."""
+        ...
+
+    def release_submission(self, job_id: str) -> None: ...
+
+    def mark_submitted(self, job_id: str, request_id: str, submitted_at: datetime, render_job_json: str) -> None: ...
+
+    def mark_rendering(self, job_id: str, execution_arn: str, now: datetime) -> None: ...
+
+    def record_poll(self, job_id: str, provider_status: str, status_calls: int, now: datetime) -> None: ...
+
+    def save_terminal(self, record: JobRecord) -> None: ...
+
+    def claim_notification(self, job_id: str, status: str) -> bool: ...
+
+    def release_notification(self, job_id: str) -> None: ...
+
+
+class Notifier(Protocol):
+    """The SNS topic (adapters/notifier.SnsNotifier)."""
+
+    def publish(self, notification: Notification) -> object: ...
+
+
+class EventPublishFailed(RuntimeError):
+    """The completion event could not be put on the bus."""
+
+
+class CompletionEvents(Protocol):
+    """The EventBridge bus (adapters/events.CompletionEvents); raises EventPublishFailed."""
+
+    def publish(self, notification: Notification) -> None: ...
+
+
+class Executions(Protocol):
+    """RenderJob executions (adapters/executions.ExecutionStarter), named after the job id."""
+
+    def start(self, job_id: str, state: RenderState) -> str:
+        """The execution's ARN, also when it already exists."""
+        ...
+
+
+# --- the provider and the copy ---------------------------------------------------------------------
+
+
+class Provider(Protocol):
+    """Segmind's v2 API (provider/client.SegmindClient); raises the typed errors of errors.py."""
+
+    def submit(self, model: str, payload: dict[str, object]) -> SubmitAccepted: ...
+
+    def status(self, request_id: str) -> StatusReport: ...
+
+    def result(self, request_id: str) -> RenderResult | StatusReport: ...
+
+
+Expected = Literal["video", "captions"]
+
+
+@dataclass(frozen=True)
+class CopiedObject:
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+class Copier(Protocol):
+    """Streams a result URL into the output bucket (adapters/transfer.StreamingCopier)."""
+
+    def copy(
+        self,
+        url: str,
+        bucket: str,
+        key: str,
+        expect: Expected,
+        metadata: dict[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> CopiedObject: ...
+
+
+# --- shared state ------------------------------------------------------------------------------------
+
+
+class RequestBudget(Protocol):
+    """The key's request budget (adapters/request_budget.RequestBudget, or domain's in-memory twin)."""
+
+    def try_acquire(self, kind: RequestKind, now: datetime) -> Grant | Denied: ...
+
+
+class RenderStatsStore(Protocol):
+    """Learned render times (adapters/render_stats.RenderStatsTable)."""
+
+    def get(self, render_class: str) -> RenderStats: ...
+
+    def record(self, render_class: str, render_seconds: float, now: datetime) -> RenderStats | None: ...
+
+
+class MediaUsers(Protocol):
+    """How many jobs use a media file (adapters/media_users.MediaUsers)."""
+
+    def register(self, job_id: str, bucket: str, media_keys: list[str], now: datetime) -> None: ...
+
+    def release(self, job_id: str, bucket: str, key: str, now: datetime) -> int:
+        """How many jobs still use the file."""
+        ...
+
+
+class OutputClaims(Protocol):
+    """Which job owns an output path (adapters/output_claims.OutputClaims)."""
+
+    def claim(self, job_id: str, bucket: str, stem: str) -> str | None:
+        """None when the path is (now) the job's; else the job holding it."""
+        ...
+
+    def take_over(self, job_id: str, bucket: str, stem: str, from_job: str) -> bool: ...
+
+    def release(self, job_id: str, bucket: str, stem: str) -> None: ...
+
+
+# --- what each use case takes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClosingPorts:
+    """Ending a job: its inputs leave inbox/, a terminal record, one notification and one event."""
+
+    settings: Settings
+    clock: Clock
+    storage: Storage
+    jobs: JobStore
+    notifier: Notifier
+    events: CompletionEvents
+    media_users: MediaUsers | None = None
+    output_claims: OutputClaims | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartingPorts(ClosingPorts):
+    """Starting (or resuming) a submitted job's execution, with its first wait."""
+
+    executions: Executions
+    schedule: PollSchedule
+    render_stats: RenderStatsStore | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitPorts(StartingPorts):
+    provider: Provider
+    budget: RequestBudget | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetterPorts(StartingPorts):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollPorts:
+    clock: Clock
+    provider: Provider
+    jobs: JobStore
+    schedule: PollSchedule
+    budget: RequestBudget | None = None
+    render_stats: RenderStatsStore | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinalizePorts(ClosingPorts):
+    provider: Provider
+    copier: Copier
+    budget: RequestBudget | None = None
