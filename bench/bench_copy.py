@@ -349,16 +349,24 @@ class RunResult:
         return self.size / MIB / self.seconds
 
 
-def copy_once(method: str, url: str, endpoint: str, key: str, part_size: int, workers: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CopierShape:
+    """The streaming copier's knobs under test: part size (bytes) and upload workers."""
+
+    part_size: int
+    workers: int
+
+
+def copy_once(method: str, url: str, endpoint: str, key: str, shape: CopierShape) -> dict[str, Any]:
     """The child's work: one copy, timed, then its own peak RSS and CPU time."""
     import httpx
 
     from avatar_pipeline.adapters.transfer import DownloadPolicy, StreamingCopier
 
-    s3 = s3_client(endpoint, workers)
+    s3 = s3_client(endpoint, shape.workers)
     http = httpx.Client(timeout=httpx.Timeout(120.0), trust_env=False)
     policy = DownloadPolicy(max_bytes=8 * 1024 * MIB, allow_loopback_http=True)
-    copier = StreamingCopier(s3, http, policy, part_size=part_size, upload_workers=workers)
+    copier = StreamingCopier(s3, http, policy, part_size=shape.part_size, upload_workers=shape.workers)
     completing: list[float] = []
     s3.meta.events.register(
         "before-call.s3.CompleteMultipartUpload", lambda **_: completing.append(time.perf_counter())
@@ -386,9 +394,9 @@ def copy_once(method: str, url: str, endpoint: str, key: str, part_size: int, wo
     }
 
 
-def run_in_subprocess(method: str, url: str, endpoint: str, key: str, part_size: int, workers: int) -> RunResult:
+def run_in_subprocess(method: str, url: str, endpoint: str, key: str, shape: CopierShape) -> RunResult:
     command = [sys.executable, "-m", "bench.bench_copy", "--child", method, url, endpoint, key]
-    command += ["--part-size-mib", str(part_size // MIB), "--workers", str(workers)]
+    command += ["--part-size-mib", str(shape.part_size // MIB), "--workers", str(shape.workers)]
     done = subprocess.run(  # noqa: S603 - our own interpreter and module
         command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
     )
@@ -427,8 +435,7 @@ def measure(
     backend: str,
     sizes: list[str],
     methods: list[str],
-    part_size: int,
-    workers: int,
+    shape: CopierShape,
     base_url: str,
     sink_shaping: tuple[float, float] = (0.0, 0.0),
     repeat: int = 1,
@@ -449,7 +456,7 @@ def measure(
                     load = os.getloadavg()[0]
                     before = server.cpu_seconds()
                     url = f"{base_url}/{size}.mp4"
-                    result = run_in_subprocess(method, url, server.endpoint, key, part_size, workers)
+                    result = run_in_subprocess(method, url, server.endpoint, key, shape)
                     s3_cpu = server.cpu_seconds() - before
                     stored = s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
                     if (result.size, result.sha256, stored) != (size, expected, size):
@@ -568,23 +575,24 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse(argv or [])
     part_size = args.part_size_mib * MIB if args.part_size_mib else DEFAULT_PART_SIZE
-    workers = args.workers or DEFAULT_UPLOAD_WORKERS
+    shape = CopierShape(part_size, args.workers or DEFAULT_UPLOAD_WORKERS)
     if args.serve_sink:
         serve_sink(args.serve_sink, args.sink_mb_per_s, args.sink_latency_ms)
         return 0
     if args.child:
         method, url, endpoint, key = args.child
-        print(json.dumps(copy_once(method, url, endpoint, key, part_size, workers)))
+        print(json.dumps(copy_once(method, url, endpoint, key, shape)))
         return 0
 
-    print(f"streaming: {part_size // MIB} MiB parts, {workers} upload workers; naive: GET into memory, one PUT")
+    print(
+        f"streaming: {shape.part_size // MIB} MiB parts, {shape.workers} upload workers; "
+        "naive: GET into memory, one PUT"
+    )
     measured: list[Measured] = []
     with video_server() as base_url:
         for backend in args.backends:
             shaping = (args.sink_mb_per_s, args.sink_latency_ms)
-            measured += measure(
-                backend, args.sizes, args.methods, part_size, workers, base_url, shaping, max(1, args.repeat)
-            )
+            measured += measure(backend, args.sizes, args.methods, shape, base_url, shaping, max(1, args.repeat))
     print()
     print(table(measured))
     for backend in args.backends:

@@ -64,17 +64,17 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py JobsTable.get (get_item) - submit_job, _post_once, fail_job;
         # render_stats.py RenderStatsTable.get - domain/submit.py _start_execution (the first wait);
-        # media_users.py (a count) and output_claims.py .holder - _register_media, _claim_output, fail_job.
+        # output_claims.py .holder - domain/intake.py _claim_output.
         "dynamodb:GetItem": {"JobsTable", "PipelineStateTable"},
         # jobs_table.py .claim_submission and .save_terminal (put_item) - _post_once, fail_job;
-        # media_users.py .register (a transaction's put) and output_claims.py .claim / .take_over.
+        # output_claims.py .claim / .take_over - domain/intake.py _claim_output.
         "dynamodb:PutItem": {"JobsTable", "PipelineStateTable"},
         # jobs_table.py .mark_submitted, .mark_rendering, .claim_notification, .release_notification;
         # request_budget.py RequestBudget.try_acquire - domain/submit.py _wait_for_submit_token;
-        # media_users.py .register / .release (the count, in a transaction).
+        # media_users.py .register / .release (the set of users) - intake, and fail_job's archive.
         "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
         # jobs_table.py .release_submission (delete_item) - _post_once after a POST that never left;
-        # media_users.py .release (the marker) and output_claims.py .release - fail_job.
+        # output_claims.py .release - fail_job.
         "dynamodb:DeleteItem": {"JobsTable", "PipelineStateTable"},
         # executions.py ExecutionStarter.start (start_execution) - domain/submit.py _start_execution.
         "states:StartExecution": {"RenderJobStateMachine"},
@@ -143,13 +143,13 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item);
         # idempotency.py OnceOnly (Powertools DynamoDBPersistenceLayer: put_item to claim, get_item on
-        # a conflict, update_item with the outcome, delete_item after a failure); media_users.py
-        # .release (a transaction of delete_item and update_item, then get_item for the count).
-        "dynamodb:GetItem": {"JobsTable", "IdempotencyTable", "PipelineStateTable"},
+        # a conflict, update_item with the outcome, delete_item after a failure).
+        "dynamodb:GetItem": {"JobsTable", "IdempotencyTable"},
         "dynamodb:PutItem": {"JobsTable", "IdempotencyTable"},
-        # request_budget.py try_acquire - domain/finalize.py (a token before fetching the result).
+        # request_budget.py try_acquire - domain/finalize.py (a token before fetching the result);
+        # media_users.py .release - domain/inbox.py archive_inputs.
         "dynamodb:UpdateItem": {"JobsTable", "IdempotencyTable", "PipelineStateTable"},
-        "dynamodb:DeleteItem": {"IdempotencyTable", "PipelineStateTable"},
+        "dynamodb:DeleteItem": {"IdempotencyTable"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py publish_once.
         "sns:Publish": {"NotificationTopic"},
         "events:PutEvents": {"event-bus/default"},
@@ -166,9 +166,8 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "s3:PutObjectTagging": {"InputBucket/*"},
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item);
-        # media_users.py .release (delete_item + update_item in a transaction, get_item) and
-        # output_claims.py .release (delete_item) - fail_job.
-        "dynamodb:GetItem": {"JobsTable", "PipelineStateTable"},
+        # media_users.py .release (update_item) and output_claims.py .release (delete_item) - fail_job.
+        "dynamodb:GetItem": {"JobsTable"},
         "dynamodb:PutItem": {"JobsTable"},
         "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
         "dynamodb:DeleteItem": {"PipelineStateTable"},
@@ -252,8 +251,6 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("dynamodb", "put_item"): {"dynamodb:PutItem"},
     ("dynamodb", "update_item"): {"dynamodb:UpdateItem"},
     ("dynamodb", "delete_item"): {"dynamodb:DeleteItem"},
-    # media_users.py: each item of a transaction is authorised as its own write.
-    ("dynamodb", "transact_write_items"): {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
 }
 # Calls made inside libraries the package hands a name to.
 LIBRARY_CALLS = {

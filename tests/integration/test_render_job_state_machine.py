@@ -15,7 +15,7 @@ import pytest
 
 from avatar_local.stack.lambda_router import FakeLambdaContext, load_handler
 from tests.integration.conftest import Pipeline
-from tests.support.events import object_created_sqs_event
+from tests.support.events import Delivery, object_created_sqs_event
 from tests.support.media import make_png
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,8 @@ def drop_job(pipeline: Pipeline, job: dict[str, Any] = JOB, key: str = JOB_KEY) 
     s3.put_object(Bucket=bucket, Key=PHOTO_KEY, Body=make_png())
     put = s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(job).encode())
     size = len(json.dumps(job).encode())
-    return object_created_sqs_event(bucket, key, put["ETag"].strip('"'), size, queue_arn=pipeline.aws.submit_queue_arn)
+    delivery = Delivery(queue_arn=pipeline.aws.submit_queue_arn)
+    return object_created_sqs_event(bucket, key, put["ETag"].strip('"'), size, delivery=delivery)
 
 
 def submit(event: dict[str, Any]) -> dict[str, Any]:

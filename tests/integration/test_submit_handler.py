@@ -12,7 +12,7 @@ import pytest
 from avatar_local.stack.lambda_router import FakeLambdaContext, load_handler
 from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
 from tests.integration.conftest import Pipeline
-from tests.support.events import object_created_sqs_event
+from tests.support.events import Delivery, object_created_sqs_event
 from tests.support.media import make_png
 
 pytestmark = pytest.mark.integration
@@ -23,12 +23,20 @@ def upload(pipeline: Pipeline, key: str, body: bytes) -> str:
     return str(put["ETag"]).strip('"')
 
 
-def job_event(pipeline: Pipeline, key: str, job: dict[str, Any] | bytes, **kwargs: Any) -> dict[str, Any]:
+def job_event(
+    pipeline: Pipeline,
+    key: str,
+    job: dict[str, Any] | bytes,
+    sequencer: str = "0062E99A88DC407460",
+    message_id: str = "msg-1",
+    receipt_handle: str = "receipt-1",
+    event_time: datetime | None = None,
+) -> dict[str, Any]:
     body = job if isinstance(job, bytes) else json.dumps(job).encode()
     etag = upload(pipeline, key, body)
-    return object_created_sqs_event(
-        pipeline.aws.input_bucket, key, etag, len(body), queue_arn=pipeline.aws.submit_queue_arn, **kwargs
-    )
+    delivery = Delivery(pipeline.aws.submit_queue_arn, receipt_handle, message_id)
+    bucket = pipeline.aws.input_bucket
+    return object_created_sqs_event(bucket, key, etag, len(body), sequencer, event_time, delivery)
 
 
 def avatar_iv_job(**overrides: Any) -> dict[str, Any]:

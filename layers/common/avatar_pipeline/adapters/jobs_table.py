@@ -11,15 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from avatar_pipeline.adapters.dynamodb import condition_failed
 from avatar_pipeline.clock import isoformat
 from avatar_pipeline.records import JobRecord, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _item(record: JobRecord) -> dict[str, Any]:
@@ -40,7 +37,7 @@ class JobsTable:
         try:
             self._table.put_item(Item=_item(record), ConditionExpression="attribute_not_exists(job_id)")
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -106,7 +103,7 @@ class JobsTable:
                 ExpressionAttributeValues={":succeeded": JobStatus.SUCCEEDED.value},
             )
         except ClientError as error:
-            if not _condition_failed(error):
+            if not condition_failed(error):
                 raise
 
     def claim_notification(self, job_id: str, status: str) -> bool:
@@ -118,7 +115,7 @@ class JobsTable:
                 ExpressionAttributeValues={":status": status},
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -147,7 +144,7 @@ class JobsTable:
                 ExpressionAttributeValues={**values, **condition_values},
             )
         except ClientError as error:
-            if not (ignore_condition and _condition_failed(error)):
+            if not (ignore_condition and condition_failed(error)):
                 raise
 
     def _conditional_delete(self, job_id: str, condition: str, values: dict[str, Any]) -> None:
@@ -159,5 +156,5 @@ class JobsTable:
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if not _condition_failed(error):
+            if not condition_failed(error):
                 raise

@@ -1,43 +1,35 @@
-"""Who still uses a media file in inbox/: a count of jobs per object, in the pipeline state table.
+"""Who still uses a media file in inbox/: the set of job ids per object, in the pipeline state table.
 
 A photo may be named by many job files, in its own folder or in folders above it
 (`inbox/p/intro.json` naming `shared/alice.png`, `inbox/p/shared/outro.json` naming `alice.png`).
 Each job registers the media it names when Submit first reads it, and releases them when it ends;
-the file leaves inbox/ when the last user releases it. Registering and releasing cost the same
-whatever the number of jobs sharing the file (one transaction each), where reading the job files
-around it would cost more with every sibling.
+the file leaves inbox/ when the last user releases it. Registering and releasing cost one write
+each whatever the number of jobs sharing the file, where reading the job files around it would cost
+more with every sibling.
 
-Two items per (object, job) pair, written together in one transaction so the count stays exact
-whatever is delivered or retried twice: a marker `media#user#<job id>#<bucket>/<key>` (the job uses
-the file) and the count `media#count#<bucket>/<key>`. A duplicate register finds its marker and
-changes nothing; a duplicate release finds none and changes nothing.
+One item per object, `media#<bucket>/<key>`, holding a string set of the job ids using it: adding
+or removing a job id is one atomic UpdateItem that is naturally idempotent (a duplicate delivery
+adds the id again, a retried ending removes it again, and neither changes the set), and the update
+answers with the set as it now is. An item holds up to 400 KB: about 8,000 job ids at once, far more
+job files than share one photo (a campaign's rows register as one user).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
-from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-# Conflicting transactions on one count (jobs sharing a photo ending together) are retried this often;
-# DynamoDB cancels a transaction rather than making it wait, so a few attempts always settle.
-MAX_ATTEMPTS = 8
 # Items outlive any job by far (a job ends within hours); the TTL only sweeps what a lost job left.
 ITEM_LIFETIME = timedelta(days=30)
 
 
-def count_key(bucket: str, key: str) -> str:
-    return f"media#count#{bucket}/{key}"
-
-
-def user_key(job_id: str, bucket: str, key: str) -> str:
-    return f"media#user#{job_id}#{bucket}/{key}"
+def users_key(bucket: str, key: str) -> str:
+    return f"media#{bucket}/{key}"
 
 
 class MediaUsers:
@@ -49,76 +41,26 @@ class MediaUsers:
         """The job uses these files (idempotent)."""
         expires = str(int((now + ITEM_LIFETIME).timestamp()))
         for key in dict.fromkeys(media_keys):
-            marker = user_key(job_id, bucket, key)
-            self._transact(
-                [
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {"pk": {"S": marker}, "expires_at": {"N": expires}},
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    self._count_change(bucket, key, +1, expires),
-                ],
-                marker=marker,
-                marker_wanted=True,
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": users_key(bucket, key)}},
+                UpdateExpression="ADD #jobs :job SET expires_at = :expires",
+                ExpressionAttributeNames={"#jobs": "jobs"},
+                ExpressionAttributeValues={":job": {"SS": [job_id]}, ":expires": {"N": expires}},
             )
 
     def release(self, job_id: str, bucket: str, key: str, now: datetime) -> int:
         """The job no longer uses the file (idempotent). Returns how many jobs still do."""
-        expires = str(int((now + ITEM_LIFETIME).timestamp()))
-        marker = user_key(job_id, bucket, key)
-        self._transact(
-            [
-                {
-                    "Delete": {
-                        "TableName": self._table,
-                        "Key": {"pk": {"S": marker}},
-                        "ConditionExpression": "attribute_exists(pk)",
-                    }
-                },
-                self._count_change(bucket, key, -1, expires),
-            ],
-            marker=marker,
-            marker_wanted=False,
+        response = self._dynamodb.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": users_key(bucket, key)}},
+            UpdateExpression="DELETE #jobs :job SET expires_at = :expires",
+            ExpressionAttributeNames={"#jobs": "jobs"},
+            ExpressionAttributeValues={
+                ":job": {"SS": [job_id]},
+                ":expires": {"N": str(int((now + ITEM_LIFETIME).timestamp()))},
+            },
+            ReturnValues="ALL_NEW",
         )
-        return self.users(bucket, key)
-
-    def users(self, bucket: str, key: str) -> int:
-        item = self._get(count_key(bucket, key))
-        return max(0, int(item["users"]["N"])) if item and "users" in item else 0
-
-    # --- plumbing ----------------------------------------------------------------------------------
-    def _count_change(self, bucket: str, key: str, delta: int, expires: str) -> TransactWriteItemTypeDef:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": {"pk": {"S": count_key(bucket, key)}},
-                "UpdateExpression": "ADD #users :delta SET expires_at = :expires",
-                "ExpressionAttributeNames": {"#users": "users"},
-                "ExpressionAttributeValues": {":delta": {"N": str(delta)}, ":expires": {"N": expires}},
-            }
-        }
-
-    def _transact(self, items: list[TransactWriteItemTypeDef], marker: str, marker_wanted: bool) -> None:
-        """Write both items, or find the marker already as wanted (the duplicate case); a cancellation
-        for any other reason (a concurrent transaction on the same count) is retried."""
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                self._dynamodb.transact_write_items(TransactItems=items)
-                return
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-            if self._exists(marker) == marker_wanted:
-                return
-        raise RuntimeError("the media users count stayed contended; the caller's retry will try again")
-
-    def _exists(self, pk: str) -> bool:
-        return self._get(pk) is not None
-
-    def _get(self, pk: str) -> dict[str, Any] | None:
-        response = self._dynamodb.get_item(TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True)
-        item: dict[str, Any] | None = response.get("Item")
-        return item
+        # DynamoDB drops a set's attribute when its last member goes.
+        return len(response.get("Attributes", {}).get("jobs", {}).get("SS", []))

@@ -15,16 +15,14 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
+from avatar_pipeline.adapters.dynamodb import condition_failed
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
 def claim_key(bucket: str, stem: str) -> str:
     return f"output#{bucket}/{stem}"
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class OutputClaims:
@@ -43,7 +41,7 @@ class OutputClaims:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if not _condition_failed(error):
+            if not condition_failed(error):
                 raise
             # The item that failed the condition comes back in wire format (ALL_OLD).
             response: Any = error.response
@@ -61,7 +59,7 @@ class OutputClaims:
                 ExpressionAttributeValues={":previous": {"S": from_job}},
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -76,7 +74,7 @@ class OutputClaims:
                 ExpressionAttributeValues={":job": {"S": job_id}},
             )
         except ClientError as error:
-            if not _condition_failed(error):
+            if not condition_failed(error):
                 raise
 
     def holder(self, bucket: str, stem: str) -> str | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from avatar_pipeline.adapters.dynamodb import condition_failed, until_written
 from avatar_pipeline.clock import isoformat
 from avatar_pipeline.domain.poll_policy import RenderStats
 from avatar_pipeline.observability import logger
@@ -51,17 +52,22 @@ class RenderStatsTable:
 
     def record(self, render_class: str, render_seconds: float, now: datetime) -> RenderStats | None:
         """Fold one completed render in; the stats written, or None when the update was dropped."""
+
+        def fold_in() -> RenderStats | None:
+            current = self.load(render_class)
+            updated = current.stats.observe(render_seconds)
+            return updated if self._store(render_class, updated, current.version, now) else None
+
         try:
-            for _ in range(MAX_ATTEMPTS):
-                current = self.load(render_class)
-                updated = current.stats.observe(render_seconds)
-                if self._store(render_class, updated, current.version, now):
-                    return updated
+            written = until_written(MAX_ATTEMPTS, fold_in)
         except (ClientError, BotoCoreError) as error:
             logger.warning("render time not recorded", extra={"error": str(error), "render_class": render_class})
             return None
-        logger.warning("render time not recorded: too many concurrent updates", extra={"render_class": render_class})
-        return None
+        if written is None:
+            logger.warning(
+                "render time not recorded: too many concurrent updates", extra={"render_class": render_class}
+            )
+        return written
 
     def load(self, render_class: str) -> VersionedStats:
         # Strongly consistent: the version read is the one the conditional write will be checked against.
@@ -99,7 +105,7 @@ class RenderStatsTable:
         try:
             self._table.put_item(Item=item, **condition)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(error):
                 return False
             raise
         return True

@@ -23,6 +23,7 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from avatar_pipeline.adapters.dynamodb import condition_failed, until_written
 from avatar_pipeline.domain.request_budget import BucketShape, Denied, Grant, RequestKind, epoch_seconds
 from avatar_pipeline.observability import logger
 
@@ -62,40 +63,43 @@ class RequestBudget:
 
     def _acquire(self, kind: RequestKind, now: float) -> Grant | Denied:
         shape = self.shape
-        full_at: float | None = None
-        idle = True  # first assume the common case of a quiet key: the bucket is full
-        for _ in range(MAX_ATTEMPTS):
-            if idle:
-                # Full (or never used): the bucket restarts from now; unless this kind must also see it
-                # stand full a while (a submit's reserve above the burst), any idle bucket qualifies.
-                limit = min(now, shape.cutoff(kind, now))
-                taken = self._update(
-                    "SET full_at = :next",
-                    "attribute_not_exists(full_at) OR full_at <= :limit",
-                    {":next": _number(now + shape.interval_seconds), ":limit": _number(limit)},
-                )
-            else:
-                cutoff = shape.cutoff(kind, now)
-                if full_at is not None and full_at > cutoff:
-                    return Denied(kind, shape.retry_after(full_at, kind, now))
-                taken = self._update(
-                    "SET full_at = full_at + :interval",
-                    "full_at > :now AND full_at <= :cutoff",
-                    {
-                        ":interval": _number(shape.interval_seconds),
-                        ":now": _number(now),
-                        ":cutoff": _number(cutoff),
-                    },
-                )
+        # First assume the common case of a quiet key: the bucket is full. A lost write tells what the
+        # item held then, and the next attempt decides from that.
+        seen = _Seen(full_at=None)
+
+        def take_one() -> Grant | Denied | None:
+            if seen.full_at is not None and seen.full_at > shape.cutoff(kind, now):
+                return Denied(kind, shape.retry_after(seen.full_at, kind, now))
+            taken = self._take(kind, now, idle=seen.full_at is None or seen.full_at <= now)
             if isinstance(taken, float):
                 return Grant(kind, shape.tokens(taken, now))
-            # The condition failed: `taken` is what the item held then; decide again from it.
-            full_at = taken.full_at
-            if full_at is not None and full_at > shape.cutoff(kind, now):
-                return Denied(kind, shape.retry_after(full_at, kind, now))
-            idle = full_at is None or full_at <= now
-        # Writers kept overtaking us: the bucket is busy, so waiting one interval is the honest answer.
-        return Denied(kind, shape.interval_seconds)
+            seen.full_at = taken.full_at
+            return None
+
+        # Writers that kept overtaking us mean a busy bucket: waiting one interval is the honest answer.
+        return until_written(MAX_ATTEMPTS, take_one) or Denied(kind, shape.interval_seconds)
+
+    def _take(self, kind: RequestKind, now: float, idle: bool) -> float | _Seen:
+        """One conditional write taking a token: the new full_at, or what the item held if it lost."""
+        shape = self.shape
+        if idle:
+            # Full (or never used): the bucket restarts from now; unless this kind must also see it
+            # stand full a while (a submit's reserve above the burst), any idle bucket qualifies.
+            limit = min(now, shape.cutoff(kind, now))
+            return self._update(
+                "SET full_at = :next",
+                "attribute_not_exists(full_at) OR full_at <= :limit",
+                {":next": _number(now + shape.interval_seconds), ":limit": _number(limit)},
+            )
+        return self._update(
+            "SET full_at = full_at + :interval",
+            "full_at > :now AND full_at <= :cutoff",
+            {
+                ":interval": _number(shape.interval_seconds),
+                ":now": _number(now),
+                ":cutoff": _number(shape.cutoff(kind, now)),
+            },
+        )
 
     def _update(self, expression: str, condition: str, values: dict[str, Any]) -> float | _Seen:
         try:
@@ -108,13 +112,13 @@ class RequestBudget:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not condition_failed(error):
                 raise
             return _Seen.from_error(error.response)
         return float(str(response["Attributes"]["full_at"]))
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Seen:
     """The item as a failed condition found it (DynamoDB returns it in wire format)."""
 

@@ -126,6 +126,16 @@ class _PartBody:
         return True
 
 
+@dataclass(frozen=True)
+class _Destination:
+    """Where a copy goes, and what the object carries."""
+
+    bucket: str
+    key: str
+    content_type: str
+    metadata: dict[str, str]
+
+
 class _PartWriter:
     """Fills one part buffer while at most `workers` earlier parts upload; starts a multipart upload only
     once a full part exists.
@@ -140,18 +150,15 @@ class _PartWriter:
     def __init__(
         self,
         s3: S3Client,
-        bucket: str,
-        key: str,
+        destination: _Destination,
         part_size: int,
         workers: int,
-        content_type: str,
-        metadata: dict[str, str],
         deadline: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._s3, self._bucket, self._key = s3, bucket, key
+        self._s3, self._bucket, self._key = s3, destination.bucket, destination.key
         self._part_size, self._workers = part_size, workers
-        self._content_type, self._metadata = content_type, metadata
+        self._content_type, self._metadata = destination.content_type, destination.metadata
         self._deadline, self._monotonic = deadline, monotonic
         # Filled in place, never resized: a part costs its size once.
         self._fill = bytearray(part_size)
@@ -396,17 +403,8 @@ class StreamingCopier:
     def _writer(
         self, bucket: str, key: str, content_type: str, metadata: dict[str, str], deadline: float | None
     ) -> _PartWriter:
-        return _PartWriter(
-            self._s3,
-            bucket,
-            key,
-            self._part_size,
-            self._upload_workers,
-            content_type,
-            metadata,
-            deadline,
-            self._monotonic,
-        )
+        destination = _Destination(bucket, key, content_type, metadata)
+        return _PartWriter(self._s3, destination, self._part_size, self._upload_workers, deadline, self._monotonic)
 
 
 def _deadline_passed(when: str) -> OutputTransferError:
