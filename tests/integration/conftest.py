@@ -10,6 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from avatar_local.stack.dynamodb_atomic import dynamodb_item_writes_atomic
 from avatar_local.stack.timewarp import ScaledClock, WarpedWaits
 from avatar_pipeline import runtime
 from avatar_pipeline.clock import SystemClock
@@ -41,7 +42,7 @@ class Pipeline:
 def pipeline(monkeypatch: pytest.MonkeyPatch, provider: ScriptedProvider) -> Iterator[Pipeline]:
     """Given a fresh moto account with the pipeline's resources, the handlers wired to the ASL,
     and virtual time in which Wait states and Retry sleeps take no wall time."""
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), dynamodb_item_writes_atomic():
         resources = create_resources()
         for name, value in resources.environment(provider.base_url).items():
             monkeypatch.setenv(name, value)

@@ -57,6 +57,8 @@ GLOBAL_ENV_VARS = {
     "SEGMIND_REQUESTS_PER_MINUTE",
     "POLL_FIXED_INTERVAL_SECONDS",
     "SUBMIT_RETRY_MINUTES",
+    "DAILY_SPEND_LIMIT_USD",
+    "PRICE_TABLE_JSON",
 }
 OUTPUTS = {
     "InputBucketName",
@@ -305,6 +307,8 @@ def test_every_function_gets_the_contract_environment(template: dict[str, Any], 
         "Fn::If": ["CreateApiKeySecret", {"Ref": "SegmindApiKeySecret"}, {"Ref": "SegmindApiKeySecretArn"}]
     }
     assert variables["SUBMIT_RETRY_MINUTES"] == {"Ref": "SubmitRetryMinutes"}
+    assert variables["DAILY_SPEND_LIMIT_USD"] == {"Ref": "DailySpendLimitUsd"}
+    assert variables["PRICE_TABLE_JSON"] == {"Ref": "PriceTableJson"}
     # STATE_MACHINE_ARN only on the functions that start executions: globally it would be a cycle (the
     # machine references the others).
     assert "STATE_MACHINE_ARN" not in variables

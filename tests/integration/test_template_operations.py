@@ -64,6 +64,21 @@ def test_the_dead_letter_alarm_fires_on_every_arrival_even_when_the_queue_is_dra
     assert props["TreatMissingData"] == "notBreaching"
 
 
+def test_the_spend_alarm_fires_at_80_percent_of_the_ceiling_and_only_with_one() -> None:
+    """The Submit function emits DailySpendPercent (of DailySpendLimitUsd) at each reservation; with no
+    ceiling (0) there is nothing to warn about, so the alarm is not created."""
+    from avatar_pipeline import observability
+
+    alarm = RESOURCES["SpendAlarm"]
+    props = alarm["Properties"]
+    assert alarm["Condition"] == "HasSpendLimit"
+    assert TEMPLATE["Conditions"]["HasSpendLimit"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "DailySpendLimitUsd"}, 0]}]}
+    assert (props["Namespace"], props["MetricName"]) == (observability.METRICS_NAMESPACE, "DailySpendPercent")
+    assert {d["Name"]: d["Value"] for d in props["Dimensions"]} == {"service": observability.SERVICE_NAME}
+    assert (props["Threshold"], props["ComparisonOperator"]) == (80, "GreaterThanOrEqualToThreshold")
+    assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+
+
 def test_the_provider_blocked_alarm_matches_the_metric_the_code_emits() -> None:
     """The alarm's dimensions must equal the emitted metric's exactly, or it never fires."""
     from avatar_pipeline import observability

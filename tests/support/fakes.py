@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -42,6 +43,7 @@ from avatar_pipeline.domain.ports import (
     Provider,
     RenderStatsStore,
     RequestBudget,
+    SpendLedger,
     Storage,
     SubmitPorts,
     plain_etag,
@@ -56,7 +58,7 @@ INPUT_BUCKET = "avatar-input"
 OUTPUT_BUCKET = "avatar-output"
 
 
-def test_settings(**overrides: Any) -> Settings:
+def fake_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "INPUT_BUCKET": INPUT_BUCKET,
         "OUTPUT_BUCKET": OUTPUT_BUCKET,
@@ -213,6 +215,23 @@ class FakeJobStore(JobStore):
     def release_notification(self, job_id: str) -> None:
         record = self.records[job_id]
         self.records[job_id] = record.model_copy(update={"notified_status": None})
+
+    def mark_reserved(self, job_id: str, amount: Decimal, day: str) -> None:
+        self._update(job_id, {JobStatus.SUBMITTING}, reserved_usd=amount, spend_day=day)
+
+    def take_back_reservation(self, job_id: str) -> tuple[Decimal, str] | None:
+        record = self.records.get(job_id)
+        if record is None or record.reserved_usd is None:
+            return None
+        self.records[job_id] = record.model_copy(update={"reserved_usd": None})
+        return record.reserved_usd, str(record.spend_day)
+
+    def mark_cost_settled(self, job_id: str) -> bool:
+        record = self.records.get(job_id)
+        if record is None or record.cost_settled:
+            return False
+        self.records[job_id] = record.model_copy(update={"cost_settled": True})
+        return True
 
     def _update(self, job_id: str, allowed: set[JobStatus], **fields: Any) -> None:
         record = self.records.get(job_id)
@@ -386,6 +405,26 @@ class FakeOutputClaims(OutputClaims):
             del self.holders[(bucket, stem)]
 
 
+class FakeSpendLedger(SpendLedger):
+    """Days' totals in a dict; a reservation that would pass the ceiling is refused."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, Decimal] = {}
+
+    def reserve(self, day: str, amount: Decimal, ceiling: Decimal | None) -> Decimal | None:
+        total = self.totals.get(day, Decimal("0")) + amount
+        if ceiling is not None and total > ceiling:
+            return None
+        self.totals[day] = total
+        return total
+
+    def total(self, day: str) -> Decimal:
+        return self.totals.get(day, Decimal("0"))
+
+    def adjust(self, day: str, delta: Decimal) -> None:
+        self.totals[day] = self.totals.get(day, Decimal("0")) + delta
+
+
 class FakeRenderStats(RenderStatsStore):
     def __init__(self) -> None:
         self.stats: dict[str, RenderStats] = {}
@@ -407,7 +446,7 @@ class FakeRenderStats(RenderStatsStore):
 class World:
     """Every port faked, and the bundle each use case takes."""
 
-    settings: Settings = field(default_factory=test_settings)
+    settings: Settings = field(default_factory=fake_settings)
     clock: FakeClock = field(default_factory=FakeClock)
     storage: FakeStorage = field(default_factory=FakeStorage)
     jobs: FakeJobStore = field(default_factory=FakeJobStore)
@@ -418,6 +457,7 @@ class World:
     media_users: FakeMediaUsers = field(default_factory=FakeMediaUsers)
     output_claims: FakeOutputClaims = field(default_factory=FakeOutputClaims)
     render_stats: FakeRenderStats = field(default_factory=FakeRenderStats)
+    ledger: FakeSpendLedger = field(default_factory=FakeSpendLedger)
     schedule: PollSchedule = field(default_factory=PollPolicy)
     budget: RequestBudget | None = None
     copier: FakeCopier = field(init=False)
@@ -466,6 +506,7 @@ class World:
             "events": self.events,
             "media_users": self.media_users,
             "output_claims": self.output_claims,
+            "ledger": self.ledger,
         }
 
     # --- conveniences for tests ------------------------------------------------------------------------------

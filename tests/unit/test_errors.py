@@ -39,6 +39,7 @@ EXPECTED_CODES: dict[str, ErrorCode] = {
     "OutputConflict": ErrorCode.OUTPUT_CONFLICT,
     "SubmitNeverAccepted": ErrorCode.PROVIDER_UNAVAILABLE,
     "ResultUnavailable": ErrorCode.RESULT_UNAVAILABLE,
+    "SpendLimitReached": ErrorCode.SPEND_LIMIT,
     "SubmissionUncertain": ErrorCode.INTERNAL,
     "ProviderSubmitAmbiguous": ErrorCode.INTERNAL,
     # Transient errors reach a Catch only once their retries are spent.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from decimal import Decimal
 
 import boto3
 import pytest
@@ -16,14 +17,16 @@ from avatar_local.stack.s3_conditions import copy_source_if_match_enforced
 from avatar_pipeline.adapters.jobs_table import JobsTable
 from avatar_pipeline.adapters.media_users import MediaUsers
 from avatar_pipeline.adapters.output_claims import OutputClaims
+from avatar_pipeline.adapters.spend_ledger import SpendLedger
 from avatar_pipeline.adapters.storage import S3Storage
-from avatar_pipeline.domain.context import JobRef
+from avatar_pipeline.domain.context import Ending, JobRef
 from avatar_pipeline.domain.ports import JobStore, ObjectReplaced, ObjectTooLarge, Storage
 from avatar_pipeline.domain.ports import MediaUsers as MediaUsersPort
 from avatar_pipeline.domain.ports import OutputClaims as OutputClaimsPort
+from avatar_pipeline.domain.ports import SpendLedger as SpendLedgerPort
 from avatar_pipeline.records import JobStatus
 from tests.support import TEST_REGION
-from tests.support.fakes import T0, FakeJobStore, FakeMediaUsers, FakeOutputClaims, FakeStorage
+from tests.support.fakes import T0, FakeJobStore, FakeMediaUsers, FakeOutputClaims, FakeSpendLedger, FakeStorage
 
 pytestmark = pytest.mark.unit
 
@@ -154,13 +157,17 @@ def test_a_submitted_job_moves_on_and_its_claim_is_never_released(jobs: JobStore
     assert (record.status, record.request_id, record.status_calls) == (JobStatus.RENDERING, "request-1", 3)
 
 
+def failed(message: str) -> Ending:
+    return Ending(JobStatus.FAILED, Decimal("0"), "none", error_code="INVALID_JOB", error_message=message)
+
+
 def test_one_notification_claim_per_job_and_an_ending_once_notified_stays(jobs: JobStore) -> None:
     ref = new_ref()
-    jobs.save_terminal(ref.terminal_record(JobStatus.FAILED, T0, 30, "INVALID_JOB", "first"))
+    jobs.save_terminal(ref.terminal_record(failed("first"), T0, 30, None))
 
     assert jobs.claim_notification(ref.job_id, "FAILED") is True
     assert jobs.claim_notification(ref.job_id, "FAILED") is False
-    jobs.save_terminal(ref.terminal_record(JobStatus.FAILED, T0, 30, "INVALID_JOB", "second"))
+    jobs.save_terminal(ref.terminal_record(failed("second"), T0, 30, None))
     record = jobs.get(ref.job_id)
     assert record is not None
     assert (record.error_message, record.notified_status) == ("first", "FAILED")
@@ -168,8 +175,8 @@ def test_one_notification_claim_per_job_and_an_ending_once_notified_stays(jobs: 
 
 def test_a_job_that_succeeded_never_turns_failed(jobs: JobStore) -> None:
     ref = new_ref()
-    jobs.save_terminal(ref.terminal_record(JobStatus.SUCCEEDED, T0, 30))
-    jobs.save_terminal(ref.terminal_record(JobStatus.FAILED, T0, 30, "INTERNAL", "late"))
+    jobs.save_terminal(ref.terminal_record(Ending(JobStatus.SUCCEEDED, Decimal("2.20"), "estimate"), T0, 30, None))
+    jobs.save_terminal(ref.terminal_record(failed("late"), T0, 30, None))
 
     record = jobs.get(ref.job_id)
     assert record is not None
@@ -212,3 +219,37 @@ def test_an_output_path_has_one_holder_until_it_is_released_or_taken_over(claims
     assert claims.claim("job-c", BUCKET, stem) == "job-b"
     claims.release("job-b", BUCKET, stem)
     assert claims.claim("job-c", BUCKET, stem) is None
+
+
+def test_a_job_s_reservation_is_taken_back_once(jobs: JobStore) -> None:
+    ref = new_ref()
+    jobs.claim_submission(ref.claim_record(T0, timedelta(seconds=120), "msg-1", 30))
+    jobs.mark_reserved(ref.job_id, Decimal("2.20"), "2026-12-01")
+
+    assert jobs.take_back_reservation(ref.job_id) == (Decimal("2.20"), "2026-12-01")
+    assert jobs.take_back_reservation(ref.job_id) is None
+
+
+def test_a_job_s_cost_is_settled_once(jobs: JobStore) -> None:
+    ref = new_ref()
+    jobs.claim_submission(ref.claim_record(T0, timedelta(seconds=120), "msg-1", 30))
+
+    assert jobs.mark_cost_settled(ref.job_id) is True
+    assert jobs.mark_cost_settled(ref.job_id) is False
+    assert jobs.mark_cost_settled("job-unknown") is False
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def ledger(request: pytest.FixtureRequest, moto_account: None) -> SpendLedgerPort:
+    return FakeSpendLedger() if request.param == "fake" else SpendLedger("state", boto3.client("dynamodb"))
+
+
+def test_the_ledger_refuses_what_would_pass_the_ceiling_and_takes_what_fits(ledger: SpendLedgerPort) -> None:
+    day = unique("2026-12")  # a day of its own in the shared table
+    assert ledger.reserve(day, Decimal("2.20"), Decimal("5.00")) == Decimal("2.20")
+    assert ledger.reserve(day, Decimal("2.20"), Decimal("5.00")) == Decimal("4.40")
+    assert ledger.reserve(day, Decimal("2.20"), Decimal("5.00")) is None
+    assert ledger.reserve(day, Decimal("0.60"), Decimal("5.00")) == Decimal("5.00")
+    ledger.adjust(day, Decimal("-2.20"))
+    assert ledger.total(day) == Decimal("2.80")
+    assert ledger.reserve(day, Decimal("9.99"), None) == Decimal("12.79")

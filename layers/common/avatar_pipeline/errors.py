@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     OUTPUT_CONFLICT = "OUTPUT_CONFLICT"
     PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
     RESULT_UNAVAILABLE = "RESULT_UNAVAILABLE"
+    SPEND_LIMIT = "SPEND_LIMIT"
     INTERNAL = "INTERNAL"
 
 
@@ -105,6 +106,12 @@ class ResultUnavailable(PipelineError):
     retention ended."""
 
     code = ErrorCode.RESULT_UNAVAILABLE
+
+
+class SpendLimitReached(PipelineError):
+    """The job's price would take its UTC day (or its campaign) past a spend ceiling: never submitted."""
+
+    code = ErrorCode.SPEND_LIMIT
 
 
 class SubmissionUncertain(PipelineError):
@@ -197,6 +204,10 @@ ADVICE: dict[ErrorCode, str] = {
         "The render finished and was billed, but its result could not be fetched before Segmind dropped it "
         "(1 hour after submission). Look for it in your Segmind dashboard's generation history before "
         "resubmitting, to avoid paying twice."
+    ),
+    ErrorCode.SPEND_LIMIT: (
+        "Nothing was submitted or billed. Upload the job file again after the day resets (00:00 UTC), or "
+        "raise the stack parameter DailySpendLimitUsd."
     ),
     ErrorCode.INTERNAL: (
         "Check the job's logs; if the message says the submit may have been accepted, check your "

@@ -41,6 +41,11 @@ def job_succeeded(model: str, total_seconds: float, rendering_seconds: float | N
     _count("StatusCallsPerJob", {"Model": model}, status_calls)
 
 
+def job_spent(model: str | None, usd: float) -> None:
+    """What a job cost (Segmind's figure or the estimate), by model: the dashboard's spend."""
+    _count("SpendUsd", {"Model": model or "unknown"}, usd, MetricUnit.NoUnit)
+
+
 # Codes that stop every job until a person acts (the key, the credits): one metric an alarm can watch.
 _PROVIDER_BLOCKED = ("PROVIDER_AUTH", "INSUFFICIENT_CREDITS")
 

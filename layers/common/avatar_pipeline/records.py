@@ -8,6 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
+from avatar_pipeline.money import Money
+
+# Where a job's cost comes from: Segmind's metrics.cost, the price table's estimate, or nothing was
+# billed (the job never reached Segmind, or Segmind refused it).
+CostSource = Literal["provider", "estimate", "none"]
+
 
 class JobStatus(StrEnum):
     SUBMITTING = "SUBMITTING"  # lease held while the provider POST is in flight
@@ -45,6 +51,13 @@ class JobRecord(BaseModel):
     notified_status: str | None = None
     # The RenderJob document as JSON text, so a redelivered submit can (re)start the execution.
     render_job_json: str | None = None
+    # Spend (domain/spend.py): what the job reserved of which UTC day's total before its POST (removed
+    # when it gives it back), whether its cost was settled against it, and what it cost in the end.
+    reserved_usd: Money | None = None
+    spend_day: str | None = None
+    cost_settled: bool | None = None
+    cost_usd: Money | None = None
+    cost_source: CostSource | None = None
     expires_at: int  # epoch seconds, DynamoDB TTL
 
 
@@ -92,6 +105,8 @@ class Manifest(BaseModel):
     timings: Timings
     provider_metrics: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    cost_usd: Money
+    cost_source: CostSource
 
 
 class ErrorReport(BaseModel):
@@ -112,6 +127,8 @@ class ErrorReport(BaseModel):
     request_id: str | None = None
     failed_at: datetime
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    cost_usd: Money
+    cost_source: CostSource
 
 
 class NotificationInput(BaseModel):
@@ -153,3 +170,5 @@ class Notification(BaseModel):
     error_message: str | None = None
     timings: Timings | FailureTimings | None = None
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    cost_usd: Money
+    cost_source: CostSource

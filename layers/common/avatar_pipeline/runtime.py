@@ -26,6 +26,7 @@ from avatar_pipeline.adapters.queue import RetryScheduler
 from avatar_pipeline.adapters.render_stats import RenderStatsTable
 from avatar_pipeline.adapters.request_budget import RequestBudget
 from avatar_pipeline.adapters.secrets import ApiKeySource
+from avatar_pipeline.adapters.spend_ledger import SpendLedger
 from avatar_pipeline.adapters.storage import S3Storage
 from avatar_pipeline.adapters.transfer import DownloadPolicy, StreamingCopier
 from avatar_pipeline.clock import Clock, SystemClock
@@ -70,6 +71,7 @@ class _ClosingFields(TypedDict):
     events: CompletionEvents
     media_users: MediaUsers | None
     output_claims: OutputClaims | None
+    ledger: SpendLedger | None
 
 
 @dataclass
@@ -126,6 +128,11 @@ class Dependencies:
     def output_claims(self) -> OutputClaims | None:
         table = self.settings.pipeline_state_table
         return OutputClaims(table) if table else None
+
+    @cached_property
+    def ledger(self) -> SpendLedger | None:
+        table = self.settings.pipeline_state_table
+        return SpendLedger(table) if table else None
 
     @cached_property
     def once(self) -> OnceOnly:
@@ -199,6 +206,7 @@ class Dependencies:
             "events": self.events,
             "media_users": self.media_users,
             "output_claims": self.output_claims,
+            "ledger": self.ledger,
         }
 
 

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from avatar_pipeline.domain.pricing import PriceTable, price_table
+
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# The template's DailySpendLimitUsd default: about 45 Avatar IV renders a day, so a loop that re-drops
+# files, or a leaked upload credential, stops within a day's small bill; raise it for volume.
+DEFAULT_DAILY_SPEND_LIMIT_USD = Decimal("100")
 # After the provider's answer: the job record, StartExecution and its record (with the SDK's retries).
 SUBMIT_BOOKKEEPING_SECONDS = 10.0
 
@@ -61,6 +67,10 @@ class Settings(BaseModel):
     # 0: the adaptive poll schedule (domain/poll_policy.py). N > 0: check every N seconds, as Segmind's
     # SDK does; for comparison runs (bench/bench_throughput.py) or render times the model does not fit.
     poll_fixed_interval_seconds: int = Field(alias="POLL_FIXED_INTERVAL_SECONDS", default=0, ge=0, le=300)
+    # A ceiling on what a UTC day may spend on renders, held before each submit (domain/spend.py); 0: none.
+    daily_spend_limit_usd: Decimal = Field(alias="DAILY_SPEND_LIMIT_USD", default=DEFAULT_DAILY_SPEND_LIMIT_USD, ge=0)
+    # The price table (domain/pricing.py's shape) instead of the built-in one; empty: the built-in one.
+    price_table_json: str | None = Field(alias="PRICE_TABLE_JSON", default=None)
     # The bus completion events go to ("Avatar Video Succeeded" / "Avatar Video Failed").
     event_bus_name: str = Field(alias="EVENT_BUS_NAME", default="default", min_length=1)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
@@ -76,6 +86,23 @@ class Settings(BaseModel):
         only with this much of the invocation left (Lambda would otherwise kill it mid-POST, leaving a
         job that may be billed but is not recorded)."""
         return 2 * self.provider_connect_timeout_s + self.provider_read_timeout_s + SUBMIT_BOOKKEEPING_SECONDS
+
+    @property
+    def daily_ceiling(self) -> Decimal | None:
+        """The day's ceiling, None when there is none (DAILY_SPEND_LIMIT_USD 0)."""
+        return self.daily_spend_limit_usd or None
+
+    @property
+    def prices(self) -> PriceTable:
+        return price_table(self.price_table_json)
+
+    @field_validator("price_table_json")
+    @classmethod
+    def _a_price_table(cls, value: str | None) -> str | None:
+        if value and value.strip():
+            price_table(value)  # refuses a malformed table now, not at the first job
+            return value
+        return None
 
     @field_validator("output_host_allowlist", mode="before")
     @classmethod

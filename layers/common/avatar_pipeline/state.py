@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from avatar_pipeline.money import ZERO, Money
+
 PollStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
 
 
@@ -39,6 +41,9 @@ class RenderJob(BaseModel):
     received_at: datetime
     submitted_at: datetime
     deadline_at: datetime
+    # The price table's estimate, reserved of `spend_day`'s total before the POST (domain/spend.py).
+    estimated_cost_usd: Money = ZERO
+    spend_day: str | None = None
 
 
 class PollState(BaseModel):

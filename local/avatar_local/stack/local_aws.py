@@ -26,6 +26,7 @@ import httpx
 from moto import backends as moto_backends
 from moto.server import ThreadedMotoServer
 
+from avatar_local.stack.dynamodb_atomic import dynamodb_item_writes_atomic
 from avatar_local.stack.s3_conditions import copy_source_if_match_enforced
 from avatar_local.stack.sam_translate import code_artifacts, translate_template
 
@@ -93,6 +94,7 @@ class LocalAws:
         warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported", category=UserWarning)
         _cache_moto_module_list()
         self._patches.enter_context(copy_source_if_match_enforced())
+        self._patches.enter_context(dynamodb_item_writes_atomic())
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"

@@ -7,6 +7,7 @@ SUBMITTING item may POST, and only one worker may claim the notification for a j
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 
 
 def _item(record: JobRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.model_dump(mode="json").items() if v is not None and v != []}
+    """The record as the table holds it: times as ISO text, amounts as exact numbers (DynamoDB takes no
+    floats), nothing empty."""
+    dumped = record.model_dump(mode="json")
+    return {
+        k: Decimal(str(v)) if isinstance(v, float) else v for k, v in dumped.items() if v is not None and v != []
+    }
 
 
 class JobsTable:
@@ -122,6 +128,45 @@ class JobsTable:
 
     def release_notification(self, job_id: str) -> None:
         self._table.update_item(Key={"job_id": job_id}, UpdateExpression="REMOVE notified_status")
+
+    # --- spend (domain/spend.py) ------------------------------------------------------------------
+    def mark_reserved(self, job_id: str, amount: Decimal, day: str) -> None:
+        self._update(
+            job_id,
+            {"reserved_usd": amount, "spend_day": day},
+            condition="#status = :submitting",
+            condition_values={":submitting": JobStatus.SUBMITTING.value},
+        )
+
+    def take_back_reservation(self, job_id: str) -> tuple[Decimal, str] | None:
+        """Remove the reservation mark (exactly once): what it held, or None."""
+        try:
+            response = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="REMOVE reserved_usd",
+                ConditionExpression="attribute_exists(reserved_usd)",
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as error:
+            if condition_failed(error):
+                return None
+            raise
+        old = response["Attributes"]
+        return Decimal(str(old["reserved_usd"])), str(old["spend_day"])
+
+    def mark_cost_settled(self, job_id: str) -> bool:
+        try:
+            self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET cost_settled = :true",
+                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(cost_settled)",
+                ExpressionAttributeValues={":true": True},
+            )
+        except ClientError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
 
     # --- plumbing ----------------------------------------------------------------------------------
     def _update(

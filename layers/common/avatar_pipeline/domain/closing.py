@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from avatar_pipeline.domain.context import JobRef
+from avatar_pipeline.domain.context import Ending, JobRef
 from avatar_pipeline.domain.inbox import ArchivedInputs, archive_inputs
 from avatar_pipeline.domain.notify import publish_once
 from avatar_pipeline.domain.ports import ClosingPorts, CopiedObject
+from avatar_pipeline.domain.spend import give_back, settle
 from avatar_pipeline.errors import ADVICE, ErrorCode
 from avatar_pipeline.keys import error_report_key, output_stem, sibling_key
-from avatar_pipeline.observability import job_failed, job_succeeded, logger
+from avatar_pipeline.money import ZERO
+from avatar_pipeline.observability import job_failed, job_spent, job_succeeded, logger
 from avatar_pipeline.records import (
+    CostSource,
     ErrorReport,
     FailedJobInput,
     FailureTimings,
@@ -47,6 +51,8 @@ class Delivered:
     timings: Timings
     provider_metrics: dict[str, Any]
     status_calls: int
+    # What Segmind's metrics (the result's, else the last status check's) say the render cost.
+    provider_cost: Decimal | None = None
 
     @property
     def manifest_key(self) -> str:
@@ -61,25 +67,50 @@ class Delivered:
 class Failed:
     code: ErrorCode
     message: str
+    # The POST may have reached Segmind (no answer; a worker that died after it): billed, unless it says.
+    maybe_billed: bool = False
+    # What Segmind's metrics say the request cost, when the job reached it and it says.
+    provider_cost: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Cost:
+    usd: Decimal
+    source: CostSource
 
 
 def close_job(ref: JobRef, ending: Delivered | Failed, ports: ClosingPorts) -> JobOutcome:
     now = ports.clock.now()
+    cost = _settle_cost(ref, ending, ports)
     archived = archive_inputs(ref, isinstance(ending, Delivered), ports, now)
     if isinstance(ending, Delivered):
         # Written last of all the outputs: its presence tells consumers the video and captions are complete.
-        ports.storage.put_json(ports.settings.output_bucket, ending.manifest_key, _manifest(ending, archived, ports))
-        notification = _delivered_notification(ending, archived, ports)
+        manifest = _manifest(ending, archived, cost, ports)
+        ports.storage.put_json(ports.settings.output_bucket, ending.manifest_key, manifest)
+        notification = _delivered_notification(ending, archived, cost, ports)
         output_keys = ending.output_keys
     else:
         _release_output(ref, ports)
         report_key = error_report_key(ref.job_key)
-        ports.storage.put_json(ref.input_bucket, report_key, _error_report(ref, ending, archived, now))
-        notification = _failed_notification(ref, ending, archived, report_key, now)
+        ports.storage.put_json(ref.input_bucket, report_key, _error_report(ref, ending, archived, cost, now))
+        notification = _failed_notification(ref, ending, archived, report_key, cost, now)
         output_keys = []
-    _save_terminal(ref, ending, output_keys, now, ports)
+    _save_terminal(ref, ending, output_keys, cost, now, ports)
     notified = publish_once(notification, ports)
-    return _outcome(ref, ending, output_keys, notified)
+    return _outcome(ref, ending, output_keys, notified, cost)
+
+
+def _settle_cost(ref: JobRef, ending: Delivered | Failed, ports: ClosingPorts) -> Cost:
+    """What the job cost: Segmind's word, else the estimate, for a job that reached it (or may have); else
+    nothing, and its reservation goes back to the day (domain/spend.py)."""
+    reported = ending.provider_cost
+    reached = isinstance(ending, Delivered) or ref.request_id is not None or ending.maybe_billed
+    if not reached:
+        give_back(ref.job_id, ports)
+        return Cost(ZERO, "none")
+    cost = Cost(reported, "provider") if reported is not None else Cost(ref.estimated_cost_usd, "estimate")
+    settle(ref, cost.usd, ports)
+    return cost
 
 
 def _release_output(ref: JobRef, ports: ClosingPorts) -> None:
@@ -89,18 +120,21 @@ def _release_output(ref: JobRef, ports: ClosingPorts) -> None:
 
 
 def _save_terminal(
-    ref: JobRef, ending: Delivered | Failed, output_keys: list[str], now: datetime, ports: ClosingPorts
+    ref: JobRef, ending: Delivered | Failed, output_keys: list[str], cost: Cost, now: datetime, ports: ClosingPorts
 ) -> None:
-    previous = ports.jobs.get(ref.job_id)
-    ttl_days = ports.settings.job_record_ttl_days
     if isinstance(ending, Delivered):
-        record = ref.terminal_record(JobStatus.SUCCEEDED, now, ttl_days, output_keys=output_keys, previous=previous)
+        end = Ending(JobStatus.SUCCEEDED, cost.usd, cost.source, output_keys)
     else:
-        record = ref.terminal_record(JobStatus.FAILED, now, ttl_days, ending.code.value, ending.message, None, previous)
+        end = Ending(JobStatus.FAILED, cost.usd, cost.source, [], ending.code.value, ending.message)
+    record = ref.terminal_record(end, now, ports.settings.job_record_ttl_days, ports.jobs.get(ref.job_id))
     ports.jobs.save_terminal(record)
 
 
-def _outcome(ref: JobRef, ending: Delivered | Failed, output_keys: list[str], notified: bool) -> JobOutcome:
+def _outcome(
+    ref: JobRef, ending: Delivered | Failed, output_keys: list[str], notified: bool, cost: Cost
+) -> JobOutcome:
+    if cost.usd > ZERO:
+        job_spent(ref.model, float(cost.usd))
     if isinstance(ending, Delivered):
         logger.info("job succeeded", extra={"video_key": ending.video.key, "size": ending.video.size})
         timings = ending.timings
@@ -121,7 +155,7 @@ def _outcome(ref: JobRef, ending: Delivered | Failed, output_keys: list[str], no
 # --- what a person reads -----------------------------------------------------------------------------
 
 
-def _manifest(ending: Delivered, archived: ArchivedInputs, ports: ClosingPorts) -> Manifest:
+def _manifest(ending: Delivered, archived: ArchivedInputs, cost: Cost, ports: ClosingPorts) -> Manifest:
     job = ending.job
     return Manifest(
         job_id=job.job_id,
@@ -145,10 +179,14 @@ def _manifest(ending: Delivered, archived: ArchivedInputs, ports: ClosingPorts) 
         timings=ending.timings,
         provider_metrics=ending.provider_metrics,
         metadata=job.metadata,
+        cost_usd=cost.usd,
+        cost_source=cost.source,
     )
 
 
-def _delivered_notification(ending: Delivered, archived: ArchivedInputs, ports: ClosingPorts) -> Notification:
+def _delivered_notification(
+    ending: Delivered, archived: ArchivedInputs, cost: Cost, ports: ClosingPorts
+) -> Notification:
     job = ending.job
     return Notification(
         job_id=job.job_id,
@@ -171,10 +209,12 @@ def _delivered_notification(ending: Delivered, archived: ArchivedInputs, ports: 
         ),
         timings=ending.timings,
         metadata=job.metadata,
+        cost_usd=cost.usd,
+        cost_source=cost.source,
     )
 
 
-def _error_report(ref: JobRef, failed: Failed, archived: ArchivedInputs, now: datetime) -> ErrorReport:
+def _error_report(ref: JobRef, failed: Failed, archived: ArchivedInputs, cost: Cost, now: datetime) -> ErrorReport:
     return ErrorReport(
         job_id=ref.job_id,
         error_code=failed.code.value,
@@ -187,11 +227,13 @@ def _error_report(ref: JobRef, failed: Failed, archived: ArchivedInputs, now: da
         request_id=ref.request_id,
         failed_at=now,
         metadata=ref.metadata,
+        cost_usd=cost.usd,
+        cost_source=cost.source,
     )
 
 
 def _failed_notification(
-    ref: JobRef, failed: Failed, archived: ArchivedInputs, report_key: str, now: datetime
+    ref: JobRef, failed: Failed, archived: ArchivedInputs, report_key: str, cost: Cost, now: datetime
 ) -> Notification:
     return Notification(
         job_id=ref.job_id,
@@ -209,4 +251,6 @@ def _failed_notification(
         error_message=failed.message,
         timings=FailureTimings(received_at=ref.received_at, failed_at=now),
         metadata=ref.metadata,
+        cost_usd=cost.usd,
+        cost_source=cost.source,
     )

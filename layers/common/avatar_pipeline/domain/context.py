@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
-from avatar_pipeline.records import JobRecord, JobStatus
+from avatar_pipeline.money import ZERO
+from avatar_pipeline.records import CostSource, JobRecord, JobStatus
 from avatar_pipeline.state import RenderJob
 
 if TYPE_CHECKING:
@@ -58,6 +60,9 @@ class JobRef:
     media_etags: dict[str, str] = field(default_factory=dict)
     # Once known (after validation): the video key, whose stem the job claims (adapters/output_claims.py).
     video_key: str | None = None
+    # Spend (domain/spend.py): the price table's estimate, and the UTC day it was reserved of (None: not).
+    estimated_cost_usd: Decimal = ZERO
+    spend_day: str | None = None
 
     @classmethod
     def from_render_job(cls, job: RenderJob) -> JobRef:
@@ -74,6 +79,8 @@ class JobRef:
             job_etag=job.job_etag,
             media_etags=dict(job.media_etags),
             video_key=job.video_key,
+            estimated_cost_usd=job.estimated_cost_usd,
+            spend_day=job.spend_day,
         )
 
     @classmethod
@@ -87,6 +94,8 @@ class JobRef:
             media_keys=tuple(record.media_keys),
             model=record.model,
             job_etag=job_etag,
+            estimated_cost_usd=record.reserved_usd or ZERO,
+            spend_day=record.spend_day,
         )
 
     def claim_record(self, now: datetime, lease: timedelta, message_id: str | None, ttl_days: int) -> JobRecord:
@@ -134,22 +143,15 @@ class JobRef:
             received_at=self.received_at,
             submitted_at=submitted_at,
             deadline_at=submitted_at + deadline,
+            estimated_cost_usd=self.estimated_cost_usd,
+            spend_day=self.spend_day,
         )
 
-    def terminal_record(
-        self,
-        status: JobStatus,
-        now: datetime,
-        ttl_days: int,
-        error_code: str | None = None,
-        error_message: str | None = None,
-        output_keys: list[str] | None = None,
-        previous: JobRecord | None = None,
-    ) -> JobRecord:
+    def terminal_record(self, ending: Ending, now: datetime, ttl_days: int, previous: JobRecord | None) -> JobRecord:
         base = previous.model_dump() if previous else {}
         base.update(
             job_id=self.job_id,
-            status=status,
+            status=ending.status,
             model=self.model,
             input_bucket=self.input_bucket,
             job_key=self.job_key,
@@ -159,11 +161,25 @@ class JobRef:
             received_at=self.received_at,
             updated_at=now,
             completed_at=now,
-            error_code=error_code,
-            error_message=error_message,
-            output_keys=output_keys or [],
+            error_code=ending.error_code,
+            error_message=ending.error_message,
+            output_keys=ending.output_keys,
             lease_until=None,
+            cost_usd=ending.cost_usd,
+            cost_source=ending.cost_source,
             expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
         )
         base.pop("notified_status", None)
         return JobRecord.model_validate(base)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job ended, as its terminal record keeps it."""
+
+    status: JobStatus
+    cost_usd: Decimal
+    cost_source: CostSource
+    output_keys: list[str] = field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None

@@ -7,13 +7,17 @@ import json
 from avatar_pipeline.domain.closing import Failed, close_job
 from avatar_pipeline.domain.context import JobRef
 from avatar_pipeline.domain.ports import ClosingPorts
+from avatar_pipeline.domain.pricing import provider_cost
 from avatar_pipeline.errors import ErrorCode, error_code_for
 from avatar_pipeline.state import JobOutcome, RenderState
 
 
-def fail_job(ref: JobRef, code: ErrorCode, message: str, ports: ClosingPorts) -> JobOutcome:
-    """Error report and inputs to failed/, terminal record, one notification."""
-    return close_job(ref, Failed(code, message), ports)
+def fail_job(
+    ref: JobRef, code: ErrorCode, message: str, ports: ClosingPorts, maybe_billed: bool = False
+) -> JobOutcome:
+    """Error report and inputs to failed/, terminal record, one notification. `maybe_billed`: the POST
+    may have reached Segmind though no answer says so (its cost then counts)."""
+    return close_job(ref, Failed(code, message, maybe_billed=maybe_billed), ports)
 
 
 def describe_cause(cause: str | None) -> str:
@@ -33,4 +37,5 @@ def report_failure(state: RenderState, ports: ClosingPorts) -> JobOutcome:
     """The state machine's failure branch: whatever failed ($.error), end the job cleanly."""
     error_name = state.error.error if state.error else "Unknown"
     message = describe_cause(state.error.cause if state.error else None)
-    return fail_job(JobRef.from_render_job(state.job), error_code_for(error_name), message, ports)
+    failed = Failed(error_code_for(error_name), message, provider_cost=provider_cost(state.poll.provider_metrics))
+    return close_job(JobRef.from_render_job(state.job), failed, ports)

@@ -12,11 +12,13 @@ import time
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from avatar_pipeline.domain.closing import Delivered, close_job
 from avatar_pipeline.domain.context import JobRef
 from avatar_pipeline.domain.ports import CopiedObject, FinalizePorts
+from avatar_pipeline.domain.pricing import provider_cost
 from avatar_pipeline.domain.request_budget import Denied
 from avatar_pipeline.errors import (
     ProviderBadResponse,
@@ -111,8 +113,15 @@ def finalize_job(state: RenderState, ports: FinalizePorts, remaining_ms: Callabl
         timings=_timings(state, ports.clock.now()),
         provider_metrics=result.metrics,
         status_calls=state.poll.polls,
+        provider_cost=_reported_cost(result, state),
     )
     return close_job(JobRef.from_render_job(state.job), delivered, ports)
+
+
+def _reported_cost(result: RenderResult, state: RenderState) -> Decimal | None:
+    """Segmind's cost for the request: from the result, else from the status check that saw it complete."""
+    reported = provider_cost(result.metrics)
+    return reported if reported is not None else provider_cost(state.poll.provider_metrics)
 
 
 def _fetch_result(job: RenderJob, ports: FinalizePorts) -> RenderResult:

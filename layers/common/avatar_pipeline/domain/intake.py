@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from avatar_pipeline.domain.context import InboxObject, JobRef
@@ -43,6 +44,7 @@ class Intake:
     media_keys: dict[str, str]  # provider parameter (image_url, audio_url) -> key in the input bucket
     # False: an earlier upload of the same job file still renders to the same path; wait for it.
     output_claimed: bool
+    price: Decimal  # what the render costs, by the price table (domain/pricing.py)
 
 
 class Rejected(Exception):
@@ -66,7 +68,8 @@ def take_in(obj: InboxObject, ref: JobRef, ports: SubmitPorts) -> Intake:
         _register_media(ref, ports)
         ref = replace(ref, media_etags=_check_media(obj, media_keys, ports))
         ref = replace(ref, video_key=spec.output_key or default_video_key(ref.job_key, spec.video_extension))
-        return Intake(ref, spec, media_keys, output_claimed=_claim_output(ref, ports))
+        price = _price(spec, ports)
+        return Intake(ref, spec, media_keys, output_claimed=_claim_output(ref, ports), price=price)
     except MediaNotYetAvailable:
         raise
     except PipelineError as error:
@@ -94,6 +97,16 @@ def _resolve_media(job_key: str, spec: AvatarIVJob | AvatarVJob) -> dict[str, st
             field = "photo" if parameter == "image_url" else "audio"
             raise InvalidJob(f"{field}: {exc}") from None
     return resolved
+
+
+def _price(spec: AvatarIVJob | AvatarVJob, ports: SubmitPorts) -> Decimal:
+    trains_twin = isinstance(spec, AvatarVJob) and spec.video_url is not None
+    try:
+        return ports.settings.prices.price(spec.model, spec.resolution, trains_digital_twin=trains_twin)
+    except KeyError:
+        raise PipelineError(
+            f"the price table (stack parameter PriceTableJson) has no price for {spec.model}; add one"
+        ) from None
 
 
 def _register_media(ref: JobRef, ports: SubmitPorts) -> None:

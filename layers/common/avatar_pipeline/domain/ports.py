@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -125,6 +126,18 @@ class JobStore(Protocol):
 
     def release_notification(self, job_id: str) -> None: ...
 
+    def mark_reserved(self, job_id: str, amount: Decimal, day: str) -> None:
+        """The SUBMITTING job holds `amount` of `day`'s spend (so it can give it back exactly once)."""
+        ...
+
+    def take_back_reservation(self, job_id: str) -> tuple[Decimal, str] | None:
+        """Remove the job's reservation mark: (amount, day) if it held one, None if none (or gone already)."""
+        ...
+
+    def mark_cost_settled(self, job_id: str) -> bool:
+        """True the first time: the job's cost was settled against its reservation."""
+        ...
+
 
 class Notifier(Protocol):
     """The SNS topic (adapters/notifier.SnsNotifier)."""
@@ -205,6 +218,18 @@ class RenderStatsStore(Protocol):
     def record(self, render_class: str, render_seconds: float, now: datetime) -> RenderStats | None: ...
 
 
+class SpendLedger(Protocol):
+    """What each UTC day has spent (adapters/spend_ledger.SpendLedger): one atomic total per day."""
+
+    def reserve(self, day: str, amount: Decimal, ceiling: Decimal | None) -> Decimal | None:
+        """Add `amount` to the day unless that takes it past `ceiling`: the new total, or None (refused)."""
+        ...
+
+    def total(self, day: str) -> Decimal: ...
+
+    def adjust(self, day: str, delta: Decimal) -> None: ...
+
+
 class MediaUsers(Protocol):
     """How many jobs use a media file (adapters/media_users.MediaUsers)."""
 
@@ -242,6 +267,7 @@ class ClosingPorts:
     events: CompletionEvents
     media_users: MediaUsers | None = None
     output_claims: OutputClaims | None = None
+    ledger: SpendLedger | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -22,13 +22,16 @@ from avatar_pipeline.domain.intake import Intake, Rejected, take_in
 from avatar_pipeline.domain.poll_policy import render_class
 from avatar_pipeline.domain.ports import ObjectReplaced, StartingPorts, SubmitPorts, plain_etag
 from avatar_pipeline.domain.request_budget import Denied, throttled_wait
+from avatar_pipeline.domain.spend import SpendRefused, give_back, reserve
 from avatar_pipeline.errors import (
     MediaNotYetAvailable,
     PipelineError,
     ProviderBadResponse,
     ProviderConnectionError,
+    ProviderSubmitAmbiguous,
     ProviderThrottled,
     ProviderUnavailable,
+    SpendLimitReached,
     SubmissionInProgress,
     SubmissionUncertain,
     SubmitNeverAccepted,
@@ -147,6 +150,16 @@ def _post_once(intake: Intake, obj: InboxObject, ports: SubmitPorts) -> SubmitRe
     if budget_wait is not None:
         ports.jobs.release_submission(ref.job_id)
         return _requeue_unchanged(obj, budget_wait, "the request budget is spent")
+    reserved = reserve(ref, intake.price, ports)
+    if isinstance(reserved, SpendRefused):
+        fail_job(ref, SpendLimitReached.code, reserved.message(ports.clock.now()), ports)
+        return SubmitResult.REJECTED
+    return _post(replace(intake, ref=reserved), obj, ports)
+
+
+def _post(intake: Intake, obj: InboxObject, ports: SubmitPorts) -> SubmitResult | Requeue:
+    """The POST itself, with the job's claim and reservation held."""
+    ref, settings = intake.ref, ports.settings
     media_urls = {
         parameter: ports.storage.presign_get(ref.input_bucket, key, settings.presign_expiry_seconds)
         for parameter, key in intake.media_keys.items()
@@ -155,15 +168,18 @@ def _post_once(intake: Intake, obj: InboxObject, ports: SubmitPorts) -> SubmitRe
     try:
         accepted = ports.provider.submit(intake.spec.model, payload)
     except (ProviderConnectionError, ProviderThrottled, ProviderUnavailable) as error:
-        # Provably not accepted: give the lease back so a later delivery may try again.
+        # Provably not accepted: give the reservation and the lease back so a later delivery may try again.
+        give_back(ref.job_id, ports)
         ports.jobs.release_submission(ref.job_id)
         return _retry_refused_submit(ref, obj, error, ports)
     except ProviderBadResponse as error:
         # A 2xx we cannot read may still be an accepted (billed) job: do not post again.
-        fail_job(ref, SubmissionUncertain.code, f"{error.message}; the job may have been accepted", ports)
+        message = f"{error.message}; the job may have been accepted"
+        fail_job(ref, SubmissionUncertain.code, message, ports, maybe_billed=True)
         return SubmitResult.REJECTED
     except PipelineError as error:
-        fail_job(ref, error.code, error.message, ports)
+        # No answer at all may still have been accepted; a refusal (400/401/403/406) was not billed.
+        fail_job(ref, error.code, error.message, ports, maybe_billed=isinstance(error, ProviderSubmitAmbiguous))
         return SubmitResult.REJECTED
     _record_submitted(intake, accepted.request_id, _recordable(payload, media_urls), ports)
     return SubmitResult.STARTED
@@ -284,5 +300,6 @@ def continue_existing(record: JobRecord, obj: InboxObject, ports: StartingPorts)
         "a previous submit attempt stopped before its outcome was recorded; it may have been "
         "accepted by Segmind, so it was not repeated",
         ports,
+        maybe_billed=True,
     )
     return SubmitResult.REJECTED
