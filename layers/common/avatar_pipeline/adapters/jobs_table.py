@@ -24,9 +24,7 @@ def _item(record: JobRecord) -> dict[str, Any]:
     """The record as the table holds it: times as ISO text, amounts as exact numbers (DynamoDB takes no
     floats), nothing empty."""
     dumped = record.model_dump(mode="json")
-    return {
-        k: Decimal(str(v)) if isinstance(v, float) else v for k, v in dumped.items() if v is not None and v != []
-    }
+    return {k: Decimal(str(v)) if isinstance(v, float) else v for k, v in dumped.items() if v is not None and v != []}
 
 
 class JobsTable:

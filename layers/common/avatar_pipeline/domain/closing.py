@@ -130,9 +130,7 @@ def _save_terminal(
     ports.jobs.save_terminal(record)
 
 
-def _outcome(
-    ref: JobRef, ending: Delivered | Failed, output_keys: list[str], notified: bool, cost: Cost
-) -> JobOutcome:
+def _outcome(ref: JobRef, ending: Delivered | Failed, output_keys: list[str], notified: bool, cost: Cost) -> JobOutcome:
     if cost.usd > ZERO:
         job_spent(ref.model, float(cost.usd))
     if isinstance(ending, Delivered):

@@ -12,9 +12,7 @@ from avatar_pipeline.errors import ErrorCode, error_code_for
 from avatar_pipeline.state import JobOutcome, RenderState
 
 
-def fail_job(
-    ref: JobRef, code: ErrorCode, message: str, ports: ClosingPorts, maybe_billed: bool = False
-) -> JobOutcome:
+def fail_job(ref: JobRef, code: ErrorCode, message: str, ports: ClosingPorts, maybe_billed: bool = False) -> JobOutcome:
     """Error report and inputs to failed/, terminal record, one notification. `maybe_billed`: the POST
     may have reached Segmind though no answer says so (its cost then counts)."""
     return close_job(ref, Failed(code, message, maybe_billed=maybe_billed), ports)
