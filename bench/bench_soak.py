@@ -52,6 +52,7 @@ from bench.soak_check import (
     Violation,
     check,
     documented_error_codes,
+    failure_causes,
     job_histories,
     summarise,
 )
@@ -74,8 +75,9 @@ RENDER_SIGMA = 0.35
 READ_TIMEOUT_FAULT_SECONDS = 6.0
 COPY_PART_BYTES = 64 * 1024
 TIMEOUT_SECONDS = 19 * 60.0
-# The run has settled when nothing is queued or running and nothing changed for this long.
-SETTLE_SECONDS = 20.0
+# The run has settled when nothing is queued or running and no notification came for this long
+# (virtual seconds; at least 3 s of wall time).
+SETTLE_VIRTUAL_SECONDS = 60.0
 PROGRESS_EVERY_SECONDS = 30.0
 
 
@@ -205,7 +207,8 @@ def wait(pipeline: LocalPipeline, plan: SoakPlan, late: LateUploads, timeout: fl
             last_change, last_seen = time.monotonic(), notified
         if notified >= expected and late.done:
             return True
-        if late.done and time.monotonic() - last_change >= SETTLE_SECONDS and not _busy(pipeline):
+        quiet = max(3.0, SETTLE_VIRTUAL_SECONDS * pipeline.config.time_scale)
+        if late.done and time.monotonic() - last_change >= quiet and not _busy(pipeline):
             return True
         if time.monotonic() >= next_report:
             _progress(pipeline, notified, expected, started)
@@ -383,7 +386,9 @@ def figures(
             "events_by_copies": {str(k): v for k, v in sorted(copies.items())},
         },
         "outcomes": dict(sorted(outcomes.items())),
+        "failure_causes": failure_causes(plan, history),
         "dead_letters": len(history.dead_letters),
+        "dead_letter_keys": sorted(history.dead_letters),
         "violations": summarise(violations),
         "violation_count": len(violations),
         "settled": settled,
@@ -415,6 +420,7 @@ def report(summary: dict[str, Any]) -> str:
         f"  crashes: {summary['crashes']['total']} {summary['crashes']['by_function']}",
         f"  deliveries: {summary['duplicate_deliveries']}",
         f"  outcomes: {summary['outcomes']}; in the DLQ: {summary['dead_letters']}",
+        f"  failures by cause: {summary['failure_causes']}",
         f"  wall {summary['wall_seconds']} s, {summary['virtual_minutes']} virtual minutes, at most "
         f"{summary['requests_per_minute_max']} requests in any 60 s; provider {summary['provider']}",
         "  invariants:",

@@ -41,6 +41,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm")
 # A submit whose answer never arrived (or arrived unreadable) may have been billed: INTERNAL, by design.
 AMBIGUOUS_SUBMIT_FAULTS = frozenset({"read_timeout", "connection_reset", "malformed_body"})
 SUBMIT_UNCERTAIN_MESSAGE = "previous submit attempt stopped before its outcome was recorded"
+AMBIGUOUS_SUBMIT_MESSAGE = "may have been accepted"  # the pipeline's words for a submit without a usable answer
 INVARIANTS: dict[int, str] = {
     1: "every job terminal",
     2: "at most one accepted submit per job, none for bad input",
@@ -430,6 +431,11 @@ def failure_cause(job: SoakJob, record: JobRecord, index: _Index) -> str | None:
     if code == "RESULT_EXPIRED" and any(fault == "early_expiry" for _, fault in faults):
         return "an injected early expiry"
     if code == "INTERNAL":
+        message = record.error_message or ""
+        if SUBMIT_UNCERTAIN_MESSAGE in message:
+            # The worker that claimed the job died before recording the outcome: a crash must explain it.
+            crashed = any(crash.function == "submit" and job.key in crash.job_keys for crash in index.history.crashes)
+            return "a Submit crash mid-submit" if crashed else None
         ambiguous = [
             entry
             for entry in requests
@@ -437,10 +443,10 @@ def failure_cause(job: SoakJob, record: JobRecord, index: _Index) -> str | None:
         ]
         if ambiguous:
             return f"an ambiguous submit ({ambiguous[0].fault or 'no answer'})"
-        if SUBMIT_UNCERTAIN_MESSAGE in (record.error_message or "") and any(
-            crash.function == "submit" and job.key in crash.job_keys for crash in index.history.crashes
-        ):
-            return "a Submit crash mid-submit"
+        if AMBIGUOUS_SUBMIT_MESSAGE in message:
+            # The client saw no (readable) answer although none was injected: a loaded machine's late
+            # answer is as ambiguous to the pipeline as a lost one.
+            return "an ambiguous submit (the client gave up waiting)"
     return None
 
 
@@ -495,7 +501,9 @@ def job_history(job: SoakJob, plan: SoakPlan, history: History, index: _Index | 
         "deliveries": history.deliveries.get(job.key),
         "in_dlq": job.key in history.dead_letters,
         "input_keys": sorted(
-            key for key in history.input_objects if stem in key or any(m in key for m in job.media.values())
+            key
+            for key in history.input_objects
+            if stem in key or any(m.removeprefix("inbox/") in key for m in job.media.values())
         ),
         "output_keys": sorted(
             key
@@ -504,6 +512,27 @@ def job_history(job: SoakJob, plan: SoakPlan, history: History, index: _Index | 
             or (job.output_key is not None and key.startswith(job.output_key.rsplit(".", 1)[0]))
         ),
     }
+
+
+def failure_causes(plan: SoakPlan, history: History) -> dict[str, int]:
+    """Failed jobs by code and by what explains them (bad input, a cause the run gave the job, or
+    "unexplained": invariant 9). A Submit crash mid-submit is told apart by whether the provider
+    accepted anything: a crash before the POST fails the job INTERNAL too (the pipeline cannot tell)."""
+    index = _Index(plan, history)
+    causes: Counter[str] = Counter()
+    for job in plan.jobs:
+        record = index.records.get(job.key)
+        if record is None or record.status != JobStatus.FAILED:
+            continue
+        if job.bad:
+            cause = "bad input"
+        else:
+            cause = failure_cause(job, record, index) or "unexplained"
+            if cause == "a Submit crash mid-submit":
+                posted = "after" if index.submits.get(job.key) else "before"
+                cause = f"a Submit crash mid-submit ({posted} the POST)"
+        causes[f"{record.error_code}: {cause}"] += 1
+    return dict(sorted(causes.items()))
 
 
 def summarise(violations: list[Violation]) -> dict[str, Any]:

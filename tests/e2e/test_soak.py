@@ -28,7 +28,7 @@ def test_forty_seeded_jobs_keep_every_invariant(tmp_path: Path) -> None:
     Then no invariant is violated."""
     args = bench_soak.parse_args(
         [
-            *("--jobs", str(JOBS), "--seed", str(SEED), "--rpm", "120", "--time-scale", "0.05", "--timeout", "110"),
+            *("--jobs", str(JOBS), "--seed", str(SEED), "--rpm", "120", "--time-scale", "0.03", "--timeout", "100"),
             *("--output", str(tmp_path / "soak.json"), "--out", str(tmp_path)),
         ]
     )

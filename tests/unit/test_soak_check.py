@@ -211,15 +211,18 @@ def test_a_planted_violation_is_flagged_as_its_invariant(case: str) -> None:
 
 def test_a_failure_the_run_caused_is_explained() -> None:
     """An ambiguous submit (its answer never came) may have been billed: INTERNAL is by design; so is
-    a Submit that died mid-submit. A failure with neither is not."""
-    ambiguous, crashed = clean(), clean()
-    for history in (ambiguous, crashed):
-        fail_good_job(history, "a previous submit attempt stopped before its outcome was recorded; ...")
+    a Submit that died mid-submit. The same failure without its cause is not."""
+    ambiguous, crashed, uncaused = clean(), clean(), clean()
+    fail_good_job(ambiguous, "submit to Segmind got no answer (ReadTimeout); it may have been accepted")
     ambiguous.requests.append(request("submit", "Title 1", fault="read_timeout", status=None))
+    uncertain = "a previous submit attempt stopped before its outcome was recorded; it may have been accepted"
+    fail_good_job(crashed, uncertain)
     crashed.crashes.append(CrashRecord("submit", "after:segmind.submit", 3, (GOOD.key,), (), 0.0))
+    fail_good_job(uncaused, uncertain)
 
     assert check(PLAN, ambiguous) == []
     assert check(PLAN, crashed) == []
+    assert [v.invariant for v in check(PLAN, uncaused)] == [9]
 
 
 def test_submits_are_attributed_by_what_the_provider_was_given_not_by_title_alone() -> None:
