@@ -120,6 +120,7 @@ class LocalPipeline:
         self._saved_env: dict[str, str | None] = {}
         self._log_stream: TextIO | None = None
         self._saved_stdout: TextIO | None = None
+        self._saved_log_streams: list[tuple[logging.StreamHandler[Any], Any]] = []
         self.aws = LocalAws()
         self.emulator: SegmindEmulator | None = None
         self.stack: DeployedStack | None = None
@@ -175,7 +176,8 @@ class LocalPipeline:
             timeout = self.stack.function_timeouts[logical_id] * cfg.time_scale
             loader = functools.partial(load_handler, directory)
             self.router.register(self.stack.physical(logical_id), loader, timeout_seconds=timeout)
-        self._crashes.__enter__()
+        # Only what was entered is undone on the way out (a start that failed half way included).
+        self._patches.enter_context(self._crashes)
         if cfg.copy_part_bytes is not None:
             self._patches.enter_context(small_copy_parts(cfg.copy_part_bytes))
         if self.crash_injector is not None:
@@ -214,7 +216,6 @@ class LocalPipeline:
         self._waits.__exit__()
         self._queue_delays.__exit__()
         self._patches.close()
-        self._crashes.__exit__(None, None, None)
         self.router.uninstall()
         runtime.use_clock(SystemClock())
         if self.emulator is not None:
@@ -261,11 +262,17 @@ class LocalPipeline:
         sys.stdout = self._log_stream
         for handler in logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "avatar-pipeline")).handlers:
             if isinstance(handler, logging.StreamHandler):
+                self._saved_log_streams.append((handler, handler.stream))
                 handler.setStream(self._log_stream)
 
     def _restore_logs(self) -> None:
         if self._saved_stdout is not None:
             sys.stdout = self._saved_stdout
+        # The handlers go back to their streams before the log file closes: a later stack in this
+        # process would otherwise flush a closed file when it points them at its own.
+        for handler, stream in self._saved_log_streams:
+            handler.setStream(stream)
+        self._saved_log_streams.clear()
         if self._log_stream is not None and not isinstance(self._log_stream, io.StringIO):
             self._log_stream.close()
 
