@@ -356,22 +356,28 @@ def _still_needs(job: SoakJob, key: str, index: _Index) -> bool:
 # --- 7 ---------------------------------------------------------------------------------------------
 
 
+def expected_video_keys(job: SoakJob) -> tuple[str, ...]:
+    """Where the job's video goes: its output_key, else the input path mirrored under videos/."""
+    if job.output_key is not None:
+        return (job.output_key,)
+    stem = "videos/" + job.key.removeprefix("inbox/").removesuffix(".json")
+    return (f"{stem}.mp4", f"{stem}.webm")
+
+
 def _open_uploads(index: _Index) -> list[Violation]:
-    owners: dict[str, JobRecord] = {}
-    for record in index.records.values():
-        for key in record.output_keys:
-            owners[key] = record
+    owners: dict[str, list[SoakJob]] = defaultdict(list)
+    for job in index.plan.jobs:
+        for key in expected_video_keys(job):
+            owners[key].append(job)
     found: list[Violation] = []
     for upload in index.history.open_uploads:
-        owner = owners.get(upload["key"])
-        found.append(
-            Violation(
-                7,
-                owner.job_key if owner else None,
-                owner.job_id if owner else None,
-                f"open multipart upload of {upload['bucket']}/{upload['key']} ({upload['upload_id'][:16]})",
-            )
-        )
+        jobs = owners.get(upload["key"], [])
+        detail = f"open multipart upload of {upload['bucket']}/{upload['key']} ({upload['upload_id'][:16]})"
+        if len(jobs) > 1:
+            detail += f"; the key is shared by {[job.key for job in jobs]}"
+        owner = jobs[0] if len(jobs) == 1 else None
+        record = index.records.get(owner.key) if owner else None
+        found.append(Violation(7, owner.key if owner else None, record.job_id if record else None, detail))
     return found
 
 
