@@ -19,7 +19,7 @@ CHECKOV      := $(CHECKOV_VENV)/bin/checkov
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install system-deps test unit lint template-check security-check build deploy demo bench clean
+.PHONY: help install system-deps test unit lint template-check security-check build deploy demo bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -99,6 +99,13 @@ demo: install ## run the whole pipeline offline and leave a playable video
 
 bench: install ## benchmarks: figures beside a baseline, JSON in bench/results/
 	$(VENV)/bin/python -m bench
+
+# Not part of `make test`: about 15 minutes. SEEDS="1 2 3" runs several seeds, one JSON each.
+soak: install ## the seeded soak: 300 jobs, faults, crashes, duplicates; bench/results/soak.json (SEEDS="1 2")
+	@if [ -z "$(SEEDS)" ]; then $(PY) -m bench soak; else \
+	  status=0; for seed in $(SEEDS); do \
+	    $(PY) -m bench soak --seed $$seed --output bench/results/soak-$$seed.json || status=1; \
+	  done; exit $$status; fi
 
 clean: ## remove build output and venvs
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(STAMPS) .aws-sam .mypy_cache .ruff_cache .pytest_cache demo-output

@@ -13,6 +13,7 @@ import logging
 import re
 import socket
 import struct
+import sys
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +27,7 @@ from avatar_local.emulator.faults import (
     HTTP_FAULT_STATUS,
     FaultRule,
 )
-from avatar_local.emulator.state import Endpoint, Job, JobView, RequestLogEntry
+from avatar_local.emulator.state import Endpoint, Job, JobView, RequestLogEntry, job_identity
 from avatar_local.emulator.validation import MODELS, SubmissionInvalid, title_of, validate_submission
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class _Exchange:
         self.video_title: str | None = None
         self.status: int | None = None
         self.fault: str | None = None
+        self.identity: str | None = None
         self.recorded = False
 
     def entry(self) -> RequestLogEntry:
@@ -112,6 +114,7 @@ class _Exchange:
             status=self.status,
             fault=self.fault,
             duration_seconds=round(time.monotonic() - self.started_mono, 4),
+            identity=self.identity,
         )
 
 
@@ -122,6 +125,13 @@ class HttpServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], emulator: SegmindEmulator) -> None:
         self.emulator = emulator
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a read timeout it gave up on, a reset it was sent) is no server error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -234,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- faults ----------------------------------------------------------------------------------
 
     def _take_fault(self, endpoint: str, title: str | None, has_job: bool) -> FaultRule | None:
-        rule = self.emu.faults.take(endpoint, title, has_job)
+        rule = self.emu.faults.take(endpoint, title, has_job, self.exchange.identity)
         if rule is not None:
             self.exchange.fault = rule.fault
             logger.info("injecting %s into %s %s", rule.fault, self.command, self.path)
@@ -271,6 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
         title = title_of(payload) if payload is not None else None
         if payload is not None and isinstance(payload.get("video_title"), str):
             self.exchange.video_title = payload["video_title"]
+        self.exchange.identity = job_identity(title, payload) if payload is not None else None
         rule = self._take_fault("submit", title, has_job=True)
         if rule is not None and rule.fault in _PRE_JOB_FAULTS:
             self._inject_transport_fault(rule)
@@ -327,6 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
         job = book.get(request_id)
         self.exchange.request_id = request_id
         self.exchange.video_title = job.video_title if job else None
+        self.exchange.identity = job.identity if job else None
         book.count_call(job, route.endpoint)
         rule = self._take_fault(route.endpoint, job.match_title if job else None, book.is_alive(job))
         if rule is not None and self._inject_transport_fault(rule):
@@ -379,6 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
         job = book.get(request_id)
         self.exchange.request_id = request_id
         self.exchange.video_title = job.video_title if job else None
+        self.exchange.identity = job.identity if job else None
         book.count_call(job, "download")
         path = book.output_file(request_id, extension)
         rule = self._take_fault("download", job.match_title if job else None, path is not None)

@@ -99,7 +99,7 @@ class SegmindEmulator:
         return self.book.snapshot()
 
     def stats(self) -> EmulatorStats:
-        return self.book.stats(self.faults.injected, self.faults.injected_by_kind)
+        return self.book.stats(self.faults.injected, self.faults.injected_by_kind, self.faults.injected_by_endpoint)
 
     @property
     def request_log(self) -> list[RequestLogEntry]:

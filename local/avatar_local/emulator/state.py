@@ -7,6 +7,7 @@ Deadlines use the monotonic clock; times handed out (stats, log, headers) are Un
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import random
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -45,6 +46,36 @@ def _without_query(value: Any) -> Any:
     return value
 
 
+MEDIA_PARAMETERS = ("image_url", "audio_url")
+
+
+def object_key_of(url: str) -> str:
+    """The object a (presigned) media URL names: its path, without the bucket when the URL is
+    path-style (an IP address or localhost host, as a local S3 presigns)."""
+    parts = urlsplit(url)
+    path = unquote(parts.path).lstrip("/")
+    host = parts.hostname or ""
+    try:
+        path_style = host == "localhost" or bool(ipaddress.ip_address(host))
+    except ValueError:
+        path_style = False
+    return path.split("/", 1)[1] if path_style and "/" in path else path
+
+
+def media_keys_of(params: dict[str, Any]) -> dict[str, str]:
+    """{"image_url": "inbox/a/alice.png", ...}: the objects a submit's media URLs name."""
+    return {name: object_key_of(value) for name in MEDIA_PARAMETERS if isinstance(value := params.get(name), str)}
+
+
+def job_identity(title: str | None, params: dict[str, Any]) -> str | None:
+    """What names a submitted job across runs, for the random fault draws: its title (video_title, or
+    Avatar V's prompt), else the keys of the media it was given. No URL signatures, no ports."""
+    if title:
+        return title
+    keys = media_keys_of(params)
+    return "media:" + ",".join(sorted(keys.values())) if keys else None
+
+
 class JobStats(BaseModel):
     request_id: str
     model: str
@@ -61,6 +92,9 @@ class JobStats(BaseModel):
     render_seconds: float  # the drawn render time, in real (scaled) seconds
     media_seconds: float | None  # length of the rendered video (its speech), once rendered
     payload_fingerprint: str  # equal for two submits of the same parameters (see payload_fingerprint())
+    identity: str | None = None  # job_identity(): title, else the media keys
+    media_keys: dict[str, str] = {}  # the objects its media URLs named, by parameter (media_keys_of())
+    output_files: dict[str, str] = {}  # extension -> the file served for it (the emulator keeps it)
 
 
 class EmulatorStats(BaseModel):
@@ -74,6 +108,7 @@ class EmulatorStats(BaseModel):
     downloads: int
     faults_injected: int
     faults_by_kind: dict[str, int]
+    faults_by_endpoint: dict[str, dict[str, int]] = {}
 
 
 class RequestLogEntry(BaseModel):
@@ -86,6 +121,7 @@ class RequestLogEntry(BaseModel):
     status: int | None  # None: no response was sent (read_timeout, connection_reset)
     fault: str | None
     duration_seconds: float
+    identity: str | None = None  # the job the request is about (job_identity()), when known
 
 
 @dataclass
@@ -102,6 +138,7 @@ class Job:
     expires: float
     render_seconds: float
     payload_fingerprint: str = ""
+    identity: str | None = None
     status_calls: int = 0
     result_calls: int = 0
     downloads: int = 0
@@ -213,6 +250,7 @@ class JobBook:
                 expires=now + config.scaled(config.retention_seconds),
                 render_seconds=render,
                 payload_fingerprint=payload_fingerprint(model, params),
+                identity=job_identity(match_title, params),
             )
             self._jobs[request_id] = job
             return job
@@ -319,7 +357,12 @@ class JobBook:
         with self._lock:
             return list(self._log)
 
-    def stats(self, faults_injected: int, faults_by_kind: dict[str, int]) -> EmulatorStats:
+    def stats(
+        self,
+        faults_injected: int,
+        faults_by_kind: dict[str, int],
+        faults_by_endpoint: dict[str, dict[str, int]] | None = None,
+    ) -> EmulatorStats:
         with self._lock:
             return EmulatorStats(
                 requests=len(self._log),
@@ -332,6 +375,7 @@ class JobBook:
                 downloads=self._counts["download"],
                 faults_injected=faults_injected,
                 faults_by_kind=dict(faults_by_kind),
+                faults_by_endpoint={k: dict(v) for k, v in (faults_by_endpoint or {}).items()},
             )
 
     def snapshot(self) -> list[JobStats]:
@@ -358,4 +402,7 @@ class JobBook:
             render_seconds=job.render_seconds,
             media_seconds=job.media_seconds,
             payload_fingerprint=job.payload_fingerprint,
+            identity=job.identity,
+            media_keys=media_keys_of(job.params),
+            output_files={ext: str(path) for ext, path in job.outputs.items()},
         )

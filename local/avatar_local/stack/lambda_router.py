@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import itertools
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -74,6 +76,32 @@ class Invocation:
     error_type: str | None
 
 
+@dataclass
+class InvocationScope:
+    """The handler invocation the current thread works for (see CURRENT_INVOCATION)."""
+
+    function: str  # the registered label: submit, poll, finalize, report_failure (or the function name)
+    number: int  # the router's count of invocations, from 1
+    event: Any
+    # Set by the crash injector once the invocation "died": every later AWS or provider call in it fails.
+    dead: bool = False
+
+
+# The invocation being served, while a handler runs (None outside one): what lets the offline stack's
+# crash injector act on handler code only, never on the harness's or moto's own calls.
+CURRENT_INVOCATION: ContextVar[InvocationScope | None] = ContextVar("avatar_local_invocation", default=None)
+_INVOCATION_NUMBERS = itertools.count(1)
+
+
+def function_label(function_name: str) -> str:
+    """submit / poll / finalize / report_failure for a function's (physical) name, else the name."""
+    squashed = function_name.lower().replace("_", "").replace("-", "")
+    for label in ("reportfailure", "submit", "poll", "finalize"):
+        if label in squashed:
+            return "report_failure" if label == "reportfailure" else label
+    return function_name
+
+
 class LambdaRouter:
     """Maps function names (or ARNs) to handlers; install() hooks botocore, uninstall() unhooks.
 
@@ -120,18 +148,31 @@ class LambdaRouter:
             raise KeyError(f"no handler registered for Lambda function {name!r}")
         handler = self._acquire(name)
         error_type: str | None = None
+        runtime_died = False
+        scope = InvocationScope(function=function_label(name), number=next(_INVOCATION_NUMBERS), event=event)
+        token = CURRENT_INVOCATION.set(scope)
         try:
             context = FakeLambdaContext(function_name=name, timeout_ms=int(self._timeouts.get(name, 900.0) * 1000))
             payload = handler(event, context)
-        except Exception as exc:  # every handler error becomes a Lambda function error
-            # Lambda names a dead runtime "Runtime.ExitError"; a simulated crash carries that name.
-            error_type = str(getattr(exc, "lambda_error_type", type(exc).__name__))
+        except BaseException as exc:  # every handler error becomes a Lambda function error
+            # Lambda names a dead runtime "Runtime.ExitError"; a simulated crash carries that name. A
+            # crash that no handler code may catch (a BaseException) must carry it; anything else
+            # that is not an Exception (KeyboardInterrupt, SystemExit) is not the handler's.
+            crash_type = getattr(exc, "lambda_error_type", None)
+            if not isinstance(exc, Exception) and crash_type is None:
+                raise
+            runtime_died = crash_type is not None
+            error_type = str(crash_type or type(exc).__name__)
             payload = {
                 "errorType": error_type,
                 "errorMessage": str(exc),
                 "stackTrace": traceback.format_exception(exc)[-3:],
             }
-        self._release(name, handler)
+        finally:
+            CURRENT_INVOCATION.reset(token)
+        if not runtime_died:
+            # A runtime that died is gone, as on Lambda: the next invocation gets a fresh environment.
+            self._release(name, handler)
         with self._lock:
             self.calls[name] += 1
             self.invocations.append(Invocation(function=name, event=event, error_type=error_type))

@@ -4,7 +4,8 @@ Batches of up to BatchSize records, at most MaximumConcurrency batches in flight
 responses (only the failed records stay on the queue), the queue's visibility timeout (scaled),
 and SQS's own redrive to the DLQ after maxReceiveCount receives. It also closes moto's fidelity
 gaps on the way: event keys URL-encoded as AWS encodes them, and event times on the virtual
-timeline. `duplicate_events` re-sends each event N-1 times (EventBridge/SQS are at-least-once).
+timeline. `duplicate_events` re-sends each event N-1 times (EventBridge/SQS are at-least-once), or
+a seeded random 1..3 times per event (`RandomDuplicates`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ class PollerStats:
     deleted: int = 0
     duplicates_sent: int = 0
     errors: list[str] = field(default_factory=list)
+    # How many times each S3 object event was delivered in all (1 = no duplicate), by its object key.
+    deliveries: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RandomDuplicates:
+    """Deliver each S3 event between `low` and `high` times, drawn per event (its key and ETag) from
+    `seed`: the same seed duplicates the same events."""
+
+    low: int = 1
+    high: int = 3
+    seed: int = 0
+
+    def copies(self, key: str, etag: str) -> int:
+        digest = hashlib.sha256(f"{self.seed}|{key}|{etag}".encode()).digest()
+        return self.low + int.from_bytes(digest[:8], "big") % (self.high - self.low + 1)
 
 
 class QueuePoller:
@@ -49,7 +66,7 @@ class QueuePoller:
         function_timeout: int,
         clock: ScaledClock,
         rescheduled: Callable[[str], bool],
-        duplicate_events: int = 1,
+        duplicate_events: int | RandomDuplicates = 1,
     ) -> None:
         self._queue_url, self._queue_arn, self._invoke = queue_url, queue_arn, invoke
         self._batch_size = max(1, min(batch_size, 10))
@@ -62,7 +79,9 @@ class QueuePoller:
         self._redelivery_delay = visibility_timeout
         self._rescheduled = rescheduled
         self._clock = clock
-        self._duplicates = max(1, duplicate_events)
+        self._duplicates = (
+            duplicate_events if isinstance(duplicate_events, RandomDuplicates) else max(1, duplicate_events)
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._seen: set[str] = set()
@@ -130,8 +149,14 @@ class QueuePoller:
             self.stats.failed_records += len(failed)
             self.stats.deleted += len(done)
 
+    def _copies(self, body: str) -> int:
+        if isinstance(self._duplicates, RandomDuplicates):
+            key, etag = _event_object(body)
+            return self._duplicates.copies(key, etag) if key else 1
+        return self._duplicates
+
     def _send_duplicates(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
-        if self._duplicates <= 1:
+        if self._duplicates == 1:
             return
         for message in messages:
             fingerprint = _event_identity(message["Body"])
@@ -139,10 +164,18 @@ class QueuePoller:
                 if fingerprint in self._seen:
                     continue
                 self._seen.add(fingerprint)
-            for _ in range(self._duplicates - 1):
-                sqs.send_message(QueueUrl=self._queue_url, MessageBody=message["Body"])
+            copies = self._copies(message["Body"])
+            # Sent as AWS delivers it: the stack's SendMessage hook (ScaledQueueDelays) turns a body of
+            # that shape back into moto's, as for the events the Submit function re-sends. moto's own
+            # body would be taken for AWS's shape and its (wall-clock) time moved back once more.
+            delivered = self._as_aws_would_send(message["Body"])
+            for _ in range(copies - 1):
+                sqs.send_message(QueueUrl=self._queue_url, MessageBody=delivered)
+            key, _etag = _event_object(message["Body"])
             with self._lock:
-                self.stats.duplicates_sent += self._duplicates - 1
+                self.stats.duplicates_sent += copies - 1
+                if key:
+                    self.stats.deliveries[key] = copies
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
         """An SQS record exactly as Lambda hands it to the function."""
@@ -185,6 +218,15 @@ class QueuePoller:
             real = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
             event["time"] = self._clock.to_virtual(real).isoformat()
         return json.dumps(event)
+
+
+def _event_object(body: str) -> tuple[str, str]:
+    """(key, ETag) of the S3 object event a message carries (as moto queued it), or ("", "")."""
+    try:
+        obj = json.loads(body)["detail"]["object"]
+        return str(obj["key"]), str(obj.get("etag", obj.get("eTag", "")))
+    except (ValueError, KeyError, TypeError):
+        return "", ""
 
 
 def _event_identity(body: str) -> str:

@@ -17,22 +17,26 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
+from unittest import mock
 
 import boto3
+import moto.s3.models
 from aws_lambda_powertools.utilities import parameters
 
 from avatar_local.emulator import EmulatorConfig, FaultPlan, SegmindEmulator
 from avatar_local.run_folder import inbox_files
-from avatar_local.stack.crashes import CrashRule, crashes_installed
+from avatar_local.stack.crashes import CrashInjector, CrashRule, RandomCrashes, crashes_installed
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
-from avatar_local.stack.poller import QueuePoller
+from avatar_local.stack.poller import QueuePoller, RandomDuplicates
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWaits
 from avatar_pipeline import runtime
+from avatar_pipeline.adapters.transfer import StreamingCopier
 from avatar_pipeline.clock import SystemClock
 from avatar_pipeline.records import JobRecord
 
@@ -53,13 +57,21 @@ class LocalRunConfig:
     time_scale: float = 0.01
     rpm: int | None = None
     credits: int | None = None
+    # Seeds the emulator's render times and request ids (None: random).
+    emulator_seed: int | None = None
     faults: FaultPlan | None = None
-    duplicate_events: int = 1
+    # Each S3 event delivered N times, or a seeded random number of times per event.
+    duplicate_events: int | RandomDuplicates = 1
     api_key: str = LOCAL_API_KEY
     output_shape: Literal["string", "list", "object"] = "string"
     parameters: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     crashes: list[CrashRule] = field(default_factory=list)
+    # Seeded random handler crashes (before/after AWS and provider calls, between copy parts).
+    random_crashes: RandomCrashes | None = None
+    # Streamed copies in parts of this size (and moto accepting parts that small), so that the
+    # emulator's small videos go through multipart uploads too. None: the pipeline's 8 MiB.
+    copy_part_bytes: int | None = None
 
 
 @dataclass
@@ -69,6 +81,25 @@ class JobProgress:
     status: str
     provider_status: str | None
     error_code: str | None
+
+
+@contextmanager
+def small_copy_parts(part_bytes: int) -> Iterator[None]:
+    """Streamed copies in `part_bytes` parts, and moto's S3 accepting parts that small (S3's own
+    minimum is 5 MiB): a video of a few hundred KiB then goes through a multipart upload of several
+    parts, so what happens between parts (a crash, an abort) happens offline too."""
+    original_init = StreamingCopier.__init__
+
+    def init(self: StreamingCopier, *args: Any, **kwargs: Any) -> None:
+        if len(args) < 4:
+            kwargs.setdefault("part_size", part_bytes)
+        original_init(self, *args, **kwargs)
+
+    with (
+        mock.patch.object(StreamingCopier, "__init__", init),
+        mock.patch.object(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", min(part_bytes, 5 * 1024 * 1024)),
+    ):
+        yield
 
 
 def _loose_json(body: bytes) -> dict[str, Any]:
@@ -94,6 +125,7 @@ class LocalPipeline:
         self._saved_env: dict[str, str | None] = {}
         self._log_stream: TextIO | None = None
         self._saved_stdout: TextIO | None = None
+        self._saved_log_streams: list[tuple[logging.StreamHandler[Any], Any]] = []
         self.aws = LocalAws()
         self.emulator: SegmindEmulator | None = None
         self.stack: DeployedStack | None = None
@@ -101,6 +133,8 @@ class LocalPipeline:
         self.dead_letter_poller: QueuePoller | None = None
         self._waits = WarpedWaits(self.clock, skip=False)
         self._crashes = crashes_installed(config.crashes)
+        self.crash_injector = CrashInjector(config.random_crashes) if config.random_crashes else None
+        self._patches = ExitStack()
         self._queue_delays = ScaledQueueDelays(self.clock)
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -124,6 +158,7 @@ class LocalPipeline:
                 rpm=cfg.rpm,
                 credits=cfg.credits,
                 output_shape=cfg.output_shape,
+                seed=cfg.emulator_seed,
             )
         )
         base_url = self.emulator.start()
@@ -150,7 +185,12 @@ class LocalPipeline:
                 timeout *= cfg.time_scale
             loader = functools.partial(load_handler, directory)
             self.router.register(self.stack.physical(logical_id), loader, timeout_seconds=timeout)
-        self._crashes.__enter__()
+        # Only what was entered is undone on the way out (a start that failed half way included).
+        self._patches.enter_context(self._crashes)
+        if cfg.copy_part_bytes is not None:
+            self._patches.enter_context(small_copy_parts(cfg.copy_part_bytes))
+        if self.crash_injector is not None:
+            self._patches.enter_context(self.crash_injector)
         self.router.install()
         self._queue_delays.__enter__()
         self._waits.__enter__()
@@ -199,7 +239,7 @@ class LocalPipeline:
             thread.join(timeout=5)
         self._waits.__exit__()
         self._queue_delays.__exit__()
-        self._crashes.__exit__(None, None, None)
+        self._patches.close()
         self.router.uninstall()
         runtime.use_clock(SystemClock())
         if self.emulator is not None:
@@ -246,11 +286,17 @@ class LocalPipeline:
         sys.stdout = self._log_stream
         for handler in logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "avatar-pipeline")).handlers:
             if isinstance(handler, logging.StreamHandler):
+                self._saved_log_streams.append((handler, handler.stream))
                 handler.setStream(self._log_stream)
 
     def _restore_logs(self) -> None:
         if self._saved_stdout is not None:
             sys.stdout = self._saved_stdout
+        # The handlers go back to their streams before the log file closes: a later stack in this
+        # process would otherwise flush a closed file when it points them at its own.
+        for handler, stream in self._saved_log_streams:
+            handler.setStream(stream)
+        self._saved_log_streams.clear()
         if self._log_stream is not None and not isinstance(self._log_stream, io.StringIO):
             self._log_stream.close()
 
