@@ -40,6 +40,8 @@ ERROR_CODES_DOC = Path(__file__).resolve().parents[1] / "docs" / "error-codes.md
 VIDEO_EXTENSIONS = (".mp4", ".webm")
 # A submit whose answer never arrived (or arrived unreadable) may have been billed: INTERNAL, by design.
 AMBIGUOUS_SUBMIT_FAULTS = frozenset({"read_timeout", "connection_reset", "malformed_body"})
+# domain/dead_letter.py's report for a job whose event failed every delivery to Submit.
+DEAD_LETTER_MESSAGE = "Submit failed on every delivery"
 SUBMIT_UNCERTAIN_MESSAGE = "previous submit attempt stopped before its outcome was recorded"
 AMBIGUOUS_SUBMIT_MESSAGE = "may have been accepted"  # the pipeline's words for a submit without a usable answer
 INVARIANTS: dict[int, str] = {
@@ -223,10 +225,20 @@ def _unattributed(index: _Index) -> list[Violation]:
 # --- 3 ---------------------------------------------------------------------------------------------
 
 
+# A publisher that dies between SNS accepting the notification and its record of it (the call after
+# Publish: the confirming UpdateItem) leaves a lease that a later run takes over and publishes again:
+# the one way to a second notification (domain/notify.py), so only such a crash explains one.
+REPUBLISH_CRASH_POINTS = ("after:sns.Publish", "before:dynamodb.UpdateItem")
+
+
 def _notifications(job: SoakJob, record: JobRecord | None, index: _Index) -> list[Violation]:
     sent = index.notifications.get(job.key, [])
     job_id = record.job_id if record else None
-    if len(sent) != 1:
+    republished = len(sent) == 2 and any(
+        crash.point in REPUBLISH_CRASH_POINTS and (job.key in crash.job_keys or job_id in crash.job_ids)
+        for crash in index.history.crashes
+    )
+    if len(sent) != 1 and not republished:
         statuses = [n.get("status") for n in sent]
         return [Violation(3, job.key, job_id, f"{len(sent)} notifications {statuses}")]
     message = sent[0]
@@ -436,8 +448,16 @@ def failure_cause(job: SoakJob, record: JobRecord, index: _Index) -> str | None:
         return "an injected failed render"
     if code == "RESULT_EXPIRED" and any(fault == "early_expiry" for _, fault in faults):
         return "an injected early expiry"
+    if code == "OUTPUT_CONFLICT" and "output_conflict" in job.tags:
+        # Planned: its twin gives the same output_key; one of the two gets the path (invariant 5 holds
+        # the other to it).
+        return "a planned output-key conflict"
     if code == "INTERNAL":
         message = record.error_message or ""
+        if DEAD_LETTER_MESSAGE in message:
+            # Submit died on every delivery (a crash kills the whole batch): the DeadLetter function ended it.
+            crashed = any(crash.function == "submit" and job.key in crash.job_keys for crash in index.history.crashes)
+            return "Submit crashed on every delivery (the DeadLetter function ended it)" if crashed else None
         if SUBMIT_UNCERTAIN_MESSAGE in message:
             # The worker that claimed the job died before recording the outcome: a crash must explain it.
             crashed = any(crash.function == "submit" and job.key in crash.job_keys for crash in index.history.crashes)

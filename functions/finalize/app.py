@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,7 +30,10 @@ def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]
             state, lambda job_state: finalize_job(job_state, ports, context.get_remaining_time_in_millis), context
         )
 
-    # An AWS call that fails (throttled, a blip) is as transient as a provider fault: try again later.
-    outcome = finalize_or_retry_later(event, ports.clock, finalize_once, (TransientError, ClientError, BotoCoreError))
+    # Try again later, not fail: an AWS call that failed (throttled, a blip), like a provider fault; and a
+    # Finalize of this job that is still running or died holding its idempotency lock (which expires
+    # with that invocation's timeout, up to 15 minutes, well inside the hour the result is kept).
+    retryable = (TransientError, ClientError, BotoCoreError, IdempotencyAlreadyInProgressError)
+    outcome = finalize_or_retry_later(event, ports.clock, finalize_once, retryable)
     # A JobOutcome ends the execution; a RenderState with fetch_retry set goes round the loop again.
     return outcome.model_dump(mode="json", by_alias=True)

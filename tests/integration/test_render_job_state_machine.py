@@ -212,6 +212,35 @@ def test_a_finished_render_is_fetched_again_after_transient_result_faults(pipeli
     assert notification["body"]["status"] == "SUCCEEDED"
 
 
+def test_a_finalize_that_meets_the_lock_of_a_dead_one_waits_instead_of_failing(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a Finalize that died holding its idempotency lock (it expires with that invocation's
+    timeout, up to 15 minutes), so the next two runs find it held
+    Then those runs wait in the fetch-again loop (no Retry count to run out) and the third delivers the
+    video: SUCCEEDED, one notification, not a finished render failed INTERNAL."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    from avatar_pipeline.adapters.idempotency import OnceOnly
+
+    held = [IdempotencyAlreadyInProgressError("Execution already in progress")] * 2
+    original = OnceOnly.finalize
+
+    def locked_twice(self: OnceOnly, *args: Any, **kwargs: Any) -> Any:
+        if held:
+            raise held.pop()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnceOnly, "finalize", locked_twice)
+    submit(drop_job(pipeline))
+    job_id = only_job_id(pipeline)
+
+    assert pipeline.aws.wait_for_execution(job_id)["status"] == "SUCCEEDED"
+    waits = [e for e in pipeline.aws.history(job_id) if e["type"] == "WaitStateEntered"]
+    assert [e["stateEnteredEventDetails"]["name"] for e in waits].count("WaitBeforeFetchingAgain") == 2
+    assert [n["body"]["status"] for n in pipeline.aws.notifications()] == ["SUCCEEDED"]
+
+
 def test_finalize_run_again_after_success_returns_the_recorded_outcome(pipeline: Pipeline) -> None:
     """Given a job that already finished, when Finalize is invoked again with the same state (as a
     Step Functions retry after a late-reported success would), then it returns the recorded outcome

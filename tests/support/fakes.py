@@ -33,6 +33,7 @@ from avatar_pipeline.domain.ports import (
     FinalizePorts,
     JobStore,
     MediaUsers,
+    NotificationClaim,
     Notifier,
     ObjectInfo,
     ObjectMissing,
@@ -49,7 +50,7 @@ from avatar_pipeline.domain.ports import (
     plain_etag,
 )
 from avatar_pipeline.provider.wire import RenderResult, StatusReport, SubmitAccepted
-from avatar_pipeline.records import JobRecord, JobStatus, Notification
+from avatar_pipeline.records import NOTIFICATION_PENDING, JobRecord, JobStatus, Notification
 from avatar_pipeline.settings import Settings
 from avatar_pipeline.state import RenderState
 
@@ -205,16 +206,26 @@ class FakeJobStore(JobStore):
             return
         self.records[record.job_id] = record
 
-    def claim_notification(self, job_id: str, status: str) -> bool:
+    def claim_notification(self, job_id: str, now: datetime, lease_until: datetime) -> NotificationClaim:
         record = self.records.get(job_id)
-        if record is None or record.notified_status is not None:
-            return False
-        self.records[job_id] = record.model_copy(update={"notified_status": status})
-        return True
+        if record is None:
+            return "sent"
+        if record.notified_status is not None:
+            lease_running = record.notify_lease_until is not None and record.notify_lease_until >= now
+            if record.notified_status != NOTIFICATION_PENDING or lease_running:
+                return "busy" if record.notified_status == NOTIFICATION_PENDING else "sent"
+        self.records[job_id] = record.model_copy(
+            update={"notified_status": NOTIFICATION_PENDING, "notify_lease_until": lease_until}
+        )
+        return "claimed"
+
+    def confirm_notification(self, job_id: str, status: str) -> None:
+        record = self.records[job_id]
+        self.records[job_id] = record.model_copy(update={"notified_status": status, "notify_lease_until": None})
 
     def release_notification(self, job_id: str) -> None:
         record = self.records[job_id]
-        self.records[job_id] = record.model_copy(update={"notified_status": None})
+        self.records[job_id] = record.model_copy(update={"notified_status": None, "notify_lease_until": None})
 
     def mark_reserved(self, job_id: str, amount: Decimal, day: str) -> None:
         self._update(job_id, {JobStatus.SUBMITTING}, reserved_usd=amount, spend_day=day)

@@ -52,10 +52,12 @@ EXPECTED_CODES: dict[str, ErrorCode] = {
     "MediaNotYetAvailable": ErrorCode.INTERNAL,
     "SubmissionInProgress": ErrorCode.INTERNAL,
     "OutputTransferError": ErrorCode.INTERNAL,
+    "NotificationInProgress": ErrorCode.INTERNAL,
 }
 
 EXPECTED_TRANSIENT = [
     "MediaNotYetAvailable",
+    "NotificationInProgress",
     "OutputTransferError",
     "ProviderBadResponse",
     "ProviderConnectionError",
@@ -204,14 +206,12 @@ def test_no_permanent_error_is_retried_by_the_state_machine() -> None:
 def test_retries_use_full_jitter_and_a_max_delay() -> None:
     """Given the Retry blocks of the poll and finalize tasks
     When they are read
-    Then each has full jitter and a bounded delay (DESIGN.md section 1); waiting out a crashed
-    Finalize's idempotency lock may back off to two minutes."""
+    Then each has full jitter and a bounded delay (DESIGN.md section 1)."""
     states = load_asl()["States"]
     for name in ("CheckRenderStatus", "FinalizeVideo"):
         for retrier in states[name]["Retry"]:
             assert retrier["JitterStrategy"] == "FULL"
-            bound = 120 if retrier["ErrorEquals"] == ["IdempotencyAlreadyInProgressError"] else 60
-            assert 0 < retrier["MaxDelaySeconds"] <= bound
+            assert 0 < retrier["MaxDelaySeconds"] <= 60
 
 
 def test_throttled_error_keeps_the_reset_time() -> None:

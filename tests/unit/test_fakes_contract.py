@@ -165,12 +165,25 @@ def test_one_notification_claim_per_job_and_an_ending_once_notified_stays(jobs: 
     ref = new_ref()
     jobs.save_terminal(ref.terminal_record(failed("first"), T0, 30, None))
 
-    assert jobs.claim_notification(ref.job_id, "FAILED") is True
-    assert jobs.claim_notification(ref.job_id, "FAILED") is False
+    assert jobs.claim_notification(ref.job_id, T0, T0 + timedelta(seconds=30)) == "claimed"
+    assert jobs.claim_notification(ref.job_id, T0, T0 + timedelta(seconds=30)) == "busy"
+    jobs.confirm_notification(ref.job_id, "FAILED")
+    assert jobs.claim_notification(ref.job_id, T0, T0 + timedelta(seconds=30)) == "sent"
     jobs.save_terminal(ref.terminal_record(failed("second"), T0, 30, None))
     record = jobs.get(ref.job_id)
     assert record is not None
     assert (record.error_message, record.notified_status) == ("first", "FAILED")
+
+
+def test_a_notification_lease_left_by_a_dead_publisher_can_be_taken_once_it_expires(jobs: JobStore) -> None:
+    ref = new_ref()
+    jobs.save_terminal(ref.terminal_record(failed("first"), T0, 30, None))
+    assert jobs.claim_notification(ref.job_id, T0, T0 + timedelta(seconds=30)) == "claimed"
+
+    assert jobs.claim_notification(ref.job_id, T0 + timedelta(seconds=29), T0 + timedelta(seconds=59)) == "busy"
+    assert jobs.claim_notification(ref.job_id, T0 + timedelta(seconds=31), T0 + timedelta(seconds=61)) == "claimed"
+    jobs.release_notification(ref.job_id)
+    assert jobs.claim_notification(ref.job_id, T0, T0 + timedelta(seconds=30)) == "claimed"
 
 
 def test_a_job_that_succeeded_never_turns_failed(jobs: JobStore) -> None:

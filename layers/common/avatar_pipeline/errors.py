@@ -164,6 +164,10 @@ class SubmissionInProgress(TransientError):
     """Another worker holds the submit lease for this job; retried later by SQS."""
 
 
+class NotificationInProgress(TransientError):
+    """Another run of the job's ending holds the notification's lease (or died holding it): later."""
+
+
 class OutputTransferError(TransientError):
     """Downloading the result or writing it to S3 failed in a way worth retrying."""
 

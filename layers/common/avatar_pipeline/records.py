@@ -24,6 +24,8 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+# A job record's notified_status while a publisher holds the notification's lease.
+NOTIFICATION_PENDING = "PENDING"
 
 
 class JobRecord(BaseModel):
@@ -48,7 +50,10 @@ class JobRecord(BaseModel):
     claimed_by_message: str | None = None  # the SQS message whose worker holds the submit lease
     status_calls: int = 0
     provider_status: str | None = None
+    # PENDING while a publisher holds the notification's lease (until notify_lease_until), then the
+    # status it announced (domain/notify.py).
     notified_status: str | None = None
+    notify_lease_until: datetime | None = None
     # The RenderJob document as JSON text, so a redelivered submit can (re)start the execution.
     render_job_json: str | None = None
     # Spend (domain/spend.py): what the job reserved of which UTC day's total before its POST (removed

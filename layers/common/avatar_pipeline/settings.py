@@ -44,6 +44,9 @@ class Settings(BaseModel):
     submit_lease_seconds: int = Field(alias="SUBMIT_LEASE_SECONDS", default=120, ge=1)
     # The SubmitQueue's redrive maxReceiveCount: the last receive must end the job, not the DLQ.
     submit_max_receives: int = Field(alias="SUBMIT_MAX_RECEIVES", default=5, ge=1, le=1000)
+    # How long a publisher holds a job's notification before another run of its ending may take it over
+    # (domain/notify.py): far longer than publishing takes, shorter than the retries that wait for it.
+    notify_lease_seconds: int = Field(alias="NOTIFY_LEASE_SECONDS", default=30, ge=1, le=900)
     # How long a submit that Segmind keeps refusing (429/5xx) or that cannot reach it is retried,
     # counted from the first refusal in a row; then the job fails PROVIDER_UNAVAILABLE (never billed).
     submit_retry_minutes: int = Field(alias="SUBMIT_RETRY_MINUTES", default=30, ge=1, le=1440)

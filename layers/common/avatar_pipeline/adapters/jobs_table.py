@@ -14,7 +14,8 @@ from botocore.exceptions import ClientError
 
 from avatar_pipeline.adapters.dynamodb import condition_failed
 from avatar_pipeline.clock import isoformat
-from avatar_pipeline.records import JobRecord, JobStatus
+from avatar_pipeline.domain.ports import NotificationClaim
+from avatar_pipeline.records import NOTIFICATION_PENDING, JobRecord, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -110,22 +111,37 @@ class JobsTable:
             if not condition_failed(error):
                 raise
 
-    def claim_notification(self, job_id: str, status: str) -> bool:
+    def claim_notification(self, job_id: str, now: datetime, lease_until: datetime) -> NotificationClaim:
         try:
             self._table.update_item(
                 Key={"job_id": job_id},
-                UpdateExpression="SET notified_status = :status",
-                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(notified_status)",
-                ExpressionAttributeValues={":status": status},
+                UpdateExpression="SET notified_status = :pending, notify_lease_until = :until",
+                ConditionExpression=(
+                    "attribute_exists(job_id) AND (attribute_not_exists(notified_status) OR "
+                    "(notified_status = :pending AND notify_lease_until < :now))"
+                ),
+                ExpressionAttributeValues={
+                    ":pending": NOTIFICATION_PENDING,
+                    ":until": isoformat(lease_until),
+                    ":now": isoformat(now),
+                },
             )
         except ClientError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+            if not condition_failed(error):
+                raise
+            record = self.get(job_id)
+            return "busy" if record is not None and record.notified_status == NOTIFICATION_PENDING else "sent"
+        return "claimed"
+
+    def confirm_notification(self, job_id: str, status: str) -> None:
+        self._table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression="SET notified_status = :status REMOVE notify_lease_until",
+            ExpressionAttributeValues={":status": status},
+        )
 
     def release_notification(self, job_id: str) -> None:
-        self._table.update_item(Key={"job_id": job_id}, UpdateExpression="REMOVE notified_status")
+        self._table.update_item(Key={"job_id": job_id}, UpdateExpression="REMOVE notified_status, notify_lease_until")
 
     # --- spend (domain/spend.py) ------------------------------------------------------------------
     def mark_reserved(self, job_id: str, amount: Decimal, day: str) -> None:

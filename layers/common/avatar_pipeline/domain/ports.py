@@ -122,7 +122,14 @@ class JobStore(Protocol):
 
     def save_terminal(self, record: JobRecord) -> None: ...
 
-    def claim_notification(self, job_id: str, status: str) -> bool: ...
+    def claim_notification(self, job_id: str, now: datetime, lease_until: datetime) -> NotificationClaim:
+        """Take the right to publish the job's notification until `lease_until` (a publisher that dies
+        leaves it to expire)."""
+        ...
+
+    def confirm_notification(self, job_id: str, status: str) -> None:
+        """The notification went out: the claim is final."""
+        ...
 
     def release_notification(self, job_id: str) -> None: ...
 
@@ -137,6 +144,9 @@ class JobStore(Protocol):
     def mark_cost_settled(self, job_id: str) -> bool:
         """True the first time: the job's cost was settled against its reservation."""
         ...
+
+
+NotificationClaim = Literal["claimed", "sent", "busy"]  # ours now / published already / another publisher's
 
 
 class Notifier(Protocol):

@@ -25,6 +25,7 @@ from avatar_pipeline.domain.request_budget import Denied, throttled_wait
 from avatar_pipeline.domain.spend import SpendRefused, give_back, reserve
 from avatar_pipeline.errors import (
     MediaNotYetAvailable,
+    NotificationInProgress,
     PipelineError,
     ProviderBadResponse,
     ProviderConnectionError,
@@ -129,7 +130,7 @@ def retry_delay_for(error: TransientError, now: datetime) -> int | None:
         # A second past the reset time it names, and never more than two minutes.
         named = 1 if error.reset_at is not None else 0
         return max(1, min(120, math.ceil(throttled_wait(error, now)) + named))
-    if isinstance(error, SubmissionInProgress):
+    if isinstance(error, SubmissionInProgress | NotificationInProgress):
         return 30
     return None
 
