@@ -186,6 +186,9 @@ class FakeJobStore(JobStore):
         if record is not None and record.status == JobStatus.SUBMITTING and record.request_id is None:
             del self.records[job_id]
 
+    def mark_posting(self, job_id: str, now: datetime) -> None:
+        self._update(job_id, {JobStatus.SUBMITTING}, posting_at=now)
+
     def mark_submitted(self, job_id: str, request_id: str, submitted_at: datetime, render_job_json: str) -> None:
         self._update(job_id, {JobStatus.SUBMITTING}, status=JobStatus.SUBMITTED, request_id=request_id,
                      submitted_at=submitted_at, render_job_json=render_job_json, updated_at=submitted_at)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -90,7 +91,8 @@ def test_a_redelivered_event_of_a_known_job_posts_nothing(status: JobStatus) -> 
     event = drop(world, job())
     submit_job(event, world.submit())
     record = world.jobs.records[job_id_of(event)]
-    world.jobs.records[record.job_id] = record.model_copy(update={"status": status})
+    notified = status.value if status is not JobStatus.RENDERING else None
+    world.jobs.records[record.job_id] = record.model_copy(update={"status": status, "notified_status": notified})
 
     assert submit_job(event, world.submit()) is SubmitResult.DUPLICATE
     assert world.provider.calls["submit"] == 1
@@ -110,26 +112,65 @@ def test_a_job_accepted_whose_execution_never_started_is_resumed_without_a_secon
     assert len(world.executions.started) == 1
 
 
+def claimed_by_another(world: World, event: InboxObject, posting: bool) -> None:
+    """A SUBMITTING claim held by message msg-other, whose worker began its POST (`posting`) or not."""
+    ref = JobRef(job_id=job_id_of(event), input_bucket=INPUT_BUCKET, job_key=JOB_KEY, received_at=event.event_time)
+    world.jobs.claim_submission(ref.claim_record(world.clock.now(), timedelta(seconds=120), "msg-other", 30))
+    if posting:
+        world.jobs.mark_posting(ref.job_id, world.clock.now())
+
+
 def test_a_second_delivery_while_the_first_submits_is_dropped_and_a_dead_worker_is_not_repeated() -> None:
-    """Given a SUBMITTING claim held by another message (its worker mid-POST)
+    """Given a SUBMITTING claim held by another message whose worker began its POST
     When a duplicate arrives, then it is dropped; when the claiming message itself comes back (its
     worker died after the POST may have been accepted), the job fails INTERNAL and is not posted again."""
     world = World()
     event = drop(world, job())
-    ref = JobRef(job_id=job_id_of(event), input_bucket=INPUT_BUCKET, job_key=JOB_KEY, received_at=event.event_time)
-    claim = ref.claim_record(world.clock.now(), timedelta(seconds=120), "msg-other", 30)
-    world.jobs.claim_submission(claim)
+    claimed_by_another(world, event, posting=True)
 
     assert submit_job(event, world.submit()) is SubmitResult.DUPLICATE
 
-    own = InboxObject(**{**event.__dict__, "message_id": "msg-other"})
+    own = replace(event, message_id="msg-other")
     assert submit_job(own, world.submit()) is SubmitResult.REJECTED
     assert world.provider.calls["submit"] == 0
     assert report(world)["error_code"] == "INTERNAL"
     assert "may have been accepted" in report(world)["error_message"]
 
 
+def test_a_worker_that_died_before_its_post_is_simply_tried_again() -> None:
+    """Given the claiming worker died before it began its POST (no posting mark)
+    When its message comes back, then the claim is released and the event requeued, and the next
+    delivery posts the job once: no INTERNAL failure for a job Segmind never saw."""
+    world = World()
+    event = drop(world, job())
+    claimed_by_another(world, event, posting=False)
+    own = replace(event, message_id="msg-other")
+
+    assert isinstance(submit_job(own, world.submit()), Requeue)
+    assert world.jobs.records == {}
+    assert submit_job(own, world.submit()) is SubmitResult.STARTED
+    assert world.provider.calls["submit"] == 1
+
+
 # --- bad input and media ---------------------------------------------------------------------------------
+
+
+def test_a_failure_whose_worker_died_before_its_notification_is_notified_by_the_next_delivery() -> None:
+    """Given a bad job whose worker wrote the FAILED record and died before notifying (the record comes
+    first, so something is left to find), when the event comes back, then the ending is completed:
+    report, inputs archived, and the one notification."""
+    world = World()
+    event = drop(world, job(fit="stretch"))
+    world.notifier.fail = True
+    with pytest.raises(RuntimeError):
+        submit_job(event, world.submit())
+    world.notifier.fail = False
+
+    assert submit_job(replace(event, message_id="msg-2"), world.submit()) is SubmitResult.REJECTED
+
+    assert [n.error_code for n in world.notifier.published] == ["INVALID_JOB"]
+    assert world.inbox() == []
+    assert submit_job(replace(event, message_id="msg-3"), world.submit()) is SubmitResult.DUPLICATE
 
 
 def test_bad_input_fails_fast_with_a_report_one_notification_and_no_post() -> None:

@@ -48,6 +48,8 @@ class JobRecord(BaseModel):
     completed_at: datetime | None = None
     lease_until: datetime | None = None
     claimed_by_message: str | None = None  # the SQS message whose worker holds the submit lease
+    # Set just before the POST: a claim whose worker died without it provably never posted.
+    posting_at: datetime | None = None
     status_calls: int = 0
     provider_status: str | None = None
     # PENDING while a publisher holds the notification's lease (until notify_lease_until), then the

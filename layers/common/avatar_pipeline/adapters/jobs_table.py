@@ -55,6 +55,14 @@ class JobsTable:
             {":submitting": JobStatus.SUBMITTING.value},
         )
 
+    def mark_posting(self, job_id: str, now: datetime) -> None:
+        self._update(
+            job_id,
+            {"posting_at": isoformat(now)},
+            condition="#status = :submitting",
+            condition_values={":submitting": JobStatus.SUBMITTING.value},
+        )
+
     def mark_submitted(self, job_id: str, request_id: str, submitted_at: datetime, render_job_json: str) -> None:
         self._update(
             job_id,

@@ -28,6 +28,7 @@ from avatar_pipeline.records import (
     ErrorReport,
     FailedJobInput,
     FailureTimings,
+    JobRecord,
     JobStatus,
     Manifest,
     ManifestInput,
@@ -80,24 +81,42 @@ class Cost:
 
 
 def close_job(ref: JobRef, ending: Delivered | Failed, ports: ClosingPorts) -> JobOutcome:
+    if isinstance(ending, Delivered):
+        return _close_delivered(ref, ending, ports)
+    return _close_failed(ref, ending, ports)
+
+
+def _close_delivered(ref: JobRef, ending: Delivered, ports: ClosingPorts) -> JobOutcome:
     now = ports.clock.now()
     cost = _settle_cost(ref, ending, ports)
-    archived = archive_inputs(ref, isinstance(ending, Delivered), ports, now)
-    if isinstance(ending, Delivered):
-        # Written last of all the outputs: its presence tells consumers the video and captions are complete.
-        manifest = _manifest(ending, archived, cost, ports)
-        ports.storage.put_json(ports.settings.output_bucket, ending.manifest_key, manifest)
-        notification = _delivered_notification(ending, archived, cost, ports)
-        output_keys = ending.output_keys
-    else:
-        _release_output(ref, ports)
-        report_key = error_report_key(ref.job_key)
-        ports.storage.put_json(ref.input_bucket, report_key, _error_report(ref, ending, archived, cost, now))
-        notification = _failed_notification(ref, ending, archived, report_key, cost, now)
-        output_keys = []
-    _save_terminal(ref, ending, output_keys, cost, now, ports)
-    notified = publish_once(notification, ports)
-    return _outcome(ref, ending, output_keys, notified, cost)
+    archived = archive_inputs(ref, True, ports, now)
+    # Written last of all the outputs: its presence tells consumers the video and captions are complete.
+    ports.storage.put_json(ports.settings.output_bucket, ending.manifest_key, _manifest(ending, archived, cost, ports))
+    end = Ending(JobStatus.SUCCEEDED, cost.usd, cost.source, ending.output_keys)
+    _save_terminal(ref, end, now, ports, ports.jobs.get(ref.job_id))
+    notified = publish_once(_delivered_notification(ending, archived, cost, ports), ports)
+    return _outcome(ref, ending, ending.output_keys, notified, cost)
+
+
+def _close_failed(ref: JobRef, ending: Failed, ports: ClosingPorts) -> JobOutcome:
+    """The terminal record first: a run that dies after it leaves a FAILED job whose next delivery (or
+    retry) completes the ending (submit.continue_existing), where a job file already moved to failed/
+    and no record would leave nothing to find."""
+    now = ports.clock.now()
+    previous = ports.jobs.get(ref.job_id)
+    if previous is not None and previous.status == JobStatus.SUCCEEDED:
+        # Its video was delivered: a failure reported late (a step retried after the success) changes nothing.
+        logger.warning("the job already succeeded; its late failure is ignored", extra={"error": ending.message})
+        return JobOutcome(job_id=ref.job_id, status="SUCCEEDED", output_keys=previous.output_keys, notified=False)
+    cost = _settle_cost(ref, ending, ports)
+    end = Ending(JobStatus.FAILED, cost.usd, cost.source, [], ending.code.value, ending.message)
+    _save_terminal(ref, end, now, ports, previous)
+    archived = archive_inputs(ref, False, ports, now)
+    _release_output(ref, ports)
+    report_key = error_report_key(ref.job_key)
+    ports.storage.put_json(ref.input_bucket, report_key, _error_report(ref, ending, archived, cost, now))
+    notified = publish_once(_failed_notification(ref, ending, archived, report_key, cost, now), ports)
+    return _outcome(ref, ending, [], notified, cost)
 
 
 def _settle_cost(ref: JobRef, ending: Delivered | Failed, ports: ClosingPorts) -> Cost:
@@ -119,15 +138,8 @@ def _release_output(ref: JobRef, ports: ClosingPorts) -> None:
         ports.output_claims.release(ref.job_id, ports.settings.output_bucket, output_stem(ref.video_key))
 
 
-def _save_terminal(
-    ref: JobRef, ending: Delivered | Failed, output_keys: list[str], cost: Cost, now: datetime, ports: ClosingPorts
-) -> None:
-    if isinstance(ending, Delivered):
-        end = Ending(JobStatus.SUCCEEDED, cost.usd, cost.source, output_keys)
-    else:
-        end = Ending(JobStatus.FAILED, cost.usd, cost.source, [], ending.code.value, ending.message)
-    record = ref.terminal_record(end, now, ports.settings.job_record_ttl_days, ports.jobs.get(ref.job_id))
-    ports.jobs.save_terminal(record)
+def _save_terminal(ref: JobRef, end: Ending, now: datetime, ports: ClosingPorts, previous: JobRecord | None) -> None:
+    ports.jobs.save_terminal(ref.terminal_record(end, now, ports.settings.job_record_ttl_days, previous))
 
 
 def _outcome(ref: JobRef, ending: Delivered | Failed, output_keys: list[str], notified: bool, cost: Cost) -> JobOutcome:

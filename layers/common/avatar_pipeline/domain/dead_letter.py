@@ -13,7 +13,7 @@ from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.inbox import media_named_in, model_named_in
 from avatar_pipeline.domain.ports import DeadLetterPorts, ObjectMissing, ObjectTooLarge, plain_etag
-from avatar_pipeline.domain.submit import SubmitResult, continue_existing
+from avatar_pipeline.domain.submit import Requeue, SubmitResult, continue_existing
 from avatar_pipeline.errors import ErrorCode
 from avatar_pipeline.keys import derive_job_id, is_job_file_key
 from avatar_pipeline.observability import logger
@@ -28,8 +28,11 @@ def end_dead_lettered_job(obj: InboxObject, ports: DeadLetterPorts) -> SubmitRes
     record = ports.jobs.get(job_id)
     if record is not None:
         # Known job: the same rules as a redelivery (never POST again; resume a submitted one; a
-        # claim whose worker died ends as possibly accepted).
-        return continue_existing(record, obj, ports)
+        # claim whose worker died after its POST began ends as possibly accepted).
+        result = continue_existing(record, obj, ports)
+        if not isinstance(result, Requeue):
+            return result
+        # Its worker died before the POST and the claim is gone: no more tries here, it ends below.
     head = ports.storage.head(obj.bucket, obj.key)
     if head is None or (obj.etag and head.etag != plain_etag(obj.etag)):
         logger.info("the dead-lettered job file was removed or replaced; nothing to end")

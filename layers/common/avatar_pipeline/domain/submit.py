@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from avatar_pipeline.domain.closing import Failed, close_job
 from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.intake import Intake, Rejected, take_in
@@ -24,6 +25,7 @@ from avatar_pipeline.domain.ports import ObjectReplaced, StartingPorts, SubmitPo
 from avatar_pipeline.domain.request_budget import Denied, throttled_wait
 from avatar_pipeline.domain.spend import SpendRefused, give_back, reserve
 from avatar_pipeline.errors import (
+    ErrorCode,
     MediaNotYetAvailable,
     NotificationInProgress,
     PipelineError,
@@ -166,6 +168,8 @@ def _post(intake: Intake, obj: InboxObject, ports: SubmitPorts) -> SubmitResult 
         for parameter, key in intake.media_keys.items()
     }
     payload = intake.spec.provider_payload(media_urls)
+    # From here a death may leave the job billed; before it, a dead worker's job is simply tried again.
+    ports.jobs.mark_posting(ref.job_id, ports.clock.now())
     try:
         accepted = ports.provider.submit(intake.spec.model, payload)
     except (ProviderConnectionError, ProviderThrottled, ProviderUnavailable) as error:
@@ -276,9 +280,11 @@ def _start_execution(render_job: RenderJob, ports: StartingPorts) -> None:
     ports.jobs.mark_rendering(render_job.job_id, execution_arn, ports.clock.now())
 
 
-def continue_existing(record: JobRecord, obj: InboxObject, ports: StartingPorts) -> SubmitResult:
+def continue_existing(record: JobRecord, obj: InboxObject, ports: StartingPorts) -> SubmitResult | Requeue:
     """A redelivered event for a job we already know: never POST again."""
-    if record.status in (JobStatus.RENDERING, JobStatus.SUCCEEDED, JobStatus.FAILED):
+    if record.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return _finish_ending(record, obj, ports)
+    if record.status == JobStatus.RENDERING:
         logger.info("duplicate delivery ignored", extra={"status": record.status.value})
         return SubmitResult.DUPLICATE
     if record.status == JobStatus.SUBMITTED and record.render_job_json:
@@ -295,12 +301,39 @@ def continue_existing(record: JobRecord, obj: InboxObject, ports: StartingPorts)
         return SubmitResult.DUPLICATE
     # The claiming worker's own message came back, or its lease ran out: it died mid-submit. The job
     # id derives from this upload, so its ETag is the event's.
+    ref = JobRef.from_record(record, job_etag=plain_etag(obj.etag) or None)
+    if record.posting_at is None:
+        # It died before its POST: nothing reached Segmind. Start over (the reservation goes back too).
+        logger.info("the worker that claimed the job died before its POST; trying again")
+        give_back(record.job_id, ports)
+        ports.jobs.release_submission(record.job_id)
+        return _requeue_unchanged(obj, NO_TIME_LEFT_REQUEUE_SECONDS, "the previous attempt died before its POST")
     fail_job(
-        JobRef.from_record(record, job_etag=plain_etag(obj.etag) or None),
+        ref,
         SubmissionUncertain.code,
         "a previous submit attempt stopped before its outcome was recorded; it may have been "
         "accepted by Segmind, so it was not repeated",
         ports,
         maybe_billed=True,
     )
+    return SubmitResult.REJECTED
+
+
+def _finish_ending(record: JobRecord, obj: InboxObject, ports: StartingPorts) -> SubmitResult:
+    """An ended job: nothing to do, unless its ending stopped before its notification went out (a
+    worker that died after the terminal record): then the failure is ended again, the same way."""
+    if (
+        record.notified_status in (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+        or record.status != JobStatus.FAILED
+    ):
+        logger.info("duplicate delivery ignored", extra={"status": record.status.value})
+        return SubmitResult.DUPLICATE
+    ref = JobRef.from_record(record, job_etag=plain_etag(obj.etag) or None)
+    failed = Failed(
+        ErrorCode(record.error_code or ErrorCode.INTERNAL.value),
+        record.error_message or "the job failed",
+        maybe_billed=record.cost_source in ("estimate", "provider"),
+        provider_cost=record.cost_usd if record.cost_source == "provider" else None,
+    )
+    close_job(ref, failed, ports)
     return SubmitResult.REJECTED
