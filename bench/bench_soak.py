@@ -43,7 +43,7 @@ from avatar_local.emulator.faults import RandomFaults
 from avatar_local.stack.crashes import RandomCrashes
 from avatar_local.stack.poller import RandomDuplicates
 from avatar_local.stack.runner import LocalPipeline, LocalRunConfig
-from avatar_pipeline.records import JobStatus
+from avatar_pipeline.records import TERMINAL_STATUSES, JobStatus
 from bench.bench_poll import max_in_window
 from bench.soak_check import (
     History,
@@ -319,7 +319,28 @@ def collect(pipeline: LocalPipeline, plan: SoakPlan, late: LateUploads) -> Histo
         dead_letters=_dead_letters(outputs["SubmitDeadLetterQueueUrl"]),
         uploaded_at=dict(late.uploaded_at),
         error_codes=documented_error_codes(),
+        unfinished_executions=_unfinished_executions(pipeline),
     )
+
+
+def _unfinished_executions(pipeline: LocalPipeline) -> dict[str, dict[str, Any]]:
+    """For each job not SUCCEEDED or FAILED that has an execution: how it ended (or where it waits),
+    and its last states, for a person reading the job's history."""
+    sfn = boto3.client("stepfunctions")
+    found: dict[str, dict[str, Any]] = {}
+    for record in pipeline.job_records():
+        if record.status in TERMINAL_STATUSES or not record.execution_arn:
+            continue
+        described = sfn.describe_execution(executionArn=record.execution_arn)
+        events = sfn.get_execution_history(executionArn=record.execution_arn, reverseOrder=True, maxResults=12)
+        found[record.job_id] = {
+            "status": described["status"],
+            "last_events": [
+                {"type": e["type"], **{k: str(v)[:300] for k, v in e.items() if k.endswith("EventDetails")}}
+                for e in events["events"]
+            ],
+        }
+    return found
 
 
 # --- figures ---------------------------------------------------------------------------------------

@@ -108,6 +108,8 @@ class History:
     dead_letters: list[str] = field(default_factory=list)  # job keys whose event ended in the DLQ
     uploaded_at: dict[str, datetime] = field(default_factory=dict)  # late uploads: key -> virtual time
     error_codes: set[str] = field(default_factory=set)
+    # Jobs that did not end: their execution's status and last events (job id -> ...).
+    unfinished_executions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -524,6 +526,7 @@ def job_history(job: SoakJob, plan: SoakPlan, history: History, index: _Index | 
             for entry in sorted(index.requests_for(job), key=lambda e: e.at)
         ],
         "crashes": crashes,
+        "execution": history.unfinished_executions.get(record.job_id) if record is not None else None,
         "deliveries": history.deliveries.get(job.key),
         "in_dlq": job.key in history.dead_letters,
         "input_keys": sorted(
