@@ -75,6 +75,8 @@ RENDER_SIGMA = 0.35
 READ_TIMEOUT_FAULT_SECONDS = 6.0
 COPY_PART_BYTES = 64 * 1024
 TIMEOUT_SECONDS = 19 * 60.0
+# Well above any job's price (at most $4.55: Avatar V 4k with a digital twin).
+SPEND_CEILING_PER_JOB_USD = 10
 # The run has settled when nothing is queued or running and no notification came for this long
 # (virtual seconds; at least 3 s of wall time).
 SETTLE_VIRTUAL_SECONDS = 60.0
@@ -96,6 +98,9 @@ def soak_config(args: argparse.Namespace, log_path: Path | None) -> LocalRunConf
         random_crashes=RandomCrashes(rate=args.crash_rate, seed=args.seed) if args.crash_rate > 0 else None,
         copy_part_bytes=COPY_PART_BYTES,
         log_path=log_path,
+        # The ceiling stays on (its reservations, give-backs and corrections run under every fault and
+        # crash) but far above what the run spends: a job refused SPEND_LIMIT would be unexplained.
+        parameters={"DailySpendLimitUsd": str(SPEND_CEILING_PER_JOB_USD * args.jobs)},
     )
 
 
@@ -194,24 +199,30 @@ def _busy(pipeline: LocalPipeline) -> bool:
     return bool(running["executions"])
 
 
+def _notified_job_keys(pipeline: LocalPipeline) -> set[str]:
+    return {str((n["message"].get("input") or {}).get("job_key")) for n in list(pipeline.notifications)}
+
+
 def wait(pipeline: LocalPipeline, plan: SoakPlan, late: LateUploads, timeout: float) -> bool:
     """Until every job has notified, or the stack has settled (nothing queued or running, nothing
     changing): True. False if `timeout` wall seconds pass first."""
     started = time.monotonic()
-    expected = len(plan.jobs)
+    expected = {job.key for job in plan.jobs}
     last_change, last_seen = time.monotonic(), -1
     next_report = started + PROGRESS_EVERY_SECONDS
     while time.monotonic() - started < timeout:
-        notified = len(pipeline.notifications)
-        if notified != last_seen:
-            last_change, last_seen = time.monotonic(), notified
-        if notified >= expected and late.done:
+        sent = len(pipeline.notifications)
+        if sent != last_seen:
+            last_change, last_seen = time.monotonic(), sent
+        # Jobs, not messages: a crash between a publish and its record publishes again (at least once).
+        notified = len(expected & _notified_job_keys(pipeline))
+        if notified == len(expected) and late.done:
             return True
         quiet = max(3.0, SETTLE_VIRTUAL_SECONDS * pipeline.config.time_scale)
         if late.done and time.monotonic() - last_change >= quiet and not _busy(pipeline):
             return True
         if time.monotonic() >= next_report:
-            _progress(pipeline, notified, expected, started)
+            _progress(pipeline, notified, len(expected), started)
             next_report += PROGRESS_EVERY_SECONDS
         time.sleep(1.0)
     return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -41,6 +42,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number, 0 or more, not {text}")
+    return value
+
+
+def _model_cost(text: str) -> tuple[str, float]:
+    model, _, amount = text.partition("=")
+    if not model or not amount:
+        raise argparse.ArgumentTypeError(f"expected MODEL=USD, e.g. heygen-avatar-iv=2.2, not {text}")
+    return model, _non_negative_float(amount)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -68,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duplicate-events", type=_positive_int, default=1, help="deliver each event N times")
     run.add_argument("--rpm", type=_positive_int, help="the emulator's requests-per-minute budget per key")
     run.add_argument("--timeout", type=_positive_float, default=600.0, help="wall-clock seconds")
+    run.add_argument(
+        "--daily-spend-limit",
+        type=_non_negative_float,
+        metavar="USD",
+        help="the stack's DailySpendLimitUsd (0 = none; default: the template's)",
+    )
+    run.add_argument(
+        "--provider-cost",
+        type=_model_cost,
+        action="append",
+        default=[],
+        metavar="MODEL=USD",
+        help="what the emulator reports as a model's metrics.cost (repeatable)",
+    )
 
     _add_deployed_commands(groups)
 
@@ -217,6 +249,7 @@ def _serve_emulator(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from avatar_local.emulator.config import DEFAULT_COSTS
     from avatar_local.stack.runner import LocalRunConfig
 
     try:
@@ -231,7 +264,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         faults=faults,
         crashes=crashes,
         duplicate_events=args.duplicate_events,
+        provider_costs={**DEFAULT_COSTS, **dict(args.provider_cost)},
     )
+    if args.daily_spend_limit is not None:
+        config.parameters["DailySpendLimitUsd"] = f"{args.daily_spend_limit:g}"
     try:
         completed, summary = run_local(args.inbox, args.out, config, args.timeout, sys.stdout)
     except RunFolderError as error:

@@ -19,6 +19,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from avatar_pipeline.jobs.spec import parse_job_file
 from avatar_pipeline.keys import INBOX_PREFIX, resolve_media_key
+from avatar_pipeline.money import usd
 from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord, JobStatus
 
 STATUS_INDEX = "status-updated_at-index"
@@ -159,7 +160,7 @@ def recent_jobs(names: StackNames, limit: int, status: str | None = None) -> lis
 
 
 def print_jobs(records: list[JobRecord], console: TextIO) -> None:
-    header = ("JOB ID", "STATUS", "MODEL", "UPDATED", "INPUT", "RESULT")
+    header = ("JOB ID", "STATUS", "MODEL", "UPDATED", "COST", "INPUT", "RESULT")
     rows = [
         (
             r.job_id,
@@ -167,6 +168,7 @@ def print_jobs(records: list[JobRecord], console: TextIO) -> None:
             + (f" ({r.provider_status})" if r.status == JobStatus.RENDERING and r.provider_status else ""),
             r.model or "-",
             r.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            describe_cost(r),
             r.job_key,
             r.error_code or (r.output_keys[0] if r.output_keys else "-"),
         )
@@ -177,6 +179,13 @@ def print_jobs(records: list[JobRecord], console: TextIO) -> None:
         console.write(
             "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
         )
+
+
+def describe_cost(record: JobRecord) -> str:
+    """$1.00 (Segmind's own figure), $2.20 est. (the price table's), or - (nothing billed)."""
+    if record.cost_usd is None or record.cost_source == "none":
+        return "-"
+    return usd(record.cost_usd) + (" est." if record.cost_source == "estimate" else "")
 
 
 def job_history(record: JobRecord) -> list[str]:
@@ -195,6 +204,8 @@ def job_history(record: JobRecord) -> list[str]:
         lines.append(f"{record.completed_at:%H:%M:%S}  {record.status.value} {outcome}")
         if record.error_message:
             lines.append(f"          {record.error_message}")
+        if describe_cost(record) != "-":
+            lines.append(f"          cost {describe_cost(record)}")
     return lines
 
 

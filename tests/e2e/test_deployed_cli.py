@@ -40,6 +40,9 @@ def test_submit_wait_status_and_logs_against_a_stack() -> None:
         header, *rows = table.splitlines()
         assert header.split()[:3] == ["JOB", "ID", "STATUS"]
         assert any(job_id in row and "SUCCEEDED" in row and "inbox/cli/alice.json" in row for row in rows)
+        # Segmind's own metrics.cost (the emulator's 1.00 for Avatar IV), not the $2.20 estimate.
+        assert "COST" in header
+        assert any(job_id in row and "$1.00" in row and "est." not in row for row in rows)
 
         code, one = run("status", job_id, "--stack", "avatar-pipeline")
         assert code == 0
@@ -51,6 +54,7 @@ def test_submit_wait_status_and_logs_against_a_stack() -> None:
         assert "state CheckRenderStatus" in history
         assert "state FinalizeVideo" in history
         assert "SUCCEEDED outputs: videos/cli/alice.mp4" in history
+        assert "cost $1.00" in history
 
         # A job file with its media, without waiting.
         code, out = run("submit", str(EXAMPLES / "welcome.json"), "--prefix", "cli2", "--stack", "avatar-pipeline")

@@ -11,6 +11,8 @@ from avatar_local.emulator.faults import FaultPlan
 
 OutputShape = Literal["string", "list", "object"]
 SpeechEngine = Literal["auto", "espeak", "tone"]
+# Made-up list prices (USD per video): only there so `metrics.cost` looks like a real one.
+DEFAULT_COSTS: dict[str, float] = {"heygen-avatar-iv": 1.0, "heygen-avatar-v": 1.2}
 
 
 class EmulatorConfig(BaseModel):
@@ -30,6 +32,8 @@ class EmulatorConfig(BaseModel):
     retention_seconds: float = Field(default=3600.0, gt=0)
     rpm: int | None = Field(default=None, ge=1)
     credits: int | None = Field(default=None, ge=0)
+    # What a completed render reports as `metrics.cost`, per model (a model not listed: 1.0).
+    costs: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_COSTS))
     output_shape: OutputShape = "string"
     seed: int | None = None
     work_dir: Path | None = None

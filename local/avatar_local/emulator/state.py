@@ -27,8 +27,6 @@ from avatar_local.emulator.config import EmulatorConfig
 JobStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
 Endpoint = Literal["submit", "status", "result", "download", "other"]
 RATE_WINDOW_SECONDS = 60.0
-# Made-up list prices (USD per video): only there so `metrics.cost` looks like a real one.
-MODEL_COST: dict[str, float] = {"heygen-avatar-iv": 1.0, "heygen-avatar-v": 1.2}
 
 
 def payload_fingerprint(model: str, params: dict[str, Any]) -> str:
@@ -335,7 +333,7 @@ class JobBook:
             "inference_time": round(inference, 3),
             "queue_time": round(queue, 3),
             "total_time": round(queue + inference, 3),
-            "cost": MODEL_COST.get(job.model, 1.0) if status == "COMPLETED" else 0.0,
+            "cost": self._config.costs.get(job.model, 1.0) if status == "COMPLETED" else 0.0,
         }
         if self._config.credits is not None:
             metrics["remaining_credits"] = self._config.credits - self._accepted

@@ -70,7 +70,8 @@ def write_results(
         job = progress.get(key)
         if job is None:
             jobs.append({"input_key": key, "job_id": None, "status": "PENDING", "error_code": None,
-                         "error_message": None, "outputs": [], "provider_submits": 0, "notifications": 0})  # fmt: skip
+                         "error_message": None, "outputs": [], "provider_submits": 0, "notifications": 0,
+                         "cost_usd": None, "cost_source": None})  # fmt: skip
             continue
         record = JobRecord.model_validate(table.get_item(Key={"job_id": job.job_id})["Item"])
         jobs.append(
@@ -84,6 +85,8 @@ def write_results(
                 "provider_submits": _provider_submits(pipeline, key, record.request_id),
                 "notifications": len(pipeline.notifications_for(job.job_id)),
                 "status_calls": record.status_calls,
+                "cost_usd": float(record.cost_usd) if record.cost_usd is not None else None,
+                "cost_source": record.cost_source,
             }
         )
     sqs = boto3.client("sqs")
@@ -104,6 +107,7 @@ def write_results(
             "notifications": len(pipeline.notifications),
             "dead_letters": int(dlq),
         },
+        "cost_usd": round(sum(j["cost_usd"] or 0.0 for j in jobs), 2),
         "provider": stats.model_dump(mode="json"),
         "queue": vars(pipeline.poller.stats),
         "output_keys": outputs,

@@ -29,6 +29,7 @@ import moto.s3.models
 from aws_lambda_powertools.utilities import parameters
 
 from avatar_local.emulator import EmulatorConfig, FaultPlan, SegmindEmulator
+from avatar_local.emulator.config import DEFAULT_COSTS
 from avatar_local.run_folder import inbox_files
 from avatar_local.stack.crashes import CrashInjector, CrashRule, RandomCrashes, crashes_installed
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
@@ -57,6 +58,8 @@ class LocalRunConfig:
     time_scale: float = 0.01
     rpm: int | None = None
     credits: int | None = None
+    # The emulator's `metrics.cost` per model (None: its made-up defaults).
+    provider_costs: dict[str, float] | None = None
     # Seeds the emulator's render times and request ids (None: random).
     emulator_seed: int | None = None
     faults: FaultPlan | None = None
@@ -157,6 +160,7 @@ class LocalPipeline:
                 time_scale=cfg.time_scale,
                 rpm=cfg.rpm,
                 credits=cfg.credits,
+                costs=cfg.provider_costs if cfg.provider_costs is not None else dict(DEFAULT_COSTS),
                 output_shape=cfg.output_shape,
                 seed=cfg.emulator_seed,
             )
