@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
@@ -13,7 +12,7 @@ from avatar_pipeline.domain.finalize import finalize_job, finalize_or_retry_late
 from avatar_pipeline.errors import TransientError
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
-from avatar_pipeline.state import JobOutcome, RenderState
+from avatar_pipeline.state import RenderState
 
 
 @logger.inject_lambda_context(correlation_id_path="job.job_id", clear_state=True)
@@ -21,19 +20,15 @@ from avatar_pipeline.state import JobOutcome, RenderState
 @metrics.log_metrics
 @event_parser(model=RenderState)
 def lambda_handler(event: RenderState, context: LambdaContext) -> dict[str, Any]:
-    deps = dependencies()
-    ports = deps.finalize_ports
-
-    def finalize_once(state: RenderState) -> JobOutcome:
+    ports = dependencies().finalize_ports
+    # Try again later, not fail: an AWS call that failed (throttled, a blip), like a provider fault.
+    retryable = (TransientError, ClientError, BotoCoreError)
+    outcome = finalize_or_retry_later(
+        event,
+        ports.clock,
         # The copies get this invocation's time left: they abort their uploads before the timeout would.
-        return deps.once.finalize(
-            state, lambda job_state: finalize_job(job_state, ports, context.get_remaining_time_in_millis), context
-        )
-
-    # Try again later, not fail: an AWS call that failed (throttled, a blip), like a provider fault; and a
-    # Finalize of this job that is still running or died holding its idempotency lock (which expires
-    # with that invocation's timeout, up to 15 minutes, well inside the hour the result is kept).
-    retryable = (TransientError, ClientError, BotoCoreError, IdempotencyAlreadyInProgressError)
-    outcome = finalize_or_retry_later(event, ports.clock, finalize_once, retryable)
+        lambda state: finalize_job(state, ports, context.get_remaining_time_in_millis),
+        retryable,
+    )
     # A JobOutcome ends the execution; a RenderState with fetch_retry set goes round the loop again.
     return outcome.model_dump(mode="json", by_alias=True)

@@ -6,7 +6,7 @@ a render the provider reports FAILED, a job file that is not valid (INVALID_JOB)
 a transient fault at every provider endpoint (submit 500, status 500, result 502, download reset)
 and still succeeds. Everything the run leaves behind is then scanned: the output directory (summary,
 notifications, output bucket, input bucket with the error reports, the functions' structured logs),
-every other log record and stderr line, the job and idempotency tables, the state machine's execution
+every other log record and stderr line, the job and pipeline-state tables, the state machine's execution
 histories and the emulator's request log.
 
 The functions' logger runs at DEBUG for the run (the most the LogLevel parameter allows), so a key
@@ -180,7 +180,7 @@ def hygiene_run(tmp_path_factory: pytest.TempPathFactory) -> HygieneRun:
             outputs = pipeline.stack.outputs
             written = {
                 "JobsTable items": _table_items(outputs["JobsTableName"]),
-                "IdempotencyTable items": _table_items(outputs["IdempotencyTableName"]),
+                "PipelineStateTable items": _table_items(outputs["PipelineStateTableName"]),
                 "execution histories": _execution_histories(outputs["StateMachineArn"]),
                 "emulator request log": json.dumps(
                     [entry.model_dump(mode="json") for entry in pipeline.emulator.request_log]

@@ -1,7 +1,5 @@
 """The seeded soak (bench/bench_soak.py) at a small size: 40 jobs with a fixed seed, every fault, crash
-and duplicate the full soak draws, in about two minutes; every invariant must hold. (A Finalize that
-crashes holds its idempotency lock for its timeout, 27 s at this time scale, so a job whose Finalize
-crashes twice finishes a minute later: the timeout leaves room for that.)
+and duplicate the full soak draws, in about two minutes; every invariant must hold.
 
 A failure prints each violation with the job's history (and the run's figures); `python -m bench
 soak --jobs 40 --seed 40` reproduces the same jobs and draws.

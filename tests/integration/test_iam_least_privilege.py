@@ -126,8 +126,9 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
     },
     "FinalizeFunction": {
         # domain/inbox.py archive_inputs: storage.py .read (sibling job files), .copy, .move (a
-        # delete_object with IfMatch, the ETag the job saw, needs s3:GetObject as well).
-        "s3:GetObject": {"InputBucket/*"},
+        # delete_object with IfMatch, the ETag the job saw, needs s3:GetObject as well); storage.py .read
+        # of the job's manifest - domain/finalize.py _delivered_before.
+        "s3:GetObject": {"InputBucket/*", "OutputBucket/*"},
         # storage.py .copy target (inputs to processed/); transfer.py _PartWriter put_object,
         # create_multipart_upload, upload_part, complete_multipart_upload (the video and captions);
         # storage.py .put_json (the manifest) - domain/finalize.py finalize_job.
@@ -141,15 +142,12 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "s3:PutObjectTagging": {"InputBucket/*"},
         # storage.py .iter_folder - domain/inbox.py _named_by_unreceived_job_files.
         "s3:ListBucket": {"InputBucket"},
-        # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item);
-        # idempotency.py OnceOnly (Powertools DynamoDBPersistenceLayer: put_item to claim, get_item on
-        # a conflict, update_item with the outcome, delete_item after a failure).
-        "dynamodb:GetItem": {"JobsTable", "IdempotencyTable"},
-        "dynamodb:PutItem": {"JobsTable", "IdempotencyTable"},
+        # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item).
+        "dynamodb:GetItem": {"JobsTable"},
+        "dynamodb:PutItem": {"JobsTable"},
         # request_budget.py try_acquire - domain/finalize.py (a token before fetching the result);
         # media_users.py .release - domain/inbox.py archive_inputs.
-        "dynamodb:UpdateItem": {"JobsTable", "IdempotencyTable", "PipelineStateTable"},
-        "dynamodb:DeleteItem": {"IdempotencyTable"},
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py publish_once.
         "sns:Publish": {"NotificationTopic"},
         "events:PutEvents": {"event-bus/default"},
@@ -256,8 +254,6 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
 LIBRARY_CALLS = {
     # secrets.py: aws_lambda_powertools.utilities.parameters.get_secret -> GetSecretValue.
     "get_secret": {"secretsmanager:GetSecretValue"},
-    # idempotency.py: Powertools DynamoDBPersistenceLayer (persistence/dynamodb.py get/put/update/delete_item).
-    "DynamoDBPersistenceLayer": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
 }
 KNOWN_SERVICES = {"s3", "sns", "sqs", "dynamodb", "stepfunctions", "events"}
 
@@ -568,7 +564,7 @@ def test_stores_the_roles_touch_are_encrypted_with_the_data_key() -> None:
     # The documented exceptions: SQS managed SSE for the queues, the AWS managed key for the tables.
     for queue in ("SubmitQueue", "SubmitDeadLetterQueue"):
         assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True
-    for table in ("JobsTable", "IdempotencyTable", "PipelineStateTable"):
+    for table in ("JobsTable", "PipelineStateTable"):
         assert resources[table]["Properties"]["SSESpecification"] == {"SSEEnabled": True}
 
 

@@ -212,39 +212,41 @@ def test_a_finished_render_is_fetched_again_after_transient_result_faults(pipeli
     assert notification["body"]["status"] == "SUCCEEDED"
 
 
-def test_a_finalize_that_meets_the_lock_of_a_dead_one_waits_instead_of_failing(
+def test_a_finalize_that_dies_after_the_manifest_is_finished_by_its_retry_without_fetching_again(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Given a Finalize that died holding its idempotency lock (it expires with that invocation's
-    timeout, up to 15 minutes), so the next two runs find it held
-    Then those runs wait in the fetch-again loop (no Retry count to run out) and the third delivers the
-    video: SUCCEEDED, one notification, not a finished render failed INTERNAL."""
-    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+    """Given a Finalize that copied the video and wrote the manifest, then died before the job's record
+    (Lambda reports Runtime.ExitError)
+    Then the state machine's retry runs at once (no lock of the dead run to wait out), finds the manifest
+    and ends the job from it: SUCCEEDED, the result fetched once, one notification."""
+    from avatar_local.stack.crashes import LambdaDeath
+    from avatar_pipeline.adapters.jobs_table import JobsTable
 
-    from avatar_pipeline.adapters.idempotency import OnceOnly
+    original = JobsTable.save_terminal
+    deaths = [LambdaDeath("after the manifest")]
 
-    held = [IdempotencyAlreadyInProgressError("Execution already in progress")] * 2
-    original = OnceOnly.finalize
+    def dies_once(self: JobsTable, record: Any) -> None:
+        if deaths and record.status == "SUCCEEDED":
+            raise deaths.pop()
+        original(self, record)
 
-    def locked_twice(self: OnceOnly, *args: Any, **kwargs: Any) -> Any:
-        if held:
-            raise held.pop()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(OnceOnly, "finalize", locked_twice)
+    monkeypatch.setattr(JobsTable, "save_terminal", dies_once)
     submit(drop_job(pipeline))
     job_id = only_job_id(pipeline)
 
     assert pipeline.aws.wait_for_execution(job_id)["status"] == "SUCCEEDED"
-    waits = [e for e in pipeline.aws.history(job_id) if e["type"] == "WaitStateEntered"]
-    assert [e["stateEnteredEventDetails"]["name"] for e in waits].count("WaitBeforeFetchingAgain") == 2
+    history = pipeline.aws.history(job_id)
+    assert [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"] == ["Runtime.ExitError"]
+    assert not [e for e in history if e.get("stateEnteredEventDetails", {}).get("name") == "WaitBeforeFetchingAgain"]
+    assert pipeline.provider.calls["result"] == 1
+    assert job_record(pipeline, job_id)["status"] == "SUCCEEDED"
     assert [n["body"]["status"] for n in pipeline.aws.notifications()] == ["SUCCEEDED"]
 
 
-def test_finalize_run_again_after_success_returns_the_recorded_outcome(pipeline: Pipeline) -> None:
+def test_finalize_run_again_after_success_ends_the_same_way_without_fetching_or_notifying(pipeline: Pipeline) -> None:
     """Given a job that already finished, when Finalize is invoked again with the same state (as a
-    Step Functions retry after a late-reported success would), then it returns the recorded outcome
-    from the idempotency store without fetching or copying the video again, or notifying again."""
+    Step Functions retry after a late-reported success would), then it finishes from the manifest:
+    the same outputs, no result fetched or video copied again, no second notification."""
     submit(drop_job(pipeline))
     job_id = only_job_id(pipeline)
     assert pipeline.aws.wait_for_execution(job_id)["status"] == "SUCCEEDED"
@@ -263,7 +265,7 @@ def test_finalize_run_again_after_success_returns_the_recorded_outcome(pipeline:
 
     again = load_handler("finalize")(finalize_input, FakeLambdaContext(function_name="FinalizeFunction"))
 
-    assert again == first_outcome
+    assert again == {**first_outcome, "notified": False}
     assert pipeline.provider.calls["result"] == result_calls
     assert len(pipeline.aws.notifications()) == 1
 

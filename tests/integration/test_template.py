@@ -45,7 +45,6 @@ GLOBAL_ENV_VARS = {
     "INPUT_BUCKET",
     "OUTPUT_BUCKET",
     "JOBS_TABLE",
-    "IDEMPOTENCY_TABLE",
     "NOTIFICATION_TOPIC_ARN",
     "SEGMIND_BASE_URL",
     "SEGMIND_API_KEY_SECRET_ARN",
@@ -73,7 +72,6 @@ OUTPUTS = {
     "JobsTableName",
     "PipelineStateTableName",
     "DashboardName",
-    "IdempotencyTableName",
     "NotificationTopicArn",
     "ApiKeySecretArn",
     "SubmitFunctionName",
@@ -468,15 +466,6 @@ def test_jobs_table_expires_records_and_recovers_to_a_point_in_time(resources: d
     assert index["Projection"] == {"ProjectionType": "ALL"}
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
     assert types == {"job_id": "S", "status": "S", "updated_at": "S"}
-
-
-def test_idempotency_table_matches_powertools_defaults(resources: dict[str, Any]) -> None:
-    table = props(resources, "IdempotencyTable")
-    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
-    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert table["SSESpecification"] == {"SSEEnabled": True}
-    assert table["BillingMode"] == "PAY_PER_REQUEST"
 
 
 def test_function_policies_name_every_action(resources: dict[str, Any]) -> None:

@@ -36,7 +36,6 @@ class PipelineResources:
     input_bucket: str = "avatar-input"
     output_bucket: str = "avatar-output"
     jobs_table: str = "avatar-jobs"
-    idempotency_table: str = "avatar-idempotency"
     state_table: str = "avatar-state"
     topic_arn: str = ""
     notifications_queue_url: str = ""
@@ -52,7 +51,6 @@ class PipelineResources:
             "INPUT_BUCKET": self.input_bucket,
             "OUTPUT_BUCKET": self.output_bucket,
             "JOBS_TABLE": self.jobs_table,
-            "IDEMPOTENCY_TABLE": self.idempotency_table,
             "PIPELINE_STATE_TABLE": self.state_table,
             "NOTIFICATION_TOPIC_ARN": self.topic_arn,
             "SEGMIND_API_KEY_SECRET_ARN": self.secret_arn,
@@ -135,7 +133,7 @@ def create_resources() -> PipelineResources:
     for bucket in (res.input_bucket, res.output_bucket):
         s3.create_bucket(Bucket=bucket, **bucket_location(REGION))
     ddb = boto3.client("dynamodb", region_name=REGION)
-    for table, key in ((res.jobs_table, "job_id"), (res.idempotency_table, "id"), (res.state_table, "pk")):
+    for table, key in ((res.jobs_table, "job_id"), (res.state_table, "pk")):
         ddb.create_table(
             TableName=table,
             KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],

@@ -64,7 +64,6 @@ def fake_settings(**overrides: Any) -> Settings:
         "INPUT_BUCKET": INPUT_BUCKET,
         "OUTPUT_BUCKET": OUTPUT_BUCKET,
         "JOBS_TABLE": "jobs",
-        "IDEMPOTENCY_TABLE": "idempotency",
         "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:notifications",
         "SEGMIND_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:key-AbCdEf",
     }

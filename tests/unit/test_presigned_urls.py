@@ -24,7 +24,6 @@ SETTINGS = Settings.from_environ(
         "INPUT_BUCKET": BUCKET,
         "OUTPUT_BUCKET": "avatar-pipeline-outputbucket-1a2b3c4d5e6f",
         "JOBS_TABLE": "avatar-jobs",
-        "IDEMPOTENCY_TABLE": "avatar-idempotency",
         "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:avatar-notifications",
         "SEGMIND_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:segmind-AbCdEf",
     }

@@ -187,6 +187,54 @@ def test_a_finished_render_that_cannot_be_fetched_before_its_retention_ends_is_r
         finalize_or_retry_later(state, world.clock, lambda s: finalize_job(s, world.finalize()))
 
 
+class Died(BaseException):
+    """A runtime that dies mid-call (not an exception the code could catch)."""
+
+
+def test_a_run_that_died_after_the_manifest_is_finished_from_it_without_fetching_again() -> None:
+    """Given a Finalize that copied the video and wrote the manifest, then died before the job's record
+    When the next run comes after Segmind dropped the result
+    Then it ends the job SUCCEEDED from the manifest: no result fetch, the same video, one notification."""
+    world = World()
+    state = completed(world, captions=True)
+    ports = world.finalize()
+    save_terminal = world.jobs.save_terminal
+
+    def die(record: Any) -> None:
+        raise Died
+
+    world.jobs.save_terminal = die  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        finalize_job(state, ports)
+    manifest = world.storage.body(OUTPUT_BUCKET, "videos/a/hello.json")
+    world.jobs.save_terminal = save_terminal  # type: ignore[method-assign]
+    world.provider.results = [ResultExpired("gone")]
+
+    outcome = finalize_job(state, ports)
+
+    assert outcome.status == "SUCCEEDED"
+    assert outcome.output_keys == ["videos/a/hello.mp4", "videos/a/hello.srt", "videos/a/hello.json"]
+    assert world.provider.calls["result"] == 1
+    assert json.loads(world.storage.body(OUTPUT_BUCKET, "videos/a/hello.json")) == json.loads(manifest)
+    record = world.jobs.get(state.job.job_id)
+    assert record is not None
+    assert record.status is JobStatus.SUCCEEDED
+    assert [n.status for n in world.notifier.published] == ["SUCCEEDED"]
+
+
+def test_a_manifest_of_another_request_at_the_key_is_not_this_job_s_delivery() -> None:
+    world = World()
+    state = completed(world)
+    stale = {"job_id": "job-other", "request_id": "another"}
+    world.storage.put(OUTPUT_BUCKET, "videos/a/hello.json", json.dumps(stale).encode())
+
+    outcome = finalize_job(state, world.finalize())
+
+    assert outcome.status == "SUCCEEDED"
+    assert world.provider.calls["result"] == 1
+    assert json.loads(world.storage.body(OUTPUT_BUCKET, "videos/a/hello.json"))["job_id"] == state.job.job_id
+
+
 def test_a_result_that_says_failed_is_a_provider_failure() -> None:
     world = World()
     world.provider.results = [StatusReport(status="FAILED", error="Content blocked")]

@@ -13,7 +13,6 @@ REQUIRED = {
     "INPUT_BUCKET": "avatar-input-123456789012",
     "OUTPUT_BUCKET": "avatar-output-123456789012",
     "JOBS_TABLE": "avatar-jobs",
-    "IDEMPOTENCY_TABLE": "avatar-idempotency",
     "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:avatar-notifications",
     "SEGMIND_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:segmind-AbCdEf",
 }

@@ -17,7 +17,6 @@ from botocore.config import Config
 
 from avatar_pipeline.adapters.events import CompletionEvents
 from avatar_pipeline.adapters.executions import ExecutionStarter
-from avatar_pipeline.adapters.idempotency import OnceOnly
 from avatar_pipeline.adapters.jobs_table import JobsTable
 from avatar_pipeline.adapters.media_users import MediaUsers
 from avatar_pipeline.adapters.notifier import SnsNotifier
@@ -133,10 +132,6 @@ class Dependencies:
     def ledger(self) -> SpendLedger | None:
         table = self.settings.pipeline_state_table
         return SpendLedger(table) if table else None
-
-    @cached_property
-    def once(self) -> OnceOnly:
-        return OnceOnly(self.settings.idempotency_table)
 
     @cached_property
     def retries(self) -> RetryScheduler:

@@ -30,7 +30,6 @@ class Settings(BaseModel):
     input_bucket: str = Field(alias="INPUT_BUCKET", min_length=3)
     output_bucket: str = Field(alias="OUTPUT_BUCKET", min_length=3)
     jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", pattern=r"^arn:aws[a-z-]*:sns:")
     segmind_api_key_secret_arn: str = Field(alias="SEGMIND_API_KEY_SECRET_ARN", min_length=1)
     segmind_base_url: str = Field(alias="SEGMIND_BASE_URL", default="https://api.segmind.com")

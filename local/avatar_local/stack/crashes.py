@@ -12,7 +12,7 @@ and Lambda reports `Runtime.ExitError` (or `Sandbox.Timedout`). Two ways to ask 
   running for a handler invocation can die (the router marks it, see `CURRENT_INVOCATION`; a copy's
   upload threads inherit the mark): never the harness's own calls, moto's interpreter or the
   emulator. The crash is a `LambdaDeath`, a BaseException, so no `except Exception` in the handler
-  (Powertools' batch processor and idempotency, the copy's abort) can turn it into an ordinary
+  (Powertools' batch processor, the copy's abort) can turn it into an ordinary
   error; and the invocation stays dead: every AWS or provider call it tries afterwards (a `finally`
   that aborts an upload or releases a claim) dies too, as nothing would run after a real crash.
   For Submit, the whole batch fails (the poller handles the function error as Lambda's event source

@@ -181,9 +181,9 @@ class LocalPipeline:
         self._capture_logs()
         runtime.use_clock(self.clock)
         for logical_id, directory in FUNCTIONS.items():
-            # The context's remaining time is what Powertools idempotency uses to expire the lock of
-            # a crashed invocation: scaled like every other delay. Submit's is not: it guards a live
-            # POST, whose HTTP timeouts are wall time (like the submit lease).
+            # The context's remaining time (Finalize's copy deadline, Poll's) is scaled like every other
+            # delay. Submit's is not: it guards a live POST, whose HTTP timeouts are wall time (like the
+            # submit lease).
             timeout = self.stack.function_timeouts[logical_id]
             if logical_id not in WALL_TIME_FUNCTIONS:
                 timeout *= cfg.time_scale

@@ -318,8 +318,9 @@ class StreamingCopier:
 
     def _abort_stale_uploads(self, bucket: str, key: str) -> None:
         """A copy of this key that died mid-way (a killed invocation cannot abort) left its upload open:
-        abort it now, rather than leave its parts stored until the bucket's lifecycle rule. Finalize
-        runs one copy of a key at a time (its idempotency lock), so no live upload is touched."""
+        abort it now, rather than leave its parts stored until the bucket's lifecycle rule. Runs of one
+        job's Finalize follow each other; in the rare overlap (Lambda reported an invoke as failed that
+        still runs) the aborted copy fails, is retried, and writes the same bytes."""
         try:
             listing = self._s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
             for upload in listing.get("Uploads", []):

@@ -48,7 +48,7 @@ class Delivered:
 
     job: RenderJob
     video: CopiedObject
-    captions: CopiedObject | None
+    captions_key: str | None
     timings: Timings
     provider_metrics: dict[str, Any]
     status_calls: int
@@ -61,7 +61,7 @@ class Delivered:
 
     @property
     def output_keys(self) -> list[str]:
-        return [self.video.key, *([self.captions.key] if self.captions else []), self.manifest_key]
+        return [self.video.key, *([self.captions_key] if self.captions_key else []), self.manifest_key]
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def _manifest(ending: Delivered, archived: ArchivedInputs, cost: Cost, ports: Cl
         outputs=ManifestOutputs(
             bucket=ports.settings.output_bucket,
             video_key=ending.video.key,
-            captions_key=ending.captions.key if ending.captions else None,
+            captions_key=ending.captions_key,
         ),
         video=VideoFile(size=ending.video.size, sha256=ending.video.sha256, content_type=ending.video.content_type),
         timings=ending.timings,
@@ -212,7 +212,7 @@ def _delivered_notification(
         output=NotificationOutput(
             bucket=ports.settings.output_bucket,
             video_key=ending.video.key,
-            captions_key=ending.captions.key if ending.captions else None,
+            captions_key=ending.captions_key,
             manifest_key=ending.manifest_key,
             size=ending.video.size,
             sha256=ending.video.sha256,

@@ -1,9 +1,12 @@
 """Finalize: fetch the finished render's result, copy the video (and captions) into the output bucket,
 then close the job (inputs archived, manifest last, one notification: domain/closing.py).
 
-Safe to run twice and to crash in: each object is written whole or not at all (the multipart
-upload is aborted on failure), the manifest is written only after everything it describes, and
-the notification is granted once by the jobs table.
+Safe to run twice, at once, and to crash in, without a lock: each object is written whole or not at
+all (the multipart upload is aborted on failure) and a second copy writes the same bytes; the manifest
+is written only after everything it describes, so a run that finds this job's manifest finishes the
+ending from it without fetching again; every write of the ending is idempotent and the notification is
+granted once by the jobs table. A run that dies is retried by the state machine at once: nothing it
+held has to expire first.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from avatar_pipeline.domain.closing import Delivered, close_job
 from avatar_pipeline.domain.context import JobRef
-from avatar_pipeline.domain.ports import CopiedObject, FinalizePorts
+from avatar_pipeline.domain.ports import CopiedObject, FinalizePorts, ObjectMissing, ObjectTooLarge
 from avatar_pipeline.domain.pricing import provider_cost
 from avatar_pipeline.domain.request_budget import Denied
 from avatar_pipeline.errors import (
@@ -29,7 +32,7 @@ from avatar_pipeline.errors import (
 from avatar_pipeline.keys import sibling_key
 from avatar_pipeline.observability import logger
 from avatar_pipeline.provider.wire import RenderResult
-from avatar_pipeline.records import Timings
+from avatar_pipeline.records import Manifest, Timings
 from avatar_pipeline.state import FetchRetry, JobOutcome, RenderJob, RenderState
 
 if TYPE_CHECKING:
@@ -44,6 +47,8 @@ COPY_RESERVE_SECONDS = 15.0
 # (after a transient fault) until shortly before that: the margin covers one more attempt and clocks.
 RESULT_RETENTION = timedelta(hours=1)
 RESULT_RETENTION_MARGIN = timedelta(minutes=2)
+# Far above any manifest (a few KiB): reading one never holds a whole video in memory.
+MANIFEST_MAX_BYTES = 1024 * 1024
 _FETCH_RETRY_FIRST_SECONDS = 5
 _FETCH_RETRY_MAX_SECONDS = 60
 
@@ -74,7 +79,7 @@ def fetch_retry_wait(job_id: str, attempts: int) -> int:
     return max(1, step - zlib.crc32(f"{job_id}:{attempts}".encode()) % (step // 2 + 1))
 
 
-def _fetch_again_later(state: RenderState, fault: str, now: datetime) -> RenderState:
+def _fetch_again_later(state: RenderState, fault: str, now: datetime, grace: timedelta = timedelta(0)) -> RenderState:
     attempts = (state.fetch_retry.attempts if state.fetch_retry else 0) + 1
     wait = fetch_retry_wait(state.job.job_id, attempts)
     give_up_at = state.job.submitted_at + RESULT_RETENTION - RESULT_RETENTION_MARGIN
@@ -103,19 +108,50 @@ def finalize_job(state: RenderState, ports: FinalizePorts, remaining_ms: Callabl
     a copy that cannot finish before it (less COPY_RESERVE_SECONDS) aborts its upload and raises
     OutputTransferError, which finalize_or_retry_later turns into another try, instead of being
     killed by the timeout."""
-    result = _fetch_result(state.job, ports)
-    deadline = copy_deadline(remaining_ms(), time.monotonic()) if remaining_ms is not None else None
-    video, captions = _copy_outputs(state.job, result, ports, deadline)
-    delivered = Delivered(
-        job=state.job,
-        video=video,
-        captions=captions,
-        timings=_timings(state, ports.clock.now()),
-        provider_metrics=result.metrics,
-        status_calls=state.poll.polls,
-        provider_cost=_reported_cost(result, state),
-    )
+    delivered = _delivered_before(state, ports)
+    if delivered is None:
+        result = _fetch_result(state.job, ports)
+        deadline = copy_deadline(remaining_ms(), time.monotonic()) if remaining_ms is not None else None
+        video, captions = _copy_outputs(state.job, result, ports, deadline)
+        delivered = Delivered(
+            job=state.job,
+            video=video,
+            captions_key=captions.key if captions else None,
+            timings=_timings(state, ports.clock.now()),
+            provider_metrics=result.metrics,
+            status_calls=state.poll.polls,
+            provider_cost=_reported_cost(result, state),
+        )
     return close_job(JobRef.from_render_job(state.job), delivered, ports)
+
+
+def _delivered_before(state: RenderState, ports: FinalizePorts) -> Delivered | None:
+    """The job as an earlier run delivered it, if that run died after writing the manifest.
+
+    The manifest is written after everything it describes, so its presence means the video (and
+    captions) are complete: the ending is finished from it, without fetching the result again
+    (Segmind may have dropped it by now; the render was billed). Any other document at that key (not
+    this job's request) is none of ours: the copy goes ahead and its manifest replaces it.
+    """
+    job = state.job
+    try:
+        body = ports.storage.read(ports.settings.output_bucket, sibling_key(job.video_key, "json"), MANIFEST_MAX_BYTES)
+        manifest = Manifest.model_validate_json(body)
+    except (ObjectMissing, ObjectTooLarge, ValueError):
+        return None
+    if (manifest.job_id, manifest.request_id) != (job.job_id, job.request_id):
+        return None
+    logger.info("the manifest is there: an earlier run delivered the job and died before ending it")
+    video = manifest.video
+    return Delivered(
+        job=job,
+        video=CopiedObject(manifest.outputs.video_key, video.size, video.sha256, video.content_type),
+        captions_key=manifest.outputs.captions_key,
+        timings=manifest.timings,
+        provider_metrics=manifest.provider_metrics,
+        status_calls=state.poll.polls,
+        provider_cost=manifest.cost_usd if manifest.cost_source == "provider" else None,
+    )
 
 
 def _reported_cost(result: RenderResult, state: RenderState) -> Decimal | None:
