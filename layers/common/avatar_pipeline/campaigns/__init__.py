@@ -1,0 +1,1 @@
+"""Campaigns: one file, many videos (DESIGN section 7)."""
