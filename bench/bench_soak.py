@@ -380,7 +380,7 @@ def figures(
             outcomes[f"FAILED {record.error_code}"] += 1
         else:
             outcomes[record.status.value] += 1
-    ended = [r.completed_at or r.updated_at for r in latest.values() if r.status.value in ("SUCCEEDED", "FAILED")]
+    ended = [r.completed_at or r.updated_at for r in latest.values() if r.status in TERMINAL_STATUSES]
     last = max(ended, default=dropped_at)
     api = [e for e in history.requests if e.endpoint in ("submit", "status", "result")]
     moments = [(pipeline.clock.to_virtual(datetime.fromtimestamp(e.at, UTC)) - dropped_at).total_seconds() for e in api]

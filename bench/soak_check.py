@@ -33,7 +33,7 @@ from typing import Any
 
 from avatar_local.emulator import RequestLogEntry
 from avatar_local.stack.crashes import CrashRecord
-from avatar_pipeline.records import JobRecord, JobStatus
+from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord, JobStatus
 from bench.soak_jobs import SoakJob, SoakPlan
 
 ERROR_CODES_DOC = Path(__file__).resolve().parents[1] / "docs" / "error-codes.md"
@@ -194,7 +194,7 @@ def _terminal(job: SoakJob, record: JobRecord | None, history: History) -> list[
     if record is None:
         where = " (its event is in the DLQ)" if job.key in history.dead_letters else ""
         return [Violation(1, job.key, None, f"no job record at all{where}")]
-    if record.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+    if record.status not in TERMINAL_STATUSES:
         where = " (its event is in the DLQ)" if job.key in history.dead_letters else ""
         return [Violation(1, job.key, record.job_id, f"ended {record.status.value}{where}")]
     return []
@@ -343,7 +343,7 @@ def _manifests(index: _Index) -> list[Violation]:
 
 
 def _inbox(job: SoakJob, record: JobRecord | None, index: _Index) -> list[Violation]:
-    if record is None or record.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+    if record is None or record.status not in TERMINAL_STATUSES:
         return []
     ended = record.completed_at or record.updated_at
     left: list[str] = []
@@ -364,7 +364,7 @@ def _still_needs(job: SoakJob, key: str, index: _Index) -> bool:
     if key not in job.media.values():
         return False
     record = index.records.get(job.key)
-    return record is None or record.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    return record is None or record.status not in TERMINAL_STATUSES
 
 
 # --- 7 ---------------------------------------------------------------------------------------------
@@ -423,7 +423,7 @@ def _error_report(job: SoakJob, record: JobRecord, history: History) -> list[Vio
 
 
 def _explained(job: SoakJob, record: JobRecord | None, index: _Index) -> list[Violation]:
-    if record is None or record.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+    if record is None or record.status not in TERMINAL_STATUSES:
         return []  # invariant 1 covers it
     code = record.error_code if record.status == JobStatus.FAILED else None
     if job.bad:

@@ -24,6 +24,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from avatar_pipeline.settings import Settings
+
 IV = "heygen-avatar-iv"
 V = "heygen-avatar-v"
 IV_VOICES = ("Onyx", "Coral", "Nova", "Shimmer")
@@ -38,7 +40,8 @@ SENTENCES = (
     "Let me show you around.",
     "We hope you enjoy the new release.",
 )
-MAX_JOB_FILE_BYTES = 64 * 1024
+# The limit the stack runs with (the settings' default: the template sets none).
+MAX_JOB_FILE_BYTES: int = Settings.model_fields["max_job_file_bytes"].default
 
 # Shares of the jobs (of N) that are bad input, late media, and in the groups below.
 BAD_SHARE = 0.10

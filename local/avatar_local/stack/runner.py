@@ -39,10 +39,10 @@ from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWa
 from avatar_pipeline import runtime
 from avatar_pipeline.adapters.transfer import StreamingCopier
 from avatar_pipeline.clock import SystemClock
-from avatar_pipeline.records import JobRecord
+from avatar_pipeline.jobs.loose import loose_json_object
+from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord
 
 LOCAL_API_KEY = "local-dev-key"
-TERMINAL = ("SUCCEEDED", "FAILED")
 # The DLQ's visibility timeout (SQS's default: the template sets none).
 DEAD_LETTER_VISIBILITY_SECONDS = 30
 # Functions whose time limits guard wall-clock work (HTTP timeouts): not scaled.
@@ -103,14 +103,6 @@ def small_copy_parts(part_bytes: int) -> Iterator[None]:
         mock.patch.object(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", min(part_bytes, 5 * 1024 * 1024)),
     ):
         yield
-
-
-def _loose_json(body: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return {}
-    return document if isinstance(document, dict) else {}
 
 
 class LocalPipeline:
@@ -364,7 +356,7 @@ class LocalPipeline:
             s3.put_object(Bucket=bucket, Key=key, Body=body)
             if path.suffix == ".json":
                 job_keys.append(key)
-                self.dropped_jobs[key] = _loose_json(body)
+                self.dropped_jobs[key] = loose_json_object(body)
         return job_keys
 
     def put(self, key: str, body: bytes) -> None:
@@ -426,7 +418,9 @@ class LocalPipeline:
                     on_change(job, time.monotonic() - started)
                 seen[key] = state
             if all(
-                key in progress and progress[key].status in TERMINAL and self.notifications_for(progress[key].job_id)
+                key in progress
+                and progress[key].status in TERMINAL_STATUSES
+                and self.notifications_for(progress[key].job_id)
                 for key in job_keys
             ):
                 return True

@@ -42,7 +42,7 @@ from avatar_pipeline.errors import (
 )
 from avatar_pipeline.keys import derive_job_id, is_job_file_key, without_query
 from avatar_pipeline.observability import job_submitted, logger
-from avatar_pipeline.records import JobRecord, JobStatus
+from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord, JobStatus
 from avatar_pipeline.state import PollState, RenderJob, RenderState
 
 # A backlog of submits denied by the request budget comes back spread out, not in lockstep.
@@ -282,7 +282,7 @@ def _start_execution(render_job: RenderJob, ports: StartingPorts) -> None:
 
 def continue_existing(record: JobRecord, obj: InboxObject, ports: StartingPorts) -> SubmitResult | Requeue:
     """A redelivered event for a job we already know: never POST again."""
-    if record.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+    if record.status in TERMINAL_STATUSES:
         return _finish_ending(record, obj, ports)
     if record.status == JobStatus.RENDERING:
         logger.info("duplicate delivery ignored", extra={"status": record.status.value})
@@ -322,10 +322,7 @@ def continue_existing(record: JobRecord, obj: InboxObject, ports: StartingPorts)
 def _finish_ending(record: JobRecord, obj: InboxObject, ports: StartingPorts) -> SubmitResult:
     """An ended job: nothing to do, unless its ending stopped before its notification went out (a
     worker that died after the terminal record): then the failure is ended again, the same way."""
-    if (
-        record.notified_status in (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
-        or record.status != JobStatus.FAILED
-    ):
+    if record.notified_status in TERMINAL_STATUSES or record.status != JobStatus.FAILED:
         logger.info("duplicate delivery ignored", extra={"status": record.status.value})
         return SubmitResult.DUPLICATE
     ref = JobRef.from_record(record, job_etag=plain_etag(obj.etag) or None)
