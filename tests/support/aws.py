@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
-from avatar_local.stack.local_aws import bucket_location
+from avatar_local.stack.local_aws import FUNCTIONS, bucket_location
 from tests.support import TEST_REGION
 
 REGION = TEST_REGION
@@ -24,7 +24,8 @@ PARTITION = "aws"
 ACCOUNT = "123456789012"
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "render_job.asl.json"
 API_KEY = "test-api-key-0123456789"
-FUNCTION_NAMES = {"poll": "PollFunction", "finalize": "FinalizeFunction", "report_failure": "ReportFailureFunction"}
+# The functions the state machine invokes, by logical id (their code directories: local_aws.FUNCTIONS).
+STATE_MACHINE_FUNCTIONS = ("PollFunction", "FinalizeFunction", "ReportFailureFunction")
 
 
 def function_arn(name: str) -> str:
@@ -165,16 +166,12 @@ def create_resources() -> PipelineResources:
     res.secret_arn = secrets.create_secret(Name="segmind-api-key", SecretString=API_KEY)["ARN"]
 
     definition = ASL_PATH.read_text().replace("${Partition}", PARTITION)
-    for placeholder, name in (
-        ("PollFunctionArn", FUNCTION_NAMES["poll"]),
-        ("FinalizeFunctionArn", FUNCTION_NAMES["finalize"]),
-        ("ReportFailureFunctionArn", FUNCTION_NAMES["report_failure"]),
-    ):
-        definition = definition.replace("${" + placeholder + "}", function_arn(name))
+    for name in STATE_MACHINE_FUNCTIONS:
+        definition = definition.replace("${" + name + "Arn}", function_arn(name))
     sfn = boto3.client("stepfunctions", region_name=REGION)
     res.state_machine_arn = sfn.create_state_machine(
         name="RenderJob", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/render-job"
     )["stateMachineArn"]
-    for directory, name in FUNCTION_NAMES.items():
-        res.router.register(name, functools.partial(load_handler, directory))
+    for name in STATE_MACHINE_FUNCTIONS:
+        res.router.register(name, functools.partial(load_handler, FUNCTIONS[name]))
     return res

@@ -38,7 +38,6 @@ Handler = Callable[[Any, Any], Any]
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # The module-level name moto's Lambda Task states build their client with.
 _CLIENT_FACTORY = "boto_client_for"
-FUNCTION_DIRS = {"submit": "submit", "poll": "poll", "finalize": "finalize", "report_failure": "report_failure"}
 
 
 def load_handler(function_dir: str, repo_root: Path = REPO_ROOT) -> Handler:
