@@ -4,6 +4,7 @@ avatar-pipeline local demo
 avatar-pipeline local run --inbox DIR --out DIR [--faults FILE] [--render-seconds N]
                           [--time-scale X] [--duplicate-events N] [--rpm N] [--timeout S]
 avatar-pipeline emulator serve [--port P]
+avatar-pipeline campaign plan FILE [--rpm N]
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_deployed_commands(groups)
 
+    campaign = groups.add_parser("campaign", help="campaigns: one file, many videos")
+    campaign_commands = campaign.add_subparsers(dest="command", required=True)
+    plan = campaign_commands.add_parser(
+        "plan", help="offline: validate every row, check the media, estimate the cost and the duration"
+    )
+    plan.add_argument("file", type=Path, help="a <name>.campaign.json, its rows and media beside it")
+    plan.add_argument("--rpm", type=_positive_int, default=50, help="the key's requests per minute (pro: 50)")
+
     emulator = groups.add_parser("emulator", help="the Segmind v2 emulator")
     emulator_commands = emulator.add_subparsers(dest="command", required=True)
     serve = emulator_commands.add_parser("serve", help="serve the emulator until interrupted")
@@ -149,6 +158,8 @@ def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
         return _deployed(args, parser, console or sys.stdout)
     if args.group == "emulator":
         return _serve_emulator(args)
+    if args.group == "campaign":
+        return _campaign_plan(args, console or sys.stdout)
     if args.command == "demo":
         return _demo(args)
     return _run(args, parser)
@@ -177,6 +188,16 @@ def _deployed(args: argparse.Namespace, parser: argparse.ArgumentParser, console
         return EXIT_OK
     except (deployed.UsageError, InvalidJob, OSError) as error:
         parser.error(str(error))
+
+
+def _campaign_plan(args: argparse.Namespace, console: TextIO) -> int:
+    from avatar_local.campaign_plan import PlanUsageError, plan_file
+
+    try:
+        return plan_file(args.file, args.rpm, console)
+    except PlanUsageError as error:
+        print(f"avatar-pipeline campaign plan: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _submit(args: argparse.Namespace, names: deployed_module.StackNames, console: TextIO) -> int:

@@ -40,6 +40,8 @@ EXPECTED_CODES: dict[str, ErrorCode] = {
     "SubmitNeverAccepted": ErrorCode.PROVIDER_UNAVAILABLE,
     "ResultUnavailable": ErrorCode.RESULT_UNAVAILABLE,
     "SpendLimitReached": ErrorCode.SPEND_LIMIT,
+    "InvalidCampaign": ErrorCode.INVALID_JOB,
+    "CampaignNotApproved": ErrorCode.NOT_APPROVED,
     "SubmissionUncertain": ErrorCode.INTERNAL,
     "ProviderSubmitAmbiguous": ErrorCode.INTERNAL,
     # Transient errors reach a Catch only once their retries are spent.

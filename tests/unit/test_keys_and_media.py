@@ -9,12 +9,20 @@ import pytest
 from avatar_pipeline.keys import (
     UnsafeKey,
     archived_key,
+    campaign_approval_key,
+    campaign_name,
+    campaign_output_folder,
+    campaign_report_key,
     decode_event_key,
+    default_row_video_key,
     default_video_key,
     derive_job_id,
+    derive_row_job_id,
     error_report_key,
+    is_campaign_file_key,
     is_job_file_key,
     resolve_media_key,
+    row_input_key,
     sibling_key,
     validate_output_key,
 )
@@ -270,13 +278,95 @@ def test_keys_outside_inbox_cannot_be_archived(key: str) -> None:
         ("processed/a/b.json", False),
         ("b.json", False),
         ("inbox/", False),
+        ("inbox/a/spring.campaign.json", False),
+        ("inbox/spring.campaign.json", False),
     ],
 )
 def test_is_job_file_key(key: str, expected: bool) -> None:
     """Given an object key
     When it is classified
-    Then only .json files under inbox/ are job files."""
+    Then only .json files under inbox/ are job files, and a campaign file is not one."""
     assert is_job_file_key(key) is expected
+
+
+# --- campaigns --------------------------------------------------------------------------------------
+
+CAMPAIGN_KEY = "inbox/shop/spring.campaign.json"
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("inbox/shop/spring.campaign.json", True),
+        ("inbox/spring.campaign.json", True),
+        ("inbox/a/b/c/x.campaign.json", True),
+        ("inbox/.campaign.json", False),
+        ("inbox/shop/.campaign.json", False),
+        ("inbox/shop/spring.json", False),
+        ("inbox/shop/spring.campaign.json.tmp", False),
+        ("processed/shop/spring.campaign.json", False),
+        ("spring.campaign.json", False),
+    ],
+)
+def test_is_campaign_file_key(key: str, expected: bool) -> None:
+    """Given an object key
+    When it is classified
+    Then only inbox/**/<name>.campaign.json with a non-empty name is a campaign file."""
+    assert is_campaign_file_key(key) is expected
+
+
+def test_campaign_outputs_live_in_one_folder_named_after_the_campaign() -> None:
+    """Given a campaign file in inbox/shop/
+    When its output keys are derived
+    Then the reports and default row videos share campaigns/shop/spring/, and the approval sits beside it."""
+    assert campaign_name(CAMPAIGN_KEY) == "spring"
+    assert campaign_output_folder(CAMPAIGN_KEY) == "campaigns/shop/spring/"
+    assert [campaign_report_key(CAMPAIGN_KEY, f) for f in ("json", "csv", "html")] == [
+        "campaigns/shop/spring/report.json",
+        "campaigns/shop/spring/report.csv",
+        "campaigns/shop/spring/report.html",
+    ]
+    assert campaign_approval_key(CAMPAIGN_KEY) == "inbox/shop/spring.approve"
+    assert default_row_video_key(CAMPAIGN_KEY, "cust-7", "mp4") == "campaigns/shop/spring/cust-7.mp4"
+    assert default_row_video_key(CAMPAIGN_KEY, "7", "webm") == "campaigns/shop/spring/7.webm"
+    assert campaign_output_folder("inbox/top.campaign.json") == "campaigns/top/"
+    assert row_input_key(CAMPAIGN_KEY, "7") == "inbox/shop/spring.campaign.json#7"
+
+
+def test_campaign_keys_refuse_what_is_not_a_campaign_file_or_an_unknown_report() -> None:
+    """Given a job file's key, or a report format that does not exist
+    When campaign keys are derived from it
+    Then it is refused rather than given a folder."""
+    with pytest.raises(UnsafeKey):
+        campaign_output_folder("inbox/shop/spring.json")
+    with pytest.raises(ValueError, match="report format"):
+        campaign_report_key(CAMPAIGN_KEY, "pdf")
+
+
+@pytest.mark.parametrize("row_id", ["a/b", "..", ".", "", " padded", "x" * 201, "tab\there", "back\\slash"])
+def test_row_ids_that_are_not_one_safe_file_name_are_refused(row_id: str) -> None:
+    """Given a row id that would escape the campaign folder or is not a file name
+    When a default video key is derived for it
+    Then UnsafeKey is raised."""
+    with pytest.raises(UnsafeKey):
+        default_row_video_key(CAMPAIGN_KEY, row_id, "mp4")
+
+
+def test_row_job_ids_are_deterministic_per_bucket_campaign_and_row() -> None:
+    """Given the same row of the same campaign file (a redelivered split, or the campaign uploaded again)
+    When its job id is derived
+    Then it is the same id, a valid execution name; another row, campaign or bucket gives another id."""
+    first = derive_row_job_id("in", CAMPAIGN_KEY, "7")
+    assert first == derive_row_job_id("in", CAMPAIGN_KEY, "7")
+    assert first.startswith("row-")
+    assert EXECUTION_NAME.fullmatch(first)
+    others = {
+        derive_row_job_id("in", CAMPAIGN_KEY, "8"),
+        derive_row_job_id("in", "inbox/shop/autumn.campaign.json", "7"),
+        derive_row_job_id("other", CAMPAIGN_KEY, "7"),
+    }
+    assert first not in others
+    assert len(others) == 3
 
 
 @pytest.mark.parametrize("key", ["campaign-a/alice.mp4", "a/b/c/d.webm", "alice welcome.mp4"])

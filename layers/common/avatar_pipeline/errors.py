@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
     RESULT_UNAVAILABLE = "RESULT_UNAVAILABLE"
     SPEND_LIMIT = "SPEND_LIMIT"
+    NOT_APPROVED = "NOT_APPROVED"
     INTERNAL = "INTERNAL"
 
 
@@ -112,6 +113,20 @@ class SpendLimitReached(PipelineError):
     """The job's price would take its UTC day (or its campaign) past a spend ceiling: never submitted."""
 
     code = ErrorCode.SPEND_LIMIT
+
+
+class InvalidCampaign(PipelineError):
+    """The campaign file itself is unusable (unreadable, its rows file missing or malformed, its template
+    names a column the rows lack): the campaign fails as a whole, nothing submitted. Not an InvalidJob,
+    so a handler of one bad row's InvalidJob never swallows it."""
+
+    code = ErrorCode.INVALID_JOB
+
+
+class CampaignNotApproved(PipelineError):
+    """A person rejected the campaign's sample (or never approved it in time): the row is not rendered."""
+
+    code = ErrorCode.NOT_APPROVED
 
 
 class SubmissionUncertain(PipelineError):
@@ -212,6 +227,10 @@ ADVICE: dict[ErrorCode, str] = {
     ErrorCode.SPEND_LIMIT: (
         "Nothing was submitted or billed. Upload the job file again after the day resets (00:00 UTC), or "
         "raise the stack parameter DailySpendLimitUsd."
+    ),
+    ErrorCode.NOT_APPROVED: (
+        "Nothing was submitted or billed for this row: the campaign's sample was rejected (or not approved in "
+        "time). Fix the template or rows, then upload the campaign file again; rows that succeeded are kept."
     ),
     ErrorCode.INTERNAL: (
         "Check the job's logs; if the message says the submit may have been accepted, check your "

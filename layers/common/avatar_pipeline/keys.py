@@ -5,6 +5,11 @@ Layout (DESIGN.md section 4):
   videos/a/b.mp4|.webm      the video (or the job's output_key), captions .srt and manifest .json beside it
   processed/a/...           inputs of a finished job;  failed/a/... inputs of a failed one,
   failed/a/b.error.json     plus a readable error report
+
+Campaigns (DESIGN.md section 7):
+  inbox/a/b.campaign.json   the trigger (never a job file), rows and media beside it
+  inbox/a/b.approve         a person's approval of the campaign's sample, beside it
+  campaigns/a/b/            its outputs: report.json/.csv/.html and, by default, <row id>.mp4|.webm
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ INBOX_PREFIX = "inbox/"
 VIDEOS_PREFIX = "videos/"
 PROCESSED_PREFIX = "processed/"
 FAILED_PREFIX = "failed/"
+CAMPAIGNS_PREFIX = "campaigns/"
+CAMPAIGN_SUFFIX = ".campaign.json"
+APPROVAL_SUFFIX = ".approve"
+REPORT_FORMATS = ("json", "csv", "html")
 MAX_KEY_BYTES = 1024
+# A row id names a file in the campaign's output folder, so it is one path segment of modest length.
+MAX_ROW_ID_CHARS = 200
 
 
 class UnsafeKey(ValueError):
@@ -42,7 +53,19 @@ def derive_job_id(bucket: str, key: str, version_or_etag: str, sequencer: str | 
 
 
 def is_job_file_key(key: str) -> bool:
-    return key.startswith(INBOX_PREFIX) and key.endswith(".json") and len(key) > len(INBOX_PREFIX) + 5
+    """A .json under inbox/ that is not a campaign file (a campaign is many jobs, split elsewhere)."""
+    return (
+        key.startswith(INBOX_PREFIX)
+        and key.endswith(".json")
+        and len(key) > len(INBOX_PREFIX) + 5
+        and not key.endswith(CAMPAIGN_SUFFIX)
+    )
+
+
+def is_campaign_file_key(key: str) -> bool:
+    """inbox/**/<name>.campaign.json, with a non-empty name."""
+    name = posixpath.basename(key)
+    return key.startswith(INBOX_PREFIX) and name.endswith(CAMPAIGN_SUFFIX) and len(name) > len(CAMPAIGN_SUFFIX)
 
 
 def relative_to_inbox(key: str) -> str:
@@ -108,6 +131,65 @@ def archived_key(input_key: str, succeeded: bool) -> str:
 def error_report_key(job_key: str) -> str:
     stem = relative_to_inbox(job_key)[: -len(".json")]
     return f"{FAILED_PREFIX}{stem}.error.json"
+
+
+# --- campaigns ---------------------------------------------------------------------------------------
+
+
+def _campaign_stem(campaign_key: str) -> str:
+    """inbox/a/b.campaign.json -> a/b"""
+    if not is_campaign_file_key(campaign_key):
+        raise UnsafeKey(f"{campaign_key!r} is not a campaign file (inbox/**/<name>{CAMPAIGN_SUFFIX})")
+    return relative_to_inbox(campaign_key)[: -len(CAMPAIGN_SUFFIX)]
+
+
+def campaign_name(campaign_key: str) -> str:
+    return posixpath.basename(_campaign_stem(campaign_key))
+
+
+def campaign_output_folder(campaign_key: str) -> str:
+    """campaigns/<dir>/<name>/: the campaign's report and (by default) its videos, side by side, so the
+    report's players find the videos by relative path after an `aws s3 sync` of the folder."""
+    return f"{CAMPAIGNS_PREFIX}{_campaign_stem(campaign_key)}/"
+
+
+def campaign_report_key(campaign_key: str, fmt: str) -> str:
+    if fmt not in REPORT_FORMATS:
+        raise ValueError(f"report format {fmt!r} is not one of {', '.join(REPORT_FORMATS)}")
+    return f"{campaign_output_folder(campaign_key)}report.{fmt}"
+
+
+def campaign_approval_key(campaign_key: str) -> str:
+    """inbox/a/b.campaign.json -> inbox/a/b.approve: the file a person drops to approve the sample."""
+    return f"{INBOX_PREFIX}{_campaign_stem(campaign_key)}{APPROVAL_SUFFIX}"
+
+
+def validate_row_id(row_id: str) -> str:
+    """A row id becomes a file name in the campaign's folder: one safe path segment."""
+    _check_key(row_id)
+    if len(row_id) > MAX_ROW_ID_CHARS or "/" in row_id or row_id in (".", "..") or row_id != row_id.strip():
+        raise UnsafeKey(
+            f"row id {row_id!r} must be at most {MAX_ROW_ID_CHARS} characters, without '/', "
+            "surrounding spaces, or the names '.' and '..'"
+        )
+    return row_id
+
+
+def default_row_video_key(campaign_key: str, row_id: str, extension: str) -> str:
+    return f"{campaign_output_folder(campaign_key)}{validate_row_id(row_id)}.{extension}"
+
+
+def row_input_key(campaign_key: str, row_id: str) -> str:
+    """How a row is named where a job names its job file (records, reports, summaries): <key>#<row id>."""
+    return f"{campaign_key}#{row_id}"
+
+
+def derive_row_job_id(bucket: str, campaign_key: str, row_id: str) -> str:
+    """The same row of the same campaign file is always the same job, whatever upload of the file
+    carried it: a redelivered or retried split finds the job it created, and uploading the campaign
+    again (a resume) re-runs only the rows whose job did not succeed. A valid execution name too."""
+    digest = hashlib.sha256("\n".join(["campaign-row", bucket, campaign_key, row_id]).encode()).hexdigest()
+    return f"row-{digest[:40]}"
 
 
 def without_query(url: str) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.inbox import media_named_in, model_named_in
 from avatar_pipeline.domain.ports import ObjectMissing, ObjectTooLarge, SubmitPorts
+from avatar_pipeline.domain.pricing import job_price
 from avatar_pipeline.errors import (
     InvalidJob,
     MediaNotYetAvailable,
@@ -100,9 +101,8 @@ def _resolve_media(job_key: str, spec: AvatarIVJob | AvatarVJob) -> dict[str, st
 
 
 def _price(spec: AvatarIVJob | AvatarVJob, ports: SubmitPorts) -> Decimal:
-    trains_twin = isinstance(spec, AvatarVJob) and spec.video_url is not None
     try:
-        return ports.settings.prices.price(spec.model, spec.resolution, trains_digital_twin=trains_twin)
+        return job_price(ports.settings.prices, spec)
     except KeyError:
         raise PipelineError(
             f"the price table (stack parameter PriceTableJson) has no price for {spec.model}; add one"

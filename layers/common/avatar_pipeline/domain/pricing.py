@@ -17,10 +17,14 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from avatar_pipeline.money import CENT
+
+if TYPE_CHECKING:
+    from avatar_pipeline.jobs.spec import AvatarIVJob, AvatarVJob
 
 DIGITAL_TWIN_TRAINING = "digital_twin_training"
 DEFAULT_PRICE_TABLE_JSON = json.dumps(
@@ -57,6 +61,12 @@ class PriceTable(RootModel[dict[str, ModelPrices]]):
         if trains_digital_twin:
             total += prices.surcharge(DIGITAL_TWIN_TRAINING)
         return total.quantize(CENT)
+
+
+def job_price(table: PriceTable, spec: AvatarIVJob | AvatarVJob) -> Decimal:
+    """What one job's render costs by the table (KeyError when the table does not price its model)."""
+    trains_twin = getattr(spec, "video_url", None) is not None  # Avatar V trains a digital twin from it
+    return table.price(spec.model, spec.resolution, trains_digital_twin=trains_twin)
 
 
 @lru_cache(maxsize=4)

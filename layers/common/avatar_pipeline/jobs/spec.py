@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -244,13 +244,55 @@ def parse_job_file(raw: bytes) -> AvatarIVJob | AvatarVJob:
     raw = raw.removeprefix(b"\xef\xbb\xbf")
     if not raw.strip():
         raise InvalidJob("the job file is empty")
+    return _validate(raw, "the job file")
+
+
+def parse_job_object(document: dict[str, JsonValue], subject: str = "the job") -> AvatarIVJob | AvatarVJob:
+    """A job given as a JSON object (a campaign row's, filled from its template and columns), validated
+    exactly as a job file: through its JSON text, so strictness and every rule are the same."""
+    return _validate(json.dumps(document, ensure_ascii=False).encode(), subject)
+
+
+def _validate(raw: bytes, subject: str) -> AvatarIVJob | AvatarVJob:
     try:
         return _JOB_ADAPTER.validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         if errors and errors[0]["type"] == "json_invalid":
-            raise InvalidJob(f"the job file is not valid JSON: {errors[0]['msg']}") from None
+            raise InvalidJob(f"{subject} is not valid JSON: {errors[0]['msg']}") from None
         if errors and errors[0]["type"] in {"dict_type", "model_attributes_type"} and not errors[0]["loc"]:
-            raise InvalidJob("the job file must be a JSON object") from None
+            raise InvalidJob(f"{subject} must be a JSON object") from None
         problems = "; ".join(_describe(e) for e in errors)
-        raise InvalidJob(f"the job file is invalid: {problems}") from None
+        raise InvalidJob(f"{subject} is invalid: {problems}") from None
+
+
+def job_keys(model: str) -> frozenset[str]:
+    """Every key a job file for `model` may hold (pipeline keys and model parameters)."""
+    return frozenset(_MODELS[model].model_fields)
+
+
+KeyKind = Literal["bool", "int", "object", "text"]
+
+
+def job_key_kind(model: str, key: str) -> KeyKind:
+    """The JSON type a job key takes, so text (a CSV cell) can be turned into it: "true" -> true."""
+    field = _MODELS[model].model_fields.get(key)
+    return _kind(field.annotation) if field is not None else "text"
+
+
+def _kind(annotation: object) -> KeyKind:
+    # bool before int: a bool is an int to Python, never to a job file.
+    if annotation is bool:
+        return "bool"
+    if annotation is int:
+        return "int"
+    if annotation is dict or get_origin(annotation) is dict:
+        return "object"
+    for inner in get_args(annotation):
+        kind = _kind(inner)
+        if kind != "text":
+            return kind
+    return "text"
+
+
+_MODELS: dict[str, type[AvatarIVJob | AvatarVJob]] = {MODEL_AVATAR_IV: AvatarIVJob, MODEL_AVATAR_V: AvatarVJob}
