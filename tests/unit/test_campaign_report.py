@@ -26,6 +26,7 @@ from avatar_pipeline.campaigns.report import (
     render_csv,
     render_html,
     render_json,
+    report_files,
 )
 
 pytestmark = pytest.mark.unit
@@ -331,3 +332,18 @@ def test_ten_thousand_rows_render_quickly_into_a_page_that_loads_no_video_up_fro
     assert "autoplay" not in page
     assert report.totals.cost_usd == Decimal("22000.00")
     assert len(render_csv(report).splitlines()) == 10_001
+
+
+def test_the_three_files_sit_in_the_campaign_folder_with_their_content_types() -> None:
+    report = build_report(CAMPAIGN_KEY, mixed_rows())
+
+    files = report_files(report, "campaigns/spring/promo/")
+
+    assert [(f.key, f.content_type) for f in files] == [
+        ("campaigns/spring/promo/report.json", "application/json"),
+        ("campaigns/spring/promo/report.csv", "text/csv; charset=utf-8"),
+        ("campaigns/spring/promo/report.html", "text/html; charset=utf-8"),
+    ]
+    assert files[0].body.decode() == render_json(report)
+    assert files[2].body.decode() == render_html(report, PAGE_KEY)
+    assert [f.key for f in report_files(report, "")] == ["report.json", "report.csv", "report.html"]

@@ -16,6 +16,7 @@ import io
 from base64 import b64encode
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from html import escape
@@ -133,6 +134,25 @@ def build_report(campaign_key: str, results: Iterable[RowResult], dry_run: bool 
     else:
         status = CampaignStatus.RUNNING
     return CampaignReport(campaign_key=campaign_key, status=status, dry_run=dry_run, totals=totals, rows=rows)
+
+
+@dataclass(frozen=True)
+class ReportFile:
+    key: str
+    body: bytes
+    content_type: str
+
+
+def report_files(report: CampaignReport, folder_key: str) -> list[ReportFile]:
+    """report.json, report.csv and report.html for the folder `folder_key` of the output bucket
+    (`campaigns/<dir>/<name>`), as UTF-8 bytes with the content type each is served with."""
+    prefix = folder_key.strip("/") + "/" if folder_key.strip("/") else ""
+    page_key = f"{prefix}report.html"
+    return [
+        ReportFile(f"{prefix}report.json", render_json(report).encode(), "application/json"),
+        ReportFile(f"{prefix}report.csv", render_csv(report).encode(), "text/csv; charset=utf-8"),
+        ReportFile(page_key, render_html(report, page_key).encode(), "text/html; charset=utf-8"),
+    ]
 
 
 # --- report.json and report.csv ----------------------------------------------------------------------
