@@ -1,0 +1,349 @@
+"""The campaign report (campaigns/report.py): report.json exactly as DESIGN section 7 states it, totals
+computed from the rows, report.csv quoting, report.html escaping, relative video paths and a
+10,000-row page that stays light."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from decimal import Decimal
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from avatar_pipeline.campaigns.report import (
+    CSV_COLUMNS,
+    CampaignReport,
+    CampaignStatus,
+    RowResult,
+    RowStatus,
+    build_report,
+    relative_href,
+    render_csv,
+    render_html,
+    render_json,
+    report_files,
+)
+
+pytestmark = pytest.mark.unit
+
+CAMPAIGN_KEY = "inbox/spring/promo.campaign.json"
+PAGE_KEY = "campaigns/spring/promo/report.html"
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;"\' </td></tr>'
+
+
+def row(row_id: str, status: str, **fields: Any) -> RowResult:
+    return RowResult.model_validate({"row_id": row_id, "status": status, **fields})
+
+
+def mixed_rows() -> list[RowResult]:
+    return [
+        row("1", "SUCCEEDED", job_id="j1", video_key="campaigns/spring/promo/1.mp4", cost_usd="2.20",
+            estimated_cost_usd="2.20"),
+        row("2", "FAILED", error_code="INVALID_JOB", error_message="voice_id: unknown", estimated_cost_usd="2.20"),
+        row("3", "FAILED", job_id="j3", error_code="PROVIDER_FAILED", error_message="render failed",
+            cost_usd="1.10", estimated_cost_usd="2.20"),
+        row("4", "SKIPPED", error_code="SPEND_LIMIT", error_message="over max_spend_usd", estimated_cost_usd="2.20"),
+        row("5", "PENDING", job_id="j5", estimated_cost_usd="2.20"),
+    ]  # fmt: skip
+
+
+# --- report.json ------------------------------------------------------------------------------------------
+
+
+def test_report_json_has_exactly_the_designed_fields_and_plain_numbers_for_money() -> None:
+    """Given a finished campaign's rows, when the report is rendered as JSON, then its keys are the
+    ones DESIGN section 7 names, statuses are the named strings and amounts are JSON numbers."""
+    results = [r for r in mixed_rows() if r.status is not RowStatus.PENDING]
+
+    document = json.loads(render_json(build_report(CAMPAIGN_KEY, results)))
+
+    assert set(document) == {"campaign_key", "status", "dry_run", "totals", "rows"}
+    assert set(document["totals"]) == {
+        "rows", "succeeded", "failed", "skipped", "planned", "estimated_cost_usd", "cost_usd"
+    }  # fmt: skip
+    for reported in document["rows"]:
+        assert set(reported) == {
+            "row_id", "status", "error_code", "error_message", "job_id", "video_key", "cost_usd"
+        }  # fmt: skip
+    assert document["campaign_key"] == CAMPAIGN_KEY
+    assert document["status"] == "COMPLETED"
+    assert document["dry_run"] is False
+    assert document["rows"][0] == {
+        "row_id": "1", "status": "SUCCEEDED", "error_code": None, "error_message": None, "job_id": "j1",
+        "video_key": "campaigns/spring/promo/1.mp4", "cost_usd": 2.2,
+    }  # fmt: skip
+    assert document["totals"]["cost_usd"] == pytest.approx(3.3)
+
+
+def test_the_status_names_are_the_designed_ones() -> None:
+    assert [s.value for s in CampaignStatus] == ["PLANNED", "RUNNING", "COMPLETED"]
+    assert [s.value for s in RowStatus] == ["SUCCEEDED", "FAILED", "SKIPPED", "PLANNED", "PENDING"]
+
+
+def test_report_json_reads_back_into_the_same_report() -> None:
+    report = build_report(CAMPAIGN_KEY, mixed_rows())
+
+    assert CampaignReport.model_validate_json(render_json(report)) == report
+
+
+def test_a_default_row_number_is_reported_as_text() -> None:
+    reported = build_report(CAMPAIGN_KEY, [RowResult.model_validate({"row_id": 7, "status": "PLANNED"})], dry_run=True)
+
+    assert reported.rows[0].row_id == "7"
+
+
+def test_unknown_fields_and_statuses_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        row("1", "DONE")
+    with pytest.raises(ValidationError):
+        CampaignReport.model_validate(
+            {"campaign_key": CAMPAIGN_KEY, "status": "COMPLETED", "dry_run": False, "rows": [], "extra": 1,
+             "totals": {"rows": 0, "succeeded": 0, "failed": 0, "skipped": 0, "planned": 0,
+                        "estimated_cost_usd": 0, "cost_usd": 0}}
+        )  # fmt: skip
+
+
+# --- totals and status -------------------------------------------------------------------------------------
+
+
+def test_totals_are_counted_and_summed_from_the_rows() -> None:
+    """Given rows of every status, the totals count each status, the estimate sums every row's price
+    and the cost sums what was billed (a failed row may have been)."""
+    report = build_report(CAMPAIGN_KEY, mixed_rows())
+
+    totals = report.totals
+    assert (totals.rows, totals.succeeded, totals.failed, totals.skipped, totals.planned) == (5, 1, 2, 1, 0)
+    assert totals.estimated_cost_usd == Decimal("11.00")
+    assert totals.cost_usd == Decimal("3.30")
+    assert isinstance(totals.cost_usd, Decimal)
+
+
+def test_a_campaign_is_running_until_every_row_is_terminal_and_a_dry_run_is_planned() -> None:
+    assert build_report(CAMPAIGN_KEY, mixed_rows()).status is CampaignStatus.RUNNING
+    finished = [r for r in mixed_rows() if r.status is not RowStatus.PENDING]
+    assert build_report(CAMPAIGN_KEY, finished).status is CampaignStatus.COMPLETED
+    awaiting_approval = [*finished, row("6", "PLANNED")]
+    assert build_report(CAMPAIGN_KEY, awaiting_approval).status is CampaignStatus.RUNNING
+    planned = [row(str(n), "PLANNED", estimated_cost_usd="2.20") for n in range(3)]
+    dry = build_report(CAMPAIGN_KEY, planned, dry_run=True)
+    assert (dry.status, dry.dry_run, dry.totals.planned) == (CampaignStatus.PLANNED, True, 3)
+    assert (dry.totals.estimated_cost_usd, dry.totals.cost_usd) == (Decimal("6.60"), Decimal("0"))
+
+
+def test_an_empty_campaign_is_completed_with_zero_totals() -> None:
+    report = build_report(CAMPAIGN_KEY, [])
+
+    assert report.status is CampaignStatus.COMPLETED
+    assert report.totals.rows == 0
+    assert report.totals.cost_usd == 0
+
+
+def test_a_report_whose_totals_contradict_its_rows_is_refused() -> None:
+    document = json.loads(render_json(build_report(CAMPAIGN_KEY, mixed_rows())))
+    document["totals"]["succeeded"] = 2
+
+    with pytest.raises(ValidationError, match="do not match the rows"):
+        CampaignReport.model_validate(document)
+
+
+# --- report.csv ---------------------------------------------------------------------------------------------
+
+
+def test_csv_quotes_commas_quotes_newlines_and_keeps_utf8() -> None:
+    """Given cells with commas, double quotes, line breaks and non-ASCII text, when the CSV is read
+    back by a standard reader, then every cell is what was written."""
+    tricky = [
+        row("Müller, Anna", "FAILED", error_code="INVALID_JOB", error_message='script: "quoted", and\nsplit'),
+        row("日本語 🎬", "SUCCEEDED", job_id="j", video_key="campaigns/spring/promo/日本語 🎬.mp4", cost_usd="2.2"),
+    ]
+    text = render_csv(build_report(CAMPAIGN_KEY, tricky))
+
+    assert text.encode("utf-8").decode("utf-8") == text
+    assert text.startswith("row_id,status,")
+    assert '"Müller, Anna"' in text
+    assert '"script: ""quoted"", and\nsplit"' in text
+    lines = list(csv.reader(io.StringIO(text, newline="")))
+    assert lines[0] == list(CSV_COLUMNS)
+    assert lines[1] == ["Müller, Anna", "FAILED", "INVALID_JOB", 'script: "quoted", and\nsplit', "", "", ""]
+    assert lines[2] == ["日本語 🎬", "SUCCEEDED", "", "", "j", "campaigns/spring/promo/日本語 🎬.mp4", "2.2"]
+    assert text.count("\r\n") == 3
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_made_inert() -> None:
+    hostile = [row('=HYPERLINK("http://x")', "FAILED", error_code="INVALID_JOB", error_message="@SUM(A1)")]
+
+    lines = list(csv.reader(io.StringIO(render_csv(build_report(CAMPAIGN_KEY, hostile)), newline="")))
+
+    assert lines[1][0] == '\'=HYPERLINK("http://x")'
+    assert lines[1][3] == "'@SUM(A1)"
+
+
+# --- report.html ----------------------------------------------------------------------------------------------
+
+
+class PageParser(HTMLParser):
+    """The elements and attributes of a page, as a browser's tokenizer would see them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def all(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+
+def parse(page: str) -> PageParser:
+    parser = PageParser()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_the_page_has_the_totals_a_row_per_campaign_row_and_a_player_per_succeeded_row() -> None:
+    page = render_html(build_report(CAMPAIGN_KEY, mixed_rows()), PAGE_KEY)
+
+    parsed = parse(page)
+    rows = [attrs for attrs in parsed.all("tr") if attrs.get("data-row-id") is not None]
+    assert [r["data-row-id"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert [r["class"] for r in rows] == ["SUCCEEDED", "FAILED", "FAILED", "SKIPPED", "PENDING"]
+    videos = parsed.all("video")
+    assert len(videos) == 1
+    assert videos[0]["src"] == "1.mp4"
+    assert videos[0]["preload"] == "none"
+    totals = {attrs["data-total"] for attrs in parsed.all("div") if "data-total" in attrs}
+    assert totals >= {"rows", "succeeded", "failed", "skipped", "planned", "estimated cost", "cost"}
+    assert "$11.00" in page
+    assert "$3.30" in page
+    assert "PROVIDER_FAILED" in page
+
+
+def test_the_page_is_self_contained() -> None:
+    """No stylesheet, script, font or image comes from anywhere; the only script is inline and the
+    page's policy allows no other."""
+    parsed = parse(render_html(build_report(CAMPAIGN_KEY, mixed_rows()), PAGE_KEY))
+
+    assert parsed.all("link") == []
+    assert parsed.all("img") == []
+    scripts = parsed.all("script")
+    assert scripts == [{}]
+    policy = next(a["content"] for a in parsed.all("meta") if a.get("http-equiv") == "Content-Security-Policy")
+    assert policy is not None
+    assert "default-src 'none'" in policy
+    assert "script-src 'sha256-" in policy
+    page = render_html(build_report(CAMPAIGN_KEY, mixed_rows()), PAGE_KEY)
+    assert "http:" not in page
+    assert "https:" not in page
+
+
+def test_every_user_string_is_escaped() -> None:
+    """Given a hostile string in every field a user or the provider can write, then the page has no
+    element, attribute or script the pipeline did not put there, and the text reads as written."""
+    hostile = [
+        row(HOSTILE, "FAILED", error_code=HOSTILE, error_message=HOSTILE),
+        row("ok", "SUCCEEDED", video_key=f"campaigns/spring/promo/{HOSTILE}.mp4", cost_usd="1"),
+    ]
+    page = render_html(build_report(HOSTILE, hostile), PAGE_KEY)
+
+    parsed = parse(page)
+    assert parsed.all("img") == []
+    assert len(parsed.all("script")) == 1
+    assert not any(name.startswith("on") for _, attrs in parsed.tags for name in attrs)
+    assert parsed.all("tr")[1]["data-row-id"] == HOSTILE
+    assert HOSTILE in "".join(parsed.text)
+    video = parsed.all("video")[0]
+    assert video["title"] == f"campaigns/spring/promo/{HOSTILE}.mp4"
+    assert video["src"] is not None
+    assert set(video["src"]) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789%-._~/")
+
+
+def test_a_failed_row_with_a_video_key_gets_no_player() -> None:
+    """A row that did not succeed shows no player even if a key was planned for it."""
+    failed = [row("1", "FAILED", error_code="INTERNAL", video_key="campaigns/spring/promo/1.mp4")]
+
+    assert parse(render_html(build_report(CAMPAIGN_KEY, failed), PAGE_KEY)).all("video") == []
+
+
+# --- relative paths -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("video_key", "href"),
+    [
+        ("campaigns/spring/promo/1.mp4", "1.mp4"),
+        ("campaigns/spring/promo/clips/en/1.mp4", "clips/en/1.mp4"),
+        ("campaigns/spring/other/1.mp4", "../other/1.mp4"),
+        ("campaigns/summer/promo/1.mp4", "../../summer/promo/1.mp4"),
+        ("videos/1.mp4", "../../../videos/1.mp4"),
+        ("1.mp4", "../../../1.mp4"),
+        ("campaigns/spring/promo/my clip.mp4", "my%20clip.mp4"),
+        ("campaigns/spring/promo/Grüße 日本.webm", "Gr%C3%BC%C3%9Fe%20%E6%97%A5%E6%9C%AC.webm"),
+        ("out/a b/c#1?x=2.mp4", "../../../out/a%20b/c%231%3Fx%3D2.mp4"),
+        ("campaigns/spring/promo/javascript:alert(1).mp4", "javascript%3Aalert%281%29.mp4"),
+        ("campaigns/spring/promo.mp4", "../promo.mp4"),
+    ],
+)
+def test_a_video_is_named_relative_to_the_report(video_key: str, href: str) -> None:
+    assert relative_href(video_key, PAGE_KEY) == href
+
+
+def test_a_key_with_an_empty_first_segment_never_becomes_root_relative() -> None:
+    assert relative_href("/1.mp4", "report.html") == ".//1.mp4"
+    assert relative_href("/1.mp4", PAGE_KEY) == "../../..//1.mp4"
+
+
+def test_a_page_at_the_top_of_the_bucket_names_videos_by_their_keys() -> None:
+    assert relative_href("campaigns/x/1 2.mp4", "report.html") == "campaigns/x/1%202.mp4"
+
+
+# --- scale ----------------------------------------------------------------------------------------------------
+
+
+def test_ten_thousand_rows_render_quickly_into_a_page_that_loads_no_video_up_front() -> None:
+    """Given 10,000 succeeded rows, the page renders in well under a few seconds, weighs a few hundred
+    bytes a row, and no player fetches anything before its row is near the viewport."""
+    many = [
+        row(f"row-{n:05d}", "SUCCEEDED", job_id=f"job-{n}", video_key=f"campaigns/spring/promo/row-{n:05d}.mp4",
+            cost_usd="2.20", estimated_cost_usd="2.20")
+        for n in range(10_000)
+    ]  # fmt: skip
+    report = build_report(CAMPAIGN_KEY, many)
+
+    started = time.perf_counter()
+    page = render_html(report, PAGE_KEY)
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < 3.0
+    assert len(page.encode()) < 10_000 * 600
+    assert page.count("<video ") == 10_000
+    assert page.count('preload="none"') == 10_000
+    assert page.count('data-state="idle"') == 10_000
+    assert "autoplay" not in page
+    assert report.totals.cost_usd == Decimal("22000.00")
+    assert len(render_csv(report).splitlines()) == 10_001
+
+
+def test_the_three_files_sit_in_the_campaign_folder_with_their_content_types() -> None:
+    report = build_report(CAMPAIGN_KEY, mixed_rows())
+
+    files = report_files(report, "campaigns/spring/promo/")
+
+    assert [(f.key, f.content_type) for f in files] == [
+        ("campaigns/spring/promo/report.json", "application/json"),
+        ("campaigns/spring/promo/report.csv", "text/csv; charset=utf-8"),
+        ("campaigns/spring/promo/report.html", "text/html; charset=utf-8"),
+    ]
+    assert files[0].body.decode() == render_json(report)
+    assert files[2].body.decode() == render_html(report, PAGE_KEY)
+    assert [f.key for f in report_files(report, "")] == ["report.json", "report.csv", "report.html"]
