@@ -10,12 +10,13 @@ bundles the use cases take.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -126,6 +127,13 @@ class FakeStorage(Storage):
 
     def read_prefix(self, bucket: str, key: str, length: int) -> bytes:
         return self._existing(bucket, key).body[:length]
+
+    def open_stream(self, bucket: str, key: str, if_match: str | None = None) -> IO[bytes]:
+        stored = self._existing(bucket, key)
+        if if_match and plain_etag(if_match) != stored.etag:
+            raise ObjectReplaced(key, if_match)
+        self.reads.append(key)
+        return io.BytesIO(stored.body)
 
     def iter_folder(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         for key in self.keys(bucket):

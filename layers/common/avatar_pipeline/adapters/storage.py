@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
@@ -87,6 +87,21 @@ class S3Storage:
                 raise ObjectMissing(key) from None
             raise
         return response["Body"].read(length)
+
+    def open_stream(self, bucket: str, key: str, if_match: str | None = None) -> IO[bytes]:
+        """The object's body as a stream (botocore's StreamingBody is an io.IOBase), read as consumed."""
+        request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
+        if if_match:
+            request["IfMatch"] = _quoted(if_match)
+        try:
+            response = self._s3.get_object(**request)
+        except ClientError as error:
+            if _is_not_found(error):
+                raise ObjectMissing(key) from None
+            if if_match and _is_precondition_failed(error):
+                raise ObjectReplaced(key, if_match) from None
+            raise
+        return cast("IO[bytes]", response["Body"])
 
     def iter_folder(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         """Objects directly under a folder-like prefix (not in its subfolders), a page at a time."""

@@ -12,6 +12,7 @@ domain never imports an adapter. Each use case takes one frozen bundle naming th
 | DeadLetterPorts| dead_letter.end_dead_lettered_job                    |
 | PollPorts      | poll.check_status                                    |
 | FinalizePorts  | finalize.finalize_job                                |
+| SplitPorts     | campaigns.split.split_campaign                       |
 
 runtime.Dependencies, the composition root, builds each bundle from the real adapters.
 """
@@ -22,11 +23,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from avatar_pipeline.campaigns.records import (
+        CampaignNotification,
+        CampaignRecord,
+        CampaignStatus,
+        RowMessage,
+        RowRecord,
+        RowStatus,
+    )
     from avatar_pipeline.clock import Clock
     from avatar_pipeline.domain.poll_policy import PollSchedule, RenderStats
     from avatar_pipeline.domain.request_budget import Denied, Grant, RequestKind
@@ -82,6 +91,11 @@ class Storage(Protocol):
         ...
 
     def read_prefix(self, bucket: str, key: str, length: int) -> bytes: ...
+
+    def open_stream(self, bucket: str, key: str, if_match: str | None = None) -> IO[bytes]:
+        """The object as a stream, read as it is consumed (a rows file of any size at constant memory);
+        ObjectMissing, or ObjectReplaced if `if_match` differs. The caller closes it."""
+        ...
 
     def iter_folder(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         """Objects directly under a folder-like prefix, not in its subfolders."""
@@ -266,6 +280,69 @@ class OutputClaims(Protocol):
     def release(self, job_id: str, bucket: str, stem: str) -> None: ...
 
 
+# --- campaigns ----------------------------------------------------------------------------------------
+
+
+class CampaignStore(Protocol):
+    """CampaignsTable (adapters/campaigns_table.CampaignsTable): a campaign's record, its rows and media."""
+
+    def get(self, campaign_id: str) -> CampaignRecord | None: ...
+
+    def start_run(self, record: CampaignRecord) -> CampaignRecord:
+        """Make `record`'s run the campaign's current one, counters at zero, unless it already is (a
+        redelivered split): the campaign as it now stands."""
+        ...
+
+    def enter_row(self, campaign_id: str, row: RowRecord) -> RowRecord:
+        """Enter a row into the run, counted once: the row as it now stands. A row that SUCCEEDED in an
+        earlier run stays SUCCEEDED (a resume renders it no more); one already in this run is left as is."""
+        ...
+
+    def add_media(self, campaign_id: str, keys: list[str]) -> None:
+        """Media the campaign's rows use: they leave inbox/ with the campaign."""
+        ...
+
+    def media(self, campaign_id: str) -> Iterator[str]: ...
+
+    def finish_split(self, campaign_id: str, run_id: str, rows_total: int, now: datetime) -> CampaignRecord: ...
+
+    def end_row(
+        self, campaign_id: str, run_id: str, row_id: str, status: RowStatus, detail: RowEnd
+    ) -> CampaignRecord | None:
+        """A PENDING row of the run ended: counted once (None: it was already, or it is not this run's)."""
+        ...
+
+    def claim_completion(self, campaign_id: str, run_id: str, now: datetime, lease_until: datetime) -> bool:
+        """The right to complete the run (report, notification, event, archive) until `lease_until`;
+        False once it completed, or while another completer's lease runs."""
+        ...
+
+    def confirm_completion(self, campaign_id: str, run_id: str, status: CampaignStatus, now: datetime) -> None: ...
+
+    def rows(self, campaign_id: str) -> Iterator[RowRecord]:
+        """Every row record, a page at a time."""
+        ...
+
+
+@dataclass(frozen=True)
+class RowEnd:
+    error_code: str | None = None
+    error_message: str | None = None
+    cost_usd: Decimal = Decimal(0)
+
+
+class RowQueue(Protocol):
+    """Hands rows to Submit (adapters/row_queue.SqsRowQueue, the submit queue)."""
+
+    def send(self, messages: list[RowMessage]) -> None: ...
+
+
+class CampaignNotifier(Protocol):
+    """The campaign's one SNS message (attribute kind=campaign) and EventBridge event."""
+
+    def publish(self, notification: CampaignNotification) -> None: ...
+
+
 # --- what each use case takes ------------------------------------------------------------------------
 
 
@@ -312,6 +389,22 @@ class PollPorts:
     schedule: PollSchedule
     budget: RequestBudget | None = None
     render_stats: RenderStatsStore | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignPorts:
+    """Completing a campaign: its record, report, notification and archive."""
+
+    settings: Settings
+    clock: Clock
+    storage: Storage
+    campaigns: CampaignStore
+    announcer: CampaignNotifier
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitPorts(CampaignPorts):
+    rows: RowQueue
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,186 @@
+"""What a campaign keeps and sends: its record and its rows' records (CampaignsTable), the message that
+hands one row to Submit, and the campaign's report and notification documents.
+
+A campaign is known by its id, derived from bucket and key (not the upload): uploading the same
+campaign file again is a new *run* of the same campaign (a resume), and each run has its own id
+(the upload's ETag and sequencer). Counters belong to the current run; a row record says which run
+it last entered, so entering a row, or ending it, counts once per run whatever is delivered twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field, JsonValue
+
+from avatar_pipeline.money import ZERO, Money
+
+
+class CampaignStatus(StrEnum):
+    RUNNING = "RUNNING"
+    PLANNED = "PLANNED"  # a dry run, complete: nothing was submitted
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"  # the campaign itself was invalid: no row ran
+
+
+class RowStatus(StrEnum):
+    PENDING = "PENDING"  # handed to Submit, not yet ended
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"  # never submitted: the campaign's ceiling (SPEND_LIMIT) or a rejected sample
+    PLANNED = "PLANNED"  # a dry run's row
+
+
+TERMINAL_ROW_STATUSES = frozenset({RowStatus.SUCCEEDED, RowStatus.FAILED, RowStatus.SKIPPED, RowStatus.PLANNED})
+
+
+def derive_campaign_id(bucket: str, campaign_key: str) -> str:
+    digest = hashlib.sha256("\n".join(["campaign", bucket, campaign_key]).encode()).hexdigest()
+    return f"campaign-{digest[:40]}"
+
+
+def derive_run_id(etag: str, sequencer: str | None) -> str:
+    """One upload of the campaign file: a redelivered event is the same run, a new upload a new one."""
+    return hashlib.sha256(f"{etag}\n{sequencer or ''}".encode()).hexdigest()[:24]
+
+
+class RowCounts(BaseModel):
+    """How many of the run's rows ended each way, and what they cost."""
+
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    planned: int = 0
+    estimated_cost_usd: Money = ZERO  # of the rows submitted (or, in a dry run, planned)
+    cost_usd: Money = ZERO  # what the rows that ended cost
+
+    @property
+    def terminal(self) -> int:
+        return self.succeeded + self.failed + self.skipped + self.planned
+
+    def add(self, status: RowStatus, estimated: Money = ZERO, cost: Money = ZERO) -> RowCounts:
+        counts = self.model_copy()
+        if status is not RowStatus.PENDING:
+            name = status.value.lower()
+            setattr(counts, name, getattr(counts, name) + 1)
+        counts.estimated_cost_usd += estimated
+        counts.cost_usd += cost
+        return counts
+
+
+class CampaignRecord(BaseModel):
+    campaign_id: str
+    bucket: str
+    campaign_key: str
+    run_id: str
+    campaign_etag: str
+    status: CampaignStatus
+    dry_run: bool = False
+    notify_rows: bool = False
+    rows_key: str | None = None  # the rows file, which leaves inbox/ with the campaign
+    rows_total: int | None = None  # known once the split has read every row
+    counts: RowCounts = Field(default_factory=RowCounts)
+    error_code: str | None = None
+    error_message: str | None = None
+    started_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    completed_run: str | None = None  # the run whose completion went out (report, notification, event)
+
+    @property
+    def split_done(self) -> bool:
+        return self.rows_total is not None
+
+    @property
+    def all_rows_ended(self) -> bool:
+        return self.rows_total is not None and self.counts.terminal >= self.rows_total
+
+
+class RowRecord(BaseModel):
+    row_id: str
+    number: int
+    run_id: str
+    status: RowStatus
+    job_id: str | None = None
+    video_key: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    estimated_cost_usd: Money = ZERO
+    cost_usd: Money = ZERO
+
+
+class RowMessage(BaseModel):
+    """One row handed to Submit (on the submit queue): everything its job needs, validated already."""
+
+    kind: Literal["campaign-row"] = "campaign-row"
+    campaign_id: str
+    bucket: str
+    campaign_key: str
+    run_id: str
+    row_id: str
+    number: int
+    job_id: str
+    job: dict[str, JsonValue]  # the row's job object, exactly as a job file would hold it
+    media_keys: dict[str, str]
+    video_key: str
+    notify: bool = False
+
+
+class CampaignReportRow(BaseModel):
+    row_id: str
+    status: RowStatus
+    error_code: str | None = None
+    error_message: str | None = None
+    job_id: str | None = None
+    video_key: str | None = None
+    cost_usd: Money = ZERO
+
+
+class CampaignTotals(BaseModel):
+    rows: int
+    succeeded: int
+    failed: int
+    skipped: int
+    planned: int
+    estimated_cost_usd: Money
+    cost_usd: Money
+
+
+class CampaignReport(BaseModel):
+    """report.json (DESIGN.md section 7)."""
+
+    campaign_key: str
+    status: Literal["PLANNED", "RUNNING", "COMPLETED"]
+    dry_run: bool
+    totals: CampaignTotals
+    rows: list[CampaignReportRow]
+
+
+class CampaignErrorReport(BaseModel):
+    """failed/<dir>/<name>.campaign.error.json: why the campaign as a whole was refused."""
+
+    schema_version: Literal[1] = 1
+    campaign_key: str
+    status: Literal["FAILED"] = "FAILED"
+    error_code: str
+    error_message: str
+    what_to_do: str
+
+
+class CampaignNotification(BaseModel):
+    """The one SNS message (attribute kind=campaign) and EventBridge event of a finished campaign."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["campaign"] = "campaign"
+    campaign_key: str
+    bucket: str
+    status: Literal["PLANNED", "COMPLETED", "FAILED"]
+    dry_run: bool
+    totals: CampaignTotals
+    report_key: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    archived_keys: dict[str, str] = Field(default_factory=dict)
