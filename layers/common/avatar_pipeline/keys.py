@@ -184,6 +184,12 @@ def row_input_key(campaign_key: str, row_id: str) -> str:
     return f"{campaign_key}#{row_id}"
 
 
+def row_error_report_key(campaign_key: str, row_id: str) -> str:
+    """A failed row's error report in the input bucket: failed/<dir>/<name>/<row id>.error.json (the
+    campaign file itself moves to failed/ or processed/ when the campaign completes)."""
+    return f"{FAILED_PREFIX}{_campaign_stem(campaign_key)}/{validate_row_id(row_id)}.error.json"
+
+
 def derive_row_job_id(bucket: str, campaign_key: str, row_id: str) -> str:
     """The same row of the same campaign file is always the same job, whatever upload of the file
     carried it: a redelivered or retried split finds the job it created, and uploading the campaign

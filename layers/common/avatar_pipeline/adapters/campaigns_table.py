@@ -85,6 +85,23 @@ class CampaignsTable:
         )
         return _record(response["Attributes"])
 
+    def claim_report_refresh(self, campaign_id: str, run_id: str, now: datetime, last_before: datetime) -> bool:
+        """One writer of the running report per refresh period, whatever closes rows at once."""
+        try:
+            self._table.update_item(
+                Key={"pk": campaign_id, "sk": RECORD},
+                UpdateExpression="SET report_run = :run, report_at = :now",
+                ConditionExpression=(
+                    "run_id = :run AND (attribute_not_exists(report_run) OR report_run <> :run OR report_at < :before)"
+                ),
+                ExpressionAttributeValues={":run": run_id, ":now": isoformat(now), ":before": isoformat(last_before)},
+            )
+        except ClientError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
+
     def claim_completion(self, campaign_id: str, run_id: str, now: datetime, lease_until: datetime) -> bool:
         try:
             self._table.update_item(

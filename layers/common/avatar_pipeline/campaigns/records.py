@@ -16,25 +16,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
+# A row's status is the report's: PENDING, SUCCEEDED, FAILED, SKIPPED (never submitted: the campaign's
+# ceiling or a rejected sample) or PLANNED (a dry run's row).
+from avatar_pipeline.campaigns.report import ReportTotals
+from avatar_pipeline.campaigns.report import RowStatus as RowStatus
 from avatar_pipeline.money import ZERO, Money
 
 
 class CampaignStatus(StrEnum):
+    """The campaign record's status: the report's (PLANNED, RUNNING, COMPLETED), and FAILED."""
+
     RUNNING = "RUNNING"
     PLANNED = "PLANNED"  # a dry run, complete: nothing was submitted
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"  # the campaign itself was invalid: no row ran
-
-
-class RowStatus(StrEnum):
-    PENDING = "PENDING"  # handed to Submit, not yet ended
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    SKIPPED = "SKIPPED"  # never submitted: the campaign's ceiling (SPEND_LIMIT) or a rejected sample
-    PLANNED = "PLANNED"  # a dry run's row
-
-
-TERMINAL_ROW_STATUSES = frozenset({RowStatus.SUCCEEDED, RowStatus.FAILED, RowStatus.SKIPPED, RowStatus.PLANNED})
 
 
 def derive_campaign_id(bucket: str, campaign_key: str) -> str:
@@ -145,36 +140,6 @@ class SplitCursor(BaseModel):
     committed_usd: Money = ZERO
 
 
-class CampaignReportRow(BaseModel):
-    row_id: str
-    status: RowStatus
-    error_code: str | None = None
-    error_message: str | None = None
-    job_id: str | None = None
-    video_key: str | None = None
-    cost_usd: Money = ZERO
-
-
-class CampaignTotals(BaseModel):
-    rows: int
-    succeeded: int
-    failed: int
-    skipped: int
-    planned: int
-    estimated_cost_usd: Money
-    cost_usd: Money
-
-
-class CampaignReport(BaseModel):
-    """report.json (DESIGN.md section 7)."""
-
-    campaign_key: str
-    status: Literal["PLANNED", "RUNNING", "COMPLETED"]
-    dry_run: bool
-    totals: CampaignTotals
-    rows: list[CampaignReportRow]
-
-
 class CampaignErrorReport(BaseModel):
     """failed/<dir>/<name>.campaign.error.json: why the campaign as a whole was refused."""
 
@@ -195,7 +160,7 @@ class CampaignNotification(BaseModel):
     bucket: str
     status: Literal["PLANNED", "COMPLETED", "FAILED"]
     dry_run: bool
-    totals: CampaignTotals
+    totals: ReportTotals
     report_key: str | None = None
     error_code: str | None = None
     error_message: str | None = None

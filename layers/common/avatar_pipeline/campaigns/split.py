@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from avatar_pipeline.campaigns.complete import fail_campaign, try_complete
+from avatar_pipeline.campaigns.complete import fail_campaign, refresh_report, try_complete
 from avatar_pipeline.campaigns.plan import SpendCeiling, price_of
 from avatar_pipeline.campaigns.records import (
     CampaignRecord,
@@ -111,7 +111,8 @@ def split_campaign(
         logger.info("the split goes on in its next invocation", extra={"after_row": entered.after_row})
         return entered
     ports.campaigns.finish_split(campaign.campaign_id, campaign.run_id, entered, ports.clock.now())
-    try_complete(campaign.campaign_id, campaign.run_id, ports)
+    if not try_complete(campaign.campaign_id, campaign.run_id, ports):
+        refresh_report(campaign.campaign_id, campaign.run_id, ports)  # the first report: every row PENDING
     return SplitResult.SPLIT
 
 

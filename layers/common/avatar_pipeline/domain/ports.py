@@ -105,6 +105,10 @@ class Storage(Protocol):
 
     def put_json(self, bucket: str, key: str, document: BaseModel) -> None: ...
 
+    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        """A document already rendered (a campaign's report.csv, report.html), served as `content_type`."""
+        ...
+
     def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
         """False if the source is gone; ObjectReplaced (nothing copied) if it holds another ETag."""
         ...
@@ -311,6 +315,11 @@ class CampaignStore(Protocol):
         self, campaign_id: str, run_id: str, row_id: str, status: RowStatus, detail: RowEnd
     ) -> CampaignRecord | None:
         """A PENDING row of the run ended: counted once (None: it was already, or it is not this run's)."""
+        ...
+
+    def claim_report_refresh(self, campaign_id: str, run_id: str, now: datetime, last_before: datetime) -> bool:
+        """The right to rewrite the running campaign's report now: True (and `now` recorded) unless the
+        report of this run was last written at or after `last_before`."""
         ...
 
     def claim_completion(self, campaign_id: str, run_id: str, now: datetime, lease_until: datetime) -> bool:
