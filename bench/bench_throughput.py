@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from avatar_local.job_records import wait_until
 from avatar_local.stack.runner import LocalPipeline, LocalRunConfig
 from avatar_pipeline.domain.request_budget import BucketShape
 from avatar_pipeline.records import JobStatus
@@ -148,24 +149,26 @@ def run_policy(policy: str, jobs: int, rpm: int, time_scale: float, limit_minute
 def _wait(pipeline: LocalPipeline, jobs: int, dropped_at: datetime, limit_minutes: float) -> bool:
     """Until every job has notified, or the virtual limit passes (True: cut)."""
     next_report = time.monotonic() + PROGRESS_EVERY_WALL_SECONDS
-    while True:
-        minutes = (pipeline.clock.now() - dropped_at).total_seconds() / 60
+
+    def minutes() -> float:
+        return (pipeline.clock.now() - dropped_at).total_seconds() / 60
+
+    def all_notified() -> bool:
+        nonlocal next_report
         notified = len(pipeline.notifications)
-        if notified >= jobs:
-            return False
-        if minutes >= limit_minutes:
-            return True
-        if time.monotonic() >= next_report:
+        if notified < jobs and time.monotonic() >= next_report:
             assert pipeline.emulator is not None
             stats = pipeline.emulator.stats()
             print(
-                f"  {minutes:5.1f} min: {notified:3d}/{jobs} done, {stats.submits_accepted:3d} submitted, "
+                f"  {minutes():5.1f} min: {notified:3d}/{jobs} done, {stats.submits_accepted:3d} submitted, "
                 f"{stats.status_calls:4d} status checks, {stats.http_429} x 429",
                 file=pipeline.console,
                 flush=True,
             )
             next_report += PROGRESS_EVERY_WALL_SECONDS
-        time.sleep(0.2)
+        return notified >= jobs
+
+    return not wait_until(all_notified, interval=0.2, give_up=lambda: minutes() >= limit_minutes)
 
 
 def _figures(
