@@ -35,7 +35,7 @@ from avatar_local.run_folder import inbox_files
 from avatar_local.stack.crashes import CrashInjector, CrashRule, RandomCrashes, crashes_installed
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
-from avatar_local.stack.poller import QueuePoller, RandomDuplicates
+from avatar_local.stack.poller import EventSourceMapping, QueuePoller, RandomDuplicates
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWaits
 from avatar_pipeline import runtime
 from avatar_pipeline.adapters.transfer import StreamingCopier
@@ -194,28 +194,34 @@ class LocalPipeline:
         self._capture_notifications(self.stack)
         submit_queue_url = self.stack.outputs["SubmitQueueUrl"]
         submit_name = self.stack.physical("SubmitFunction")
-        self.poller = QueuePoller(
+        submit_mapping = EventSourceMapping(
             queue_url=submit_queue_url,
             queue_arn=self.stack.outputs["SubmitQueueArn"],
-            invoke=lambda event: self.router.invoke(submit_name, event),
             batch_size=self.stack.submit_batch_size,
             concurrency=self.stack.submit_max_concurrency,
             visibility_timeout=self.stack.submit_visibility_timeout,
             function_timeout=math.ceil(self.stack.function_timeouts["SubmitFunction"]),
+        )
+        self.poller = QueuePoller(
+            submit_mapping,
+            invoke=lambda event: self.router.invoke(submit_name, event),
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
             duplicate_events=self.config.duplicate_events,
         ).start()
         # Lambda's event source mapping on the DLQ, for the DeadLetter function (no redrive of its own).
         dead_letter_name = self.stack.physical("DeadLetterFunction")
-        self.dead_letter_poller = QueuePoller(
+        dead_letter_mapping = EventSourceMapping(
             queue_url=self.stack.outputs["SubmitDeadLetterQueueUrl"],
             queue_arn=self.stack.outputs["SubmitDeadLetterQueueArn"],
-            invoke=lambda event: self.router.invoke(dead_letter_name, event),
             batch_size=self.stack.dead_letter_batch_size,
             concurrency=1,
             visibility_timeout=DEAD_LETTER_VISIBILITY_SECONDS,
             function_timeout=math.ceil(self.stack.function_timeouts["DeadLetterFunction"]),
+        )
+        self.dead_letter_poller = QueuePoller(
+            dead_letter_mapping,
+            invoke=lambda event: self.router.invoke(dead_letter_name, event),
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
         ).start()
