@@ -40,6 +40,7 @@ import boto3
 
 from avatar_local.emulator import FaultPlan
 from avatar_local.emulator.faults import RandomFaults
+from avatar_local.job_records import after, wait_until
 from avatar_local.stack.crashes import RandomCrashes
 from avatar_local.stack.poller import RandomDuplicates
 from avatar_local.stack.runner import LocalPipeline, LocalRunConfig
@@ -210,7 +211,9 @@ def wait(pipeline: LocalPipeline, plan: SoakPlan, late: LateUploads, timeout: fl
     expected = {job.key for job in plan.jobs}
     last_change, last_seen = time.monotonic(), -1
     next_report = started + PROGRESS_EVERY_SECONDS
-    while time.monotonic() - started < timeout:
+
+    def settled() -> bool:
+        nonlocal last_change, last_seen, next_report
         sent = len(pipeline.notifications)
         if sent != last_seen:
             last_change, last_seen = time.monotonic(), sent
@@ -224,8 +227,9 @@ def wait(pipeline: LocalPipeline, plan: SoakPlan, late: LateUploads, timeout: fl
         if time.monotonic() >= next_report:
             _progress(pipeline, notified, len(expected), started)
             next_report += PROGRESS_EVERY_SECONDS
-        time.sleep(1.0)
-    return False
+        return False
+
+    return bool(wait_until(settled, interval=1.0, give_up=after(timeout)))
 
 
 def _progress(pipeline: LocalPipeline, notified: int, expected: int, started: float) -> None:

@@ -54,29 +54,36 @@ class RandomDuplicates:
         return self.low + int.from_bytes(digest[:8], "big") % (self.high - self.low + 1)
 
 
+@dataclass(frozen=True)
+class EventSourceMapping:
+    """A queue and how Lambda's event source mapping reads it for one function (template.yaml)."""
+
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    concurrency: int  # ScalingConfig.MaximumConcurrency
+    visibility_timeout: int  # the queue's
+    function_timeout: int  # the function's, in seconds
+
+
 class QueuePoller:
     def __init__(
         self,
-        queue_url: str,
-        queue_arn: str,
+        mapping: EventSourceMapping,
         invoke: Invoke,
-        batch_size: int,
-        concurrency: int,
-        visibility_timeout: int,
-        function_timeout: int,
         clock: ScaledClock,
         rescheduled: Callable[[str], bool],
         duplicate_events: int | RandomDuplicates = 1,
     ) -> None:
-        self._queue_url, self._queue_arn, self._invoke = queue_url, queue_arn, invoke
-        self._batch_size = max(1, min(batch_size, 10))
-        self._concurrency = max(1, concurrency)
+        self._queue_url, self._queue_arn, self._invoke = mapping.queue_url, mapping.queue_arn, invoke
+        self._batch_size = max(1, min(mapping.batch_size, 10))
+        self._concurrency = max(1, mapping.concurrency)
         # While a batch is being worked on its messages stay hidden for the function's real timeout,
         # as on AWS (visibility >= 6x the timeout): the handler's HTTP calls take wall-clock time.
-        self._in_flight_visibility = function_timeout
+        self._in_flight_visibility = mapping.function_timeout
         # After a failed invocation, the queue's visibility timeout; the stack's ScaledQueueDelays hook
         # scales it on the way to SQS, like every delay a handler asks for.
-        self._redelivery_delay = visibility_timeout
+        self._redelivery_delay = mapping.visibility_timeout
         self._rescheduled = rescheduled
         self._clock = clock
         self._duplicates = (

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from avatar_local.emulator import JobStats
-from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord
+from avatar_local.job_records import get_record
+from avatar_pipeline.records import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from avatar_local.stack.runner import LocalPipeline
@@ -64,7 +65,6 @@ def write_results(
             stream.write(json.dumps(notification) + "\n")
 
     progress = pipeline.progress()
-    table = boto3.resource("dynamodb").Table(pipeline.stack.outputs["JobsTableName"])
     jobs: list[dict[str, Any]] = []
     for key in job_keys:
         job = progress.get(key)
@@ -73,7 +73,8 @@ def write_results(
                          "error_message": None, "outputs": [], "provider_submits": 0, "notifications": 0,
                          "cost_usd": None, "cost_source": None})  # fmt: skip
             continue
-        record = JobRecord.model_validate(table.get_item(Key={"job_id": job.job_id})["Item"])
+        record = get_record(pipeline.stack.outputs["JobsTableName"], job.job_id)
+        assert record is not None, f"the job record of {job.job_id} is gone"
         jobs.append(
             {
                 "input_key": key,

@@ -30,11 +30,12 @@ from aws_lambda_powertools.utilities import parameters
 
 from avatar_local.emulator import EmulatorConfig, FaultPlan, SegmindEmulator
 from avatar_local.emulator.config import DEFAULT_COSTS
+from avatar_local.job_records import after, latest_per_job_file, scan_records, wait_until
 from avatar_local.run_folder import inbox_files
 from avatar_local.stack.crashes import CrashInjector, CrashRule, RandomCrashes, crashes_installed
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
-from avatar_local.stack.poller import QueuePoller, RandomDuplicates
+from avatar_local.stack.poller import EventSourceMapping, QueuePoller, RandomDuplicates
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWaits
 from avatar_pipeline import runtime
 from avatar_pipeline.adapters.transfer import StreamingCopier
@@ -193,28 +194,34 @@ class LocalPipeline:
         self._capture_notifications(self.stack)
         submit_queue_url = self.stack.outputs["SubmitQueueUrl"]
         submit_name = self.stack.physical("SubmitFunction")
-        self.poller = QueuePoller(
+        submit_mapping = EventSourceMapping(
             queue_url=submit_queue_url,
             queue_arn=self.stack.outputs["SubmitQueueArn"],
-            invoke=lambda event: self.router.invoke(submit_name, event),
             batch_size=self.stack.submit_batch_size,
             concurrency=self.stack.submit_max_concurrency,
             visibility_timeout=self.stack.submit_visibility_timeout,
             function_timeout=math.ceil(self.stack.function_timeouts["SubmitFunction"]),
+        )
+        self.poller = QueuePoller(
+            submit_mapping,
+            invoke=lambda event: self.router.invoke(submit_name, event),
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
             duplicate_events=self.config.duplicate_events,
         ).start()
         # Lambda's event source mapping on the DLQ, for the DeadLetter function (no redrive of its own).
         dead_letter_name = self.stack.physical("DeadLetterFunction")
-        self.dead_letter_poller = QueuePoller(
+        dead_letter_mapping = EventSourceMapping(
             queue_url=self.stack.outputs["SubmitDeadLetterQueueUrl"],
             queue_arn=self.stack.outputs["SubmitDeadLetterQueueArn"],
-            invoke=lambda event: self.router.invoke(dead_letter_name, event),
             batch_size=self.stack.dead_letter_batch_size,
             concurrency=1,
             visibility_timeout=DEAD_LETTER_VISIBILITY_SECONDS,
             function_timeout=math.ceil(self.stack.function_timeouts["DeadLetterFunction"]),
+        )
+        self.dead_letter_poller = QueuePoller(
+            dead_letter_mapping,
+            invoke=lambda event: self.router.invoke(dead_letter_name, event),
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
         ).start()
@@ -366,28 +373,20 @@ class LocalPipeline:
     def job_records(self) -> list[JobRecord]:
         """Every item in the jobs table (one scan)."""
         assert self.stack is not None
-        table = boto3.resource("dynamodb").Table(self.stack.outputs["JobsTableName"])
-        items: list[dict[str, Any]] = []
-        scan: dict[str, Any] = {}
-        while True:
-            page = table.scan(**scan)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return [JobRecord.model_validate(item) for item in items]
-            scan = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+        return scan_records(self.stack.outputs["JobsTableName"])
 
     def progress(self) -> dict[str, JobProgress]:
         """The latest job record per job file key."""
-        latest: dict[str, JobProgress] = {}
-        for record in sorted(self.job_records(), key=lambda r: r.received_at):
-            latest[record.job_key] = JobProgress(
+        return {
+            key: JobProgress(
                 job_key=record.job_key,
                 job_id=record.job_id,
                 status=record.status.value,
                 provider_status=record.provider_status,
                 error_code=record.error_code,
             )
-        return latest
+            for key, record in latest_per_job_file(self.job_records()).items()
+        }
 
     def notifications_for(self, job_id: str) -> list[dict[str, Any]]:
         with self._notification_lock:
@@ -402,12 +401,12 @@ class LocalPipeline:
         """True once every job is terminal and notified; False if the timeout passed first."""
         started = time.monotonic()
         seen: dict[str, tuple[str, str | None]] = {}
-        while time.monotonic() - started < timeout:
+
+        def all_ended() -> bool:
             if on_change is None and len(self.notifications) < len(job_keys):
                 # Every job ends with a notification: until there are enough, nothing can be done, and
                 # a scan of the jobs table (what progress() costs) every 0.1 s slows a large run down.
-                time.sleep(0.1)
-                continue
+                return False
             progress = self.progress()
             for key in job_keys:
                 job = progress.get(key)
@@ -417,15 +416,14 @@ class LocalPipeline:
                 if on_change is not None and seen.get(key) != state:
                     on_change(job, time.monotonic() - started)
                 seen[key] = state
-            if all(
+            return all(
                 key in progress
                 and progress[key].status in TERMINAL_STATUSES
                 and self.notifications_for(progress[key].job_id)
                 for key in job_keys
-            ):
-                return True
-            time.sleep(0.1)
-        return False
+            )
+
+        return bool(wait_until(all_ended, interval=0.1, give_up=after(timeout)))
 
     # --- results -----------------------------------------------------------------------------------
     def write_results(self, out: Path, job_keys: list[str], duration_s: float, completed: bool) -> dict[str, Any]:
