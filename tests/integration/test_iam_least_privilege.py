@@ -154,6 +154,33 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # secrets.py ApiKeySource - provider/client.py SegmindClient.result.
         "secretsmanager:GetSecretValue": {"ApiKeySecret"},
     },
+    "SplitFunction": {
+        # campaigns/split.py: storage.py .head / .read (the campaign file), .open_stream (the rows file),
+        # .read_prefix (sniffing media); campaigns/complete.py _archive / fail_campaign: .move (copy with
+        # tags, ETag-conditional delete), .put_json (an invalid campaign's error report).
+        "s3:GetObject": {"InputBucket/*"},
+        "s3:PutObject": {"InputBucket/*", "OutputBucket/*"},
+        "s3:DeleteObject": {"InputBucket/*"},
+        "s3:GetObjectTagging": {"InputBucket/*"},
+        "s3:PutObjectTagging": {"InputBucket/*"},
+        # A missing rows file or photo answers 404 rather than 403 (S3Storage.head relies on that).
+        "s3:ListBucket": {"InputBucket"},
+        # campaigns_table.py: .get (get_item), .start_run (put_item), .finish_split / .claim_completion /
+        # .confirm_completion (update_item), .enter_row (transact_write_items: Put + Update), .add_media
+        # (batch_writer), .rows / .media (query).
+        "dynamodb:GetItem": {"CampaignsTable"},
+        "dynamodb:PutItem": {"CampaignsTable"},
+        "dynamodb:UpdateItem": {"CampaignsTable"},
+        "dynamodb:Query": {"CampaignsTable"},
+        "dynamodb:BatchWriteItem": {"CampaignsTable"},
+        # campaign_outbox.py SqsRowQueue.send (send_message_batch) - rows to the submit queue; queue.py
+        # RetryScheduler.requeue (send_message, ._queue_url) - the split's cursor back on its own queue.
+        "sqs:SendMessage": {"SubmitQueue", "SplitQueue"},
+        "sqs:GetQueueUrl": {"SplitQueue"},
+        # campaign_outbox.py CampaignAnnouncer.publish - complete.py try_complete, fail_campaign.
+        "sns:Publish": {"NotificationTopic"},
+        "events:PutEvents": {"event-bus/default"},
+    },
     "ReportFailureFunction": {
         # domain/failure.py fail_job: archive_inputs (read, copy, move, list), put_json (the report).
         # GetObject also authorises move's conditional delete_object (IfMatch).
@@ -182,13 +209,18 @@ LOG_GROUPS = {
     "FinalizeFunction": "FinalizeFunctionLogGroup",
     "ReportFailureFunction": "ReportFailureFunctionLogGroup",
     "DeadLetterFunction": "DeadLetterFunctionLogGroup",
+    "SplitFunction": "SplitFunctionLogGroup",
 }
 # What the Lambda service does with a role, whatever the code: write the function's own log group
 # (created by the template, so no CreateLogGroup), and send X-Ray segments (Tracing: Active).
 TRACE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 # An SQS event source mapping polls its queue with the function's role.
 EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
-EVENT_SOURCES = {"SubmitFunction": "SubmitQueue", "DeadLetterFunction": "SubmitDeadLetterQueue"}
+EVENT_SOURCES = {
+    "SubmitFunction": "SubmitQueue",
+    "DeadLetterFunction": "SubmitDeadLetterQueue",
+    "SplitFunction": "SplitQueue",
+}
 # Stores encrypted with the stack's DataKey, and the service that uses the key for the caller.
 KEY_USERS = {"InputBucket": "s3", "OutputBucket": "s3", "NotificationTopic": "sns", "ApiKeySecret": "secretsmanager"}
 WRITES = {"s3:PutObject", "sns:Publish"}
@@ -243,17 +275,23 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("sns", "publish"): {"sns:Publish"},
     ("events", "put_events"): {"events:PutEvents"},
     ("sqs", "send_message"): {"sqs:SendMessage"},
+    ("sqs", "send_message_batch"): {"sqs:SendMessage"},
     ("sqs", "change_message_visibility"): {"sqs:ChangeMessageVisibility"},
     ("sqs", "get_queue_url"): {"sqs:GetQueueUrl"},
     ("dynamodb", "get_item"): {"dynamodb:GetItem"},
     ("dynamodb", "put_item"): {"dynamodb:PutItem"},
     ("dynamodb", "update_item"): {"dynamodb:UpdateItem"},
     ("dynamodb", "delete_item"): {"dynamodb:DeleteItem"},
+    ("dynamodb", "query"): {"dynamodb:Query"},
+    # IAM has no TransactWriteItems action: each item is authorised as its own Put/Update.
+    ("dynamodb", "transact_write_items"): {"dynamodb:PutItem", "dynamodb:UpdateItem"},
 }
 # Calls made inside libraries the package hands a name to.
 LIBRARY_CALLS = {
     # secrets.py: aws_lambda_powertools.utilities.parameters.get_secret -> GetSecretValue.
     "get_secret": {"secretsmanager:GetSecretValue"},
+    # campaigns_table.py: Table.batch_writer -> BatchWriteItem.
+    "batch_writer": {"dynamodb:BatchWriteItem"},
 }
 KNOWN_SERVICES = {"s3", "sns", "sqs", "dynamodb", "stepfunctions", "events"}
 
@@ -559,12 +597,12 @@ def test_stores_the_roles_touch_are_encrypted_with_the_data_key() -> None:
         (rule,) = resources[bucket]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == data_key
     log_groups = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(log_groups) == 6
+    assert len(log_groups) == 7
     assert all(r["Properties"]["KmsKeyId"] == data_key for r in log_groups)
     # The documented exceptions: SQS managed SSE for the queues, the AWS managed key for the tables.
-    for queue in ("SubmitQueue", "SubmitDeadLetterQueue"):
+    for queue in ("SubmitQueue", "SubmitDeadLetterQueue", "SplitQueue", "SplitDeadLetterQueue"):
         assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True
-    for table in ("JobsTable", "PipelineStateTable"):
+    for table in ("JobsTable", "PipelineStateTable", "CampaignsTable"):
         assert resources[table]["Properties"]["SSESpecification"] == {"SSEEnabled": True}
 
 

@@ -36,6 +36,7 @@ FUNCTIONS = {
     "FinalizeFunction": "functions/finalize/",
     "ReportFailureFunction": "functions/report_failure/",
     "DeadLetterFunction": "functions/dead_letter/",
+    "SplitFunction": "functions/split/",
 }
 # Every function reads these (avatar_pipeline.settings.Settings and Powertools).
 GLOBAL_ENV_VARS = {
@@ -53,6 +54,7 @@ GLOBAL_ENV_VARS = {
     "MEDIA_WAIT_SECONDS",
     "JOB_RECORD_TTL_DAYS",
     "PIPELINE_STATE_TABLE",
+    "CAMPAIGNS_TABLE",
     "SEGMIND_REQUESTS_PER_MINUTE",
     "POLL_FIXED_INTERVAL_SECONDS",
     "SUBMIT_RETRY_MINUTES",
@@ -81,6 +83,12 @@ OUTPUTS = {
     "DeadLetterFunctionName",
     "InboxRuleName",
     "CommonLayerArn",
+    "CampaignsTableName",
+    "SplitQueueUrl",
+    "SplitQueueArn",
+    "SplitDeadLetterQueueUrl",
+    "SplitFunctionName",
+    "CampaignRuleName",
 }
 FAKE_SECRET_ARN = f"arn:aws:secretsmanager:{TEST_REGION}:123456789012:secret:segmind-api-key-AbCdEf"
 
@@ -317,7 +325,9 @@ def test_every_function_gets_the_contract_environment(template: dict[str, Any], 
     assert props(resources, "DeadLetterFunction")["Environment"]["Variables"] == {
         "STATE_MACHINE_ARN": {"Ref": "RenderJobStateMachine"},
     }
-    for logical_id in FUNCTIONS.keys() - {"SubmitFunction", "DeadLetterFunction"}:
+    # Only Split hands rows to the submit queue.
+    assert props(resources, "SplitFunction")["Environment"]["Variables"] == {"SUBMIT_QUEUE_URL": {"Ref": "SubmitQueue"}}
+    for logical_id in FUNCTIONS.keys() - {"SubmitFunction", "DeadLetterFunction", "SplitFunction"}:
         assert "Environment" not in props(resources, logical_id)
 
 
@@ -450,6 +460,41 @@ def test_inbox_rule_selects_job_json_files_under_inbox(resources: dict[str, Any]
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["InboxJobCreatedRule", "Arn"]}}}
 
 
+def test_campaign_rule_sends_campaign_files_to_the_split_queue(resources: dict[str, Any]) -> None:
+    rule = props(resources, "InboxCampaignCreatedRule")
+    assert rule["EventPattern"]["detail"] == {
+        "bucket": {"name": [{"Ref": "InputBucket"}]},
+        "object": {"key": [{"wildcard": "inbox/*.campaign.json"}]},
+    }
+    assert rule["Targets"] == [{"Id": "SplitQueue", "Arn": {"Fn::GetAtt": ["SplitQueue", "Arn"]}}]
+    (statement,) = props(resources, "SplitQueuePolicy")["PolicyDocument"]["Statement"]
+    assert statement["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["InboxCampaignCreatedRule", "Arn"]}}
+    }
+
+
+def test_split_queue_outlasts_the_split_and_dead_letters(resources: dict[str, Any]) -> None:
+    queue = props(resources, "SplitQueue")
+    assert queue["VisibilityTimeout"] >= 6 * props(resources, "SplitFunction")["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SplitDeadLetterQueue", "Arn"]}
+    assert props(resources, "SplitDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
+    (source,) = props(resources, "SplitFunction")["Events"].values()
+    # One campaign per invocation: the split's time limit (and its cursor) is that campaign's.
+    assert source["Properties"]["BatchSize"] == 1
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_campaigns_table_keys_a_campaign_and_its_items(resources: dict[str, Any]) -> None:
+    table = props(resources, "CampaignsTable")
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
 def test_jobs_table_expires_records_and_recovers_to_a_point_in_time(resources: dict[str, Any]) -> None:
     table = props(resources, "JobsTable")
     assert table["BillingMode"] == "PAY_PER_REQUEST"
@@ -560,7 +605,7 @@ def test_translation_maps_the_queue_to_submit_with_partial_batch_failures(transl
         m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
         for m in of_type(translated, "AWS::Lambda::EventSourceMapping").values()
     }
-    assert set(mappings) == {"SubmitFunction", "DeadLetterFunction"}
+    assert set(mappings) == {"SubmitFunction", "DeadLetterFunction", "SplitFunction"}
     properties = mappings["SubmitFunction"]
     assert properties["EventSourceArn"] == {"Fn::GetAtt": ["SubmitQueue", "Arn"]}
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -646,7 +691,15 @@ def test_moto_inbox_rule_queues_only_job_files(moto_stack: dict[str, str]) -> No
     s3 = boto3.client("s3")
     bucket = moto_stack["InputBucket"]
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
-    keys = ["inbox/top.json", "inbox/campaign-a/alice.json", "inbox/alice.png", "processed/old.json", "inbox.json"]
+    keys = [
+        "inbox/top.json",
+        "inbox/campaign-a/alice.json",
+        "inbox/alice.png",
+        "processed/old.json",
+        "inbox.json",
+        "inbox/shop/spring.campaign.json",
+        "processed/shop/spring.campaign.json",
+    ]
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
 
@@ -658,7 +711,16 @@ def test_moto_inbox_rule_queues_only_job_files(moto_stack: dict[str, str]) -> No
         for message in messages:
             queued.append(json.loads(message["Body"])["detail"]["object"]["key"])
             sqs.delete_message(QueueUrl=moto_stack["SubmitQueue"], ReceiptHandle=message["ReceiptHandle"])
-    assert sorted(queued) == ["inbox/campaign-a/alice.json", "inbox/top.json"]
+    # The campaign file reaches Submit too (which ignores it by its key: keys.is_job_file_key).
+    assert sorted(queued) == ["inbox/campaign-a/alice.json", "inbox/shop/spring.campaign.json", "inbox/top.json"]
+    split: list[str] = []
+    while messages := sqs.receive_message(QueueUrl=moto_stack["SplitQueue"], MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        for message in messages:
+            split.append(json.loads(message["Body"])["detail"]["object"]["key"])
+            sqs.delete_message(QueueUrl=moto_stack["SplitQueue"], ReceiptHandle=message["ReceiptHandle"])
+    assert split == ["inbox/shop/spring.campaign.json"]
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS.* not supported by moto:UserWarning")

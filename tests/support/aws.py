@@ -38,11 +38,14 @@ class PipelineResources:
     output_bucket: str = "avatar-output"
     jobs_table: str = "avatar-jobs"
     state_table: str = "avatar-state"
+    campaigns_table: str = "avatar-campaigns"
     topic_arn: str = ""
     notifications_queue_url: str = ""
     events_queue_url: str = ""
     submit_queue_arn: str = ""
     submit_queue_url: str = ""
+    split_queue_arn: str = ""
+    split_queue_url: str = ""
     secret_arn: str = ""
     state_machine_arn: str = ""
     router: LambdaRouter = field(default_factory=LambdaRouter)
@@ -53,6 +56,8 @@ class PipelineResources:
             "OUTPUT_BUCKET": self.output_bucket,
             "JOBS_TABLE": self.jobs_table,
             "PIPELINE_STATE_TABLE": self.state_table,
+            "CAMPAIGNS_TABLE": self.campaigns_table,
+            "SUBMIT_QUEUE_URL": self.submit_queue_url,
             "NOTIFICATION_TOPIC_ARN": self.topic_arn,
             "SEGMIND_API_KEY_SECRET_ARN": self.secret_arn,
             "SEGMIND_BASE_URL": provider_url,
@@ -141,6 +146,15 @@ def create_resources() -> PipelineResources:
             AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+    ddb.create_table(
+        TableName=res.campaigns_table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
     sns = boto3.client("sns", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
     res.topic_arn = sns.create_topic(Name="avatar-notifications")["TopicArn"]
@@ -160,6 +174,10 @@ def create_resources() -> PipelineResources:
         "QueueUrl"
     ]
     res.submit_queue_arn = sqs.get_queue_attributes(QueueUrl=res.submit_queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    res.split_queue_url = sqs.create_queue(QueueName="SplitQueue", Attributes={"VisibilityTimeout": "3600"})["QueueUrl"]
+    res.split_queue_arn = sqs.get_queue_attributes(QueueUrl=res.split_queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
     secrets = boto3.client("secretsmanager", region_name=REGION)

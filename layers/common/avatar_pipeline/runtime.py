@@ -15,6 +15,8 @@ import boto3
 import httpx
 from botocore.config import Config
 
+from avatar_pipeline.adapters.campaign_outbox import CampaignAnnouncer, SqsRowQueue
+from avatar_pipeline.adapters.campaigns_table import CampaignsTable
 from avatar_pipeline.adapters.events import CompletionEvents
 from avatar_pipeline.adapters.executions import ExecutionStarter
 from avatar_pipeline.adapters.jobs_table import JobsTable
@@ -31,10 +33,12 @@ from avatar_pipeline.adapters.transfer import DownloadPolicy, StreamingCopier
 from avatar_pipeline.clock import Clock, SystemClock
 from avatar_pipeline.domain.poll_policy import PollSchedule, poll_schedule
 from avatar_pipeline.domain.ports import (
+    CampaignPorts,
     ClosingPorts,
     DeadLetterPorts,
     FinalizePorts,
     PollPorts,
+    SplitPorts,
     SubmitPorts,
 )
 from avatar_pipeline.provider.client import SegmindClient, default_timeout
@@ -134,6 +138,27 @@ class Dependencies:
         return SpendLedger(table) if table else None
 
     @cached_property
+    def campaigns(self) -> CampaignsTable:
+        if not self.settings.campaigns_table:
+            raise RuntimeError("CAMPAIGNS_TABLE is not set for this function")
+        return CampaignsTable(boto3.resource("dynamodb").Table(self.settings.campaigns_table))
+
+    @cached_property
+    def campaign_announcer(self) -> CampaignAnnouncer:
+        return CampaignAnnouncer(
+            boto3.client("sns"),
+            self.settings.notification_topic_arn,
+            boto3.client("events"),
+            self.settings.event_bus_name,
+        )
+
+    @cached_property
+    def row_queue(self) -> SqsRowQueue:
+        if not self.settings.submit_queue_url:
+            raise RuntimeError("SUBMIT_QUEUE_URL is not set for this function")
+        return SqsRowQueue(boto3.client("sqs"), self.settings.submit_queue_url)
+
+    @cached_property
     def retries(self) -> RetryScheduler:
         return RetryScheduler(boto3.client("sqs"))
 
@@ -190,6 +215,28 @@ class Dependencies:
     @cached_property
     def finalize_ports(self) -> FinalizePorts:
         return FinalizePorts(**self._closing(), provider=self.provider, copier=self.copier, budget=self.request_budget)
+
+    @cached_property
+    def campaign_ports(self) -> CampaignPorts:
+        return CampaignPorts(
+            settings=self.settings,
+            clock=self.clock,
+            storage=self.storage,
+            campaigns=self.campaigns,
+            announcer=self.campaign_announcer,
+        )
+
+    @cached_property
+    def split_ports(self) -> SplitPorts:
+        campaign = self.campaign_ports
+        return SplitPorts(
+            settings=campaign.settings,
+            clock=campaign.clock,
+            storage=campaign.storage,
+            campaigns=campaign.campaigns,
+            announcer=campaign.announcer,
+            rows=self.row_queue,
+        )
 
     def _closing(self) -> _ClosingFields:
         return {

@@ -75,6 +75,11 @@ class Settings(BaseModel):
     price_table_json: str | None = Field(alias="PRICE_TABLE_JSON", default=None)
     # The bus completion events go to ("Avatar Video Succeeded" / "Avatar Video Failed").
     event_bus_name: str = Field(alias="EVENT_BUS_NAME", default="default", min_length=1)
+    # Campaigns (campaigns/): their records, rows and media (pk campaign id, sk campaign|row#|media#).
+    # Unset: campaign files are not split and rows report to no campaign.
+    campaigns_table: str | None = Field(alias="CAMPAIGNS_TABLE", default=None, min_length=1)
+    # Where the Split function hands a campaign's rows: the submit queue (only Split has it).
+    submit_queue_url: str | None = Field(alias="SUBMIT_QUEUE_URL", default=None, min_length=1)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
 
     @property

@@ -93,9 +93,9 @@ _INVOCATION_NUMBERS = itertools.count(1)
 
 
 def function_label(function_name: str) -> str:
-    """submit / poll / finalize / report_failure for a function's (physical) name, else the name."""
+    """submit / poll / finalize / report_failure / split for a function's (physical) name, else the name."""
     squashed = function_name.lower().replace("_", "").replace("-", "")
-    for label in ("reportfailure", "submit", "poll", "finalize"):
+    for label in ("reportfailure", "submit", "poll", "finalize", "split"):
         if label in squashed:
             return "report_failure" if label == "reportfailure" else label
     return function_name

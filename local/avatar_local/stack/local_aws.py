@@ -42,6 +42,7 @@ FUNCTIONS = {
     "FinalizeFunction": "finalize",
     "ReportFailureFunction": "report_failure",
     "DeadLetterFunction": "dead_letter",
+    "SplitFunction": "split",
 }
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -65,6 +66,9 @@ class DeployedStack:
     max_receive_count: int
     function_timeouts: dict[str, float] = field(default_factory=dict)  # logical id -> seconds
     dead_letter_batch_size: int = 10
+    split_batch_size: int = 1
+    split_max_concurrency: int = 2
+    split_visibility_timeout: int = 3600
     secret_arn: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -168,6 +172,9 @@ def deploy(parameters: dict[str, str], api_key: str, stack_name: str = "avatar-p
             for logical_id in FUNCTIONS
         },
         dead_letter_batch_size=int(event_sources["DeadLetterFunction"].get("BatchSize", 10)),
+        split_batch_size=int(event_sources["SplitFunction"].get("BatchSize", 1)),
+        split_max_concurrency=int(event_sources["SplitFunction"].get("ScalingConfig", {}).get("MaximumConcurrency", 2)),
+        split_visibility_timeout=int(template["Resources"]["SplitQueue"]["Properties"].get("VisibilityTimeout", 3600)),
     )
     _close_moto_gaps(stack, template, api_key)
     return stack
@@ -195,7 +202,7 @@ def _upload_code_placeholders(template: dict[str, Any]) -> None:
 
 
 def _take_event_source_mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Remove the SQS event source mappings (Submit's, DeadLetter's) from the template and return
+    """Remove the SQS event source mappings (Submit's, DeadLetter's, Split's) from the template and return
     their settings by the function's logical id.
 
     moto would run the mapped function through Docker on every message (receiving it, and so

@@ -46,8 +46,8 @@ from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord
 LOCAL_API_KEY = "local-dev-key"
 # The DLQ's visibility timeout (SQS's default: the template sets none).
 DEAD_LETTER_VISIBILITY_SECONDS = 30
-# Functions whose time limits guard wall-clock work (HTTP timeouts): not scaled.
-WALL_TIME_FUNCTIONS = frozenset({"SubmitFunction"})
+# Functions whose time limits guard wall-clock work (HTTP timeouts; a split's DynamoDB writes): not scaled.
+WALL_TIME_FUNCTIONS = frozenset({"SubmitFunction", "SplitFunction"})
 MEDIA_FIRST = 0
 JOB_FILES_LAST = 1
 
@@ -127,6 +127,7 @@ class LocalPipeline:
         self.stack: DeployedStack | None = None
         self.poller: QueuePoller | None = None
         self.dead_letter_poller: QueuePoller | None = None
+        self.split_poller: QueuePoller | None = None
         self._waits = WarpedWaits(self.clock, skip=False)
         self._crashes = crashes_installed(config.crashes)
         self.crash_injector = CrashInjector(config.random_crashes) if config.random_crashes else None
@@ -225,6 +226,20 @@ class LocalPipeline:
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
         ).start()
+        # Lambda's event source mapping on the split queue (campaign files and split cursors).
+        split_name = self.stack.physical("SplitFunction")
+        self.split_poller = QueuePoller(
+            queue_url=self.stack.outputs["SplitQueueUrl"],
+            queue_arn=self.stack.outputs["SplitQueueArn"],
+            invoke=lambda event: self.router.invoke(split_name, event),
+            batch_size=self.stack.split_batch_size,
+            concurrency=self.stack.split_max_concurrency,
+            visibility_timeout=self.stack.split_visibility_timeout,
+            function_timeout=math.ceil(self.stack.function_timeouts["SplitFunction"]),
+            clock=self.clock,
+            rescheduled=self._queue_delays.take_rescheduled,
+            duplicate_events=self.config.duplicate_events,
+        ).start()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -232,6 +247,8 @@ class LocalPipeline:
             self.poller.stop()
         if self.dead_letter_poller is not None:
             self.dead_letter_poller.stop()
+        if self.split_poller is not None:
+            self.split_poller.stop()
         # Executions still running (a run cut short) fail as the stack goes away under them: moto's
         # interpreter logs each as an error, which is noise now.
         interpreter_log = logging.getLogger("moto.stepfunctions")

@@ -52,7 +52,7 @@ class CampaignsTable:
     def __init__(self, table: Table) -> None:
         self._table = table
         # The resource's client: it takes and gives plain Python values, as the table does.
-        self._client: DynamoDBClient = table.meta.client
+        self._dynamodb: DynamoDBClient = table.meta.client
 
     # --- the record --------------------------------------------------------------------------------------
     def get(self, campaign_id: str) -> CampaignRecord | None:
@@ -237,7 +237,7 @@ class CampaignsTable:
         }
 
     def _transact(self, *items: dict[str, Any]) -> None:
-        self._client.transact_write_items(TransactItems=list(items))  # type: ignore[arg-type]
+        self._dynamodb.transact_write_items(TransactItems=list(items))  # type: ignore[arg-type]
 
     def _query(self, campaign_id: str, prefix: str) -> Iterator[dict[str, Any]]:
         request: dict[str, Any] = {

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 from botocore.exceptions import ClientError
 from pydantic import Json
 
+from avatar_pipeline.campaigns.records import SplitCursor
 from avatar_pipeline.domain.context import InboxObject
 from avatar_pipeline.keys import decode_event_key
 from avatar_pipeline.observability import logger
@@ -26,6 +27,13 @@ class InboxEventRecord(SqsRecordModel):
     """An SQS record whose body is the EventBridge "Object Created" event from the input bucket."""
 
     body: Json[S3EventNotificationEventBridgeModel]
+
+
+class SplitEventRecord(SqsRecordModel):
+    """An SQS record on the split queue: a campaign file's "Object Created" event, or the cursor a split
+    that neared its time limit left for its next invocation."""
+
+    body: Json[SplitCursor | S3EventNotificationEventBridgeModel]
 
 
 class RetryScheduler:
@@ -104,6 +112,22 @@ def to_inbox_object(record: InboxEventRecord) -> InboxObject:
         message_id=record.messageId,
         provider_failures=int(_attribute(record, PROVIDER_FAILURES_ATTRIBUTE) or 0),
         provider_failing_since=_moment(_attribute(record, PROVIDER_FAILING_SINCE_ATTRIBUTE)),
+    )
+
+
+def to_split_request(record: SplitEventRecord) -> InboxObject | SplitCursor:
+    if isinstance(record.body, SplitCursor):
+        return record.body
+    event = record.body
+    return InboxObject(
+        bucket=event.detail.bucket.name,
+        key=decode_event_key(event.detail.object.key),
+        etag=event.detail.object.etag,
+        version_id=None,
+        sequencer=event.detail.object.sequencer,
+        event_time=event.time,
+        receive_count=int(record.attributes.ApproximateReceiveCount),
+        message_id=record.messageId,
     )
 
 

@@ -129,6 +129,22 @@ class RowMessage(BaseModel):
     notify: bool = False
 
 
+class SplitCursor(BaseModel):
+    """A split that neared its time limit hands the rest of its run to the next invocation: this goes
+    on the split queue, and the split goes on after `after_row` (rows up to it are entered and handed
+    out). Delivered twice, it enters nothing twice (rows are entered under a condition, jobs have ids)."""
+
+    kind: Literal["campaign-split"] = "campaign-split"
+    bucket: str
+    key: str
+    etag: str
+    sequencer: str | None = None
+    event_time: datetime
+    after_row: int = Field(ge=1)
+    # What max_spend_usd had admitted up to that row (the ceiling goes on from there).
+    committed_usd: Money = ZERO
+
+
 class CampaignReportRow(BaseModel):
     row_id: str
     status: RowStatus

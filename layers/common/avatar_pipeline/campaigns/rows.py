@@ -159,15 +159,28 @@ def _without_bom(lines: Iterable[str]) -> Iterator[str]:
 
 
 def campaign_rows(
-    spec: CampaignSpec, campaign_key: str, bucket: str, source: RowSource, check_media: MediaCheck | None
+    spec: CampaignSpec,
+    campaign_key: str,
+    bucket: str,
+    source: RowSource,
+    check_media: MediaCheck | None,
+    after_row: int = 0,
 ) -> Iterator[RowJob | RowFailure]:
-    """Raises InvalidCampaign now if the columns lack a placeholder's column or the row id column."""
+    """Raises InvalidCampaign now if the columns lack a placeholder's column or the row id column.
+
+    `after_row`: rows up to that number are only read for their ids (a split resumed from its cursor
+    yields the rest; a repeated id is still found against every earlier row)."""
     spec.check_columns(source.columns)
-    return _rows(spec, campaign_key, bucket, source, check_media)
+    return _rows(spec, campaign_key, bucket, source, check_media, after_row)
 
 
 def _rows(
-    spec: CampaignSpec, campaign_key: str, bucket: str, source: RowSource, check_media: MediaCheck | None
+    spec: CampaignSpec,
+    campaign_key: str,
+    bucket: str,
+    source: RowSource,
+    check_media: MediaCheck | None,
+    after_row: int,
 ) -> Iterator[RowJob | RowFailure]:
     seen: dict[bytes, int] = {}
     for raw in source.rows:
@@ -177,17 +190,20 @@ def _rows(
                 raise UnsafeKey(f"its row id (column {spec.row_id!r}) is empty")
             validate_row_id(row_id)
         except UnsafeKey as error:
-            yield RowFailure(raw.number, row_id, ErrorCode.INVALID_JOB, f"row {raw.number}: {error}")
+            if raw.number > after_row:
+                yield RowFailure(raw.number, row_id, ErrorCode.INVALID_JOB, f"row {raw.number}: {error}")
             continue
-        job_id = derive_row_job_id(bucket, campaign_key, row_id)
         digest = hashlib.blake2b(row_id.encode(), digest_size=16).digest()
         if digest in seen:
             message = f"row {raw.number}: row id {row_id!r} repeats row {seen[digest]}'s; each row needs its own id"
             # No job id: the id belongs to the earlier row, whose job this row must never touch.
-            yield RowFailure(raw.number, row_id, ErrorCode.INVALID_JOB, message)
+            if raw.number > after_row:
+                yield RowFailure(raw.number, row_id, ErrorCode.INVALID_JOB, message)
             continue
         seen[digest] = raw.number
-        yield _row(spec, campaign_key, raw, row_id, job_id, check_media)
+        if raw.number > after_row:
+            job_id = derive_row_job_id(bucket, campaign_key, row_id)
+            yield _row(spec, campaign_key, raw, row_id, job_id, check_media)
 
 
 def _row_id(spec: CampaignSpec, raw: RawRow) -> str:

@@ -7,6 +7,8 @@ Idempotent and at constant memory:
   is one job: Submit's claim refuses a second submit for the same id.
 * The rows file is read twice, as a stream: once to find what makes the whole campaign invalid (a
   rows file that is not UTF-8 CSV, say) before anything is entered, then to enter and hand out rows.
+* A split that nears its time limit (10,000 rows take a few minutes of DynamoDB transactions) stops
+  between rows and puts a cursor on its own queue; the next invocation skips the rows up to it.
 * Invalid rows are entered FAILED at once with their code, rows past max_spend_usd SKIPPED
   (SPEND_LIMIT), a dry run's rows PLANNED; rows that SUCCEEDED in an earlier run stay so (a resume).
 """
@@ -14,7 +16,7 @@ Idempotent and at constant memory:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,6 +30,7 @@ from avatar_pipeline.campaigns.records import (
     RowMessage,
     RowRecord,
     RowStatus,
+    SplitCursor,
     derive_campaign_id,
     derive_run_id,
 )
@@ -46,9 +49,14 @@ from avatar_pipeline.domain.ports import ObjectMissing, ObjectReplaced, ObjectTo
 from avatar_pipeline.errors import InvalidCampaign, MediaTooLarge, MissingMedia, PipelineError, UnsupportedMedia
 from avatar_pipeline.keys import UnsafeKey, is_campaign_file_key, resolve_media_key
 from avatar_pipeline.media import SNIFF_BYTES, sniff_audio, sniff_image
+from avatar_pipeline.money import ZERO
 from avatar_pipeline.observability import logger
 
 QUEUE_BATCH = 10  # SQS SendMessageBatch takes ten
+# With this much of its invocation left a split stops between rows and goes on in the next one
+# (SplitCursor): a row's transaction and its share of a batch send take milliseconds, and the reserve
+# also covers a slow S3 read of the next chunk of the rows file.
+SPLIT_TIME_RESERVE_SECONDS = 60
 
 
 class SplitResult(StrEnum):
@@ -68,13 +76,51 @@ class Campaign:
     etag: str
 
 
-def split_campaign(obj: InboxObject, ports: SplitPorts) -> SplitResult:
+def split_campaign(
+    obj: InboxObject,
+    ports: SplitPorts,
+    time_left: Callable[[], float] | None = None,
+    cursor: SplitCursor | None = None,
+) -> SplitResult | SplitCursor:
+    """`time_left`: seconds left in the invocation (None: no limit). With less than
+    SPLIT_TIME_RESERVE_SECONDS left the split stops between rows and returns where to go on (the
+    caller puts that on the split queue); `cursor` is such a place to go on from."""
     if obj.bucket != ports.settings.input_bucket or not is_campaign_file_key(obj.key):
         return SplitResult.IGNORED
+    opened = _open(obj, ports)
+    if opened is None:
+        return SplitResult.IGNORED
+    campaign, raw = opened
+    spec: CampaignSpec | None = None
+    try:
+        spec = parse_campaign_file(raw)
+        record = _start(campaign, spec, ports)
+        if record.completed_run == campaign.run_id:
+            return SplitResult.DUPLICATE
+        if record.run_id == campaign.run_id and record.split_done:
+            # Redelivered after every row was handed out: only the completion may be owed.
+            try_complete(campaign.campaign_id, campaign.run_id, ports)
+            return SplitResult.DUPLICATE
+        if cursor is None:
+            _check_rows(campaign, spec, ports)
+        entered = _enter_rows(campaign, spec, ports, _Deadline(time_left), cursor)
+    except InvalidCampaign as error:
+        fail_campaign(campaign.obj.bucket, campaign.obj.key, campaign.etag, spec, error, ports)
+        return SplitResult.REJECTED
+    if isinstance(entered, SplitCursor):
+        logger.info("the split goes on in its next invocation", extra={"after_row": entered.after_row})
+        return entered
+    ports.campaigns.finish_split(campaign.campaign_id, campaign.run_id, entered, ports.clock.now())
+    try_complete(campaign.campaign_id, campaign.run_id, ports)
+    return SplitResult.SPLIT
+
+
+def _open(obj: InboxObject, ports: SplitPorts) -> tuple[Campaign, bytes] | None:
+    """The campaign file the event names, as uploaded then (None: replaced or removed since)."""
     head = ports.storage.head(obj.bucket, obj.key)
     if head is None or (obj.etag and head.etag != plain_etag(obj.etag)):
         logger.info("campaign file replaced or removed since the event; its own event covers it")
-        return SplitResult.IGNORED
+        return None
     campaign = Campaign(
         obj, derive_campaign_id(obj.bucket, obj.key), derive_run_id(head.etag, obj.sequencer), head.etag
     )
@@ -82,23 +128,18 @@ def split_campaign(obj: InboxObject, ports: SplitPorts) -> SplitResult:
     try:
         raw = ports.storage.read(obj.bucket, obj.key, MAX_CAMPAIGN_FILE_BYTES + 3, if_match=head.etag)
     except (ObjectMissing, ObjectReplaced):
-        return SplitResult.IGNORED
+        return None
     except ObjectTooLarge as error:
         raw = b"x" * error.size  # parse_campaign_file names the limit
-    spec: CampaignSpec | None = None
-    try:
-        spec = parse_campaign_file(raw)
-        record = _start(campaign, spec, ports)
-        if record.completed_run == campaign.run_id:
-            return SplitResult.DUPLICATE
-        _check_rows(campaign, spec, ports)
-        rows_total = _enter_rows(campaign, spec, ports)
-    except InvalidCampaign as error:
-        fail_campaign(campaign.obj.bucket, campaign.obj.key, campaign.etag, spec, error, ports)
-        return SplitResult.REJECTED
-    ports.campaigns.finish_split(campaign.campaign_id, campaign.run_id, rows_total, ports.clock.now())
-    try_complete(campaign.campaign_id, campaign.run_id, ports)
-    return SplitResult.SPLIT
+    return campaign, raw
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    time_left: Callable[[], float] | None
+
+    def near(self) -> bool:
+        return self.time_left is not None and self.time_left() < SPLIT_TIME_RESERVE_SECONDS
 
 
 def _start(campaign: Campaign, spec: CampaignSpec, ports: SplitPorts) -> CampaignRecord:
@@ -182,19 +223,40 @@ class _Outbox:
             self.messages = []
 
 
-def _enter_rows(campaign: Campaign, spec: CampaignSpec, ports: SplitPorts) -> int:
-    ceiling = SpendCeiling(spec.max_spend_usd)
+def _enter_rows(
+    campaign: Campaign, spec: CampaignSpec, ports: SplitPorts, deadline: _Deadline, cursor: SplitCursor | None
+) -> int | SplitCursor:
+    """Enter and hand out the rows after the cursor: how many rows the campaign has, or a cursor when
+    time ran short (every row up to it entered and its message sent)."""
+    ceiling = SpendCeiling(spec.max_spend_usd, cursor.committed_usd if cursor else ZERO)
     outbox = _Outbox(ports, campaign.campaign_id)
     check = S3MediaCheck(ports, campaign.obj.bucket)
-    total = 0
+    start = last = cursor.after_row if cursor else 0
     with _source(campaign, spec, ports) as source:
-        for row in campaign_rows(spec, campaign.obj.key, campaign.obj.bucket, source, check):
-            total += 1
+        for row in campaign_rows(spec, campaign.obj.key, campaign.obj.bucket, source, check, after_row=start):
+            # At least one row per invocation, so a split always gets on.
+            if last > start and deadline.near():
+                outbox.flush()
+                return _cursor(campaign, last, ceiling)
+            last = row.number
             entered = ports.campaigns.enter_row(campaign.campaign_id, _row_record(campaign, spec, row, ceiling, ports))
             if entered.status is RowStatus.PENDING and isinstance(row, RowJob):
                 outbox.add(_message(campaign, spec, row))
     outbox.flush()
-    return total
+    return last
+
+
+def _cursor(campaign: Campaign, after_row: int, ceiling: SpendCeiling) -> SplitCursor:
+    obj = campaign.obj
+    return SplitCursor(
+        bucket=obj.bucket,
+        key=obj.key,
+        etag=campaign.etag,
+        sequencer=obj.sequencer,
+        event_time=obj.event_time,
+        after_row=after_row,
+        committed_usd=ceiling.committed,
+    )
 
 
 def _row_record(
@@ -277,3 +339,18 @@ class S3MediaCheck:
             expected = "a PNG, JPEG or WebP image" if is_photo else "WAV, MP3, M4A, OGG or FLAC audio"
             return UnsupportedMedia(f"{key} is not {expected} (checked by its content)")
         return None
+
+
+def resume_split(
+    cursor: SplitCursor, ports: SplitPorts, time_left: Callable[[], float] | None = None
+) -> SplitResult | SplitCursor:
+    """Go on with a split from the cursor its previous invocation left on the split queue."""
+    obj = InboxObject(
+        bucket=cursor.bucket,
+        key=cursor.key,
+        etag=cursor.etag,
+        version_id=None,
+        sequencer=cursor.sequencer,
+        event_time=cursor.event_time,
+    )
+    return split_campaign(obj, ports, time_left, cursor)

@@ -1,0 +1,44 @@
+"""Split: SQS batch of campaign-file events (or a split's own cursor) -> the campaign's rows, handed to Submit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from avatar_pipeline.adapters.queue import SplitEventRecord, to_split_request
+from avatar_pipeline.campaigns.records import SplitCursor
+from avatar_pipeline.campaigns.split import resume_split, split_campaign
+from avatar_pipeline.observability import logger, metrics, tracer
+from avatar_pipeline.runtime import dependencies
+
+processor = BatchProcessor(event_type=EventType.SQS, model=SplitEventRecord, raise_on_entire_batch_failure=False)
+
+
+@tracer.capture_method
+def record_handler(record: SplitEventRecord, lambda_context: LambdaContext) -> str:
+    deps = dependencies()
+    request = to_split_request(record)
+    time_left = lambda: lambda_context.get_remaining_time_in_millis() / 1000  # noqa: E731 - read per row
+    if isinstance(request, SplitCursor):
+        result = resume_split(request, deps.split_ports, time_left)
+    else:
+        result = split_campaign(request, deps.split_ports, time_left)
+    if isinstance(result, SplitCursor):
+        # Time ran short: the rest of the split is the next message on this queue (no receive spent).
+        deps.retries.requeue(record.eventSourceARN, result.model_dump_json(), 0)
+        logger.info("the split goes on from a cursor", extra={"after_row": result.after_row})
+        metrics.add_metric(name="SplitContinued", unit=MetricUnit.Count, value=1)
+        return "CONTINUED"
+    metrics.add_metric(name=f"Split{result.value.title()}", unit=MetricUnit.Count, value=1)
+    return result.value
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
