@@ -120,7 +120,7 @@ class LateUploads:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False
-        self.uploaded_at: dict[str, datetime] = {}
+        self.uploaded_at: dict[str, datetime] = {}  # job files and late media: key -> virtual time
         self._thread = threading.Thread(target=self._run, name="soak-late-media", daemon=True)
 
     def start(self) -> LateUploads:
@@ -128,6 +128,9 @@ class LateUploads:
         return self
 
     def job_file_put(self, key: str) -> None:
+        # Recorded beside the late media's: a job file that went up after a sibling ended cannot
+        # have kept their shared photo in inbox/ (the checker needs to tell that apart).
+        self.uploaded_at[key] = self._pipeline.clock.now()
         with self._wake:
             self._put_at[key] = time.monotonic()
             self._wake.notify_all()

@@ -228,14 +228,17 @@ class LocalPipeline:
         ).start()
         # Lambda's event source mapping on the split queue (campaign files and split cursors).
         split_name = self.stack.physical("SplitFunction")
-        self.split_poller = QueuePoller(
+        split_mapping = EventSourceMapping(
             queue_url=self.stack.outputs["SplitQueueUrl"],
             queue_arn=self.stack.outputs["SplitQueueArn"],
-            invoke=lambda event: self.router.invoke(split_name, event),
             batch_size=self.stack.split_batch_size,
             concurrency=self.stack.split_max_concurrency,
             visibility_timeout=self.stack.split_visibility_timeout,
             function_timeout=math.ceil(self.stack.function_timeouts["SplitFunction"]),
+        )
+        self.split_poller = QueuePoller(
+            split_mapping,
+            invoke=lambda event: self.router.invoke(split_name, event),
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
             duplicate_events=self.config.duplicate_events,
