@@ -296,6 +296,8 @@ def run_local(
     with LocalPipeline(config) as pipeline:
         job_keys = pipeline.drop(inbox, out)
         console.write(f"dropped {len(job_keys)} job file(s) into inbox/ ({time.monotonic() - started:.1f} s)\n")
+        for key in pipeline.ignored_job_files:
+            console.write(f"skipped {key}: not a job file (job files end in .json, in lower case); uploaded as is\n")
 
         def show(job: JobProgress, elapsed: float) -> None:
             detail = f" (provider: {job.provider_status})" if job.provider_status and job.status == "RENDERING" else ""
