@@ -42,7 +42,10 @@ class StackNames:
         input_bucket: str | None = None,
         output_bucket: str | None = None,
         jobs_table: str | None = None,
+        needs: tuple[str, ...] = ("input_bucket", "output_bucket", "jobs_table"),
     ) -> StackNames:
+        """The names a command `needs`, from the flags or else the stack's outputs; a name it does not
+        need may stay empty (`status --jobs-table T` reads no bucket)."""
         outputs: dict[str, str] = {}
         if stack:
             described = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
@@ -52,10 +55,10 @@ class StackNames:
             "output_bucket": output_bucket or outputs.get("OutputBucketName"),
             "jobs_table": jobs_table or outputs.get("JobsTableName"),
         }
-        missing = [name for name, value in names.items() if not value]
+        missing = [name for name in needs if not names[name]]
         if missing:
             raise UsageError(f"give --stack NAME or --{missing[0].replace('_', '-')}")
-        return cls(**{k: str(v) for k, v in names.items()}, state_machine_arn=outputs.get("StateMachineArn"))
+        return cls(**{k: str(v or "") for k, v in names.items()}, state_machine_arn=outputs.get("StateMachineArn"))
 
 
 def build_photo_job(photo: Path, script: str, title: str | None, voice: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ class LocalPipeline:
         # Job files as dropped (when they parse), to find a job's submits at the provider even when
         # its request id was never recorded (an ambiguous submit).
         self.dropped_jobs: dict[str, dict[str, Any]] = {}
+        # Files that look like job files but are not picked up (Upper.JSON): uploaded, and said so.
+        self.ignored_job_files: list[str] = []
         self._notification_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -122,6 +125,7 @@ class LocalPipeline:
         self._log_stream: TextIO | None = None
         self._saved_stdout: TextIO | None = None
         self._saved_log_streams: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._warning_filters: warnings.catch_warnings[None] | None = None
         self.aws = LocalAws()
         self.emulator: SegmindEmulator | None = None
         self.stack: DeployedStack | None = None
@@ -311,10 +315,18 @@ class LocalPipeline:
             if isinstance(handler, logging.StreamHandler):
                 self._saved_log_streams.append((handler, handler.stream))
                 handler.setStream(self._log_stream)
+        # Powertools warns on stderr when an invocation added no metric (a Poll that only waited): on
+        # Lambda that lands in the function's log; here it would interrupt the run's progress.
+        self._warning_filters = warnings.catch_warnings()
+        self._warning_filters.__enter__()
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
     def _restore_logs(self) -> None:
         if self._saved_stdout is not None:
             sys.stdout = self._saved_stdout
+        if self._warning_filters is not None:
+            self._warning_filters.__exit__(None, None, None)
+            self._warning_filters = None
         # The handlers go back to their streams before the log file closes: a later stack in this
         # process would otherwise flush a closed file when it points them at its own.
         for handler, stream in self._saved_log_streams:
@@ -384,6 +396,9 @@ class LocalPipeline:
             if path.suffix == ".json":
                 job_keys.append(key)
                 self.dropped_jobs[key] = loose_json_object(body)
+            elif path.suffix.lower() == ".json":
+                # The bucket's rule matches inbox/*.json, case and all: on AWS too, this one starts no job.
+                self.ignored_job_files.append(key)
         return job_keys
 
     def put(self, key: str, body: bytes) -> None:
