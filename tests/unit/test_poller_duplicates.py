@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from avatar_local.stack.object_events import as_aws_would_send
 from avatar_local.stack.poller import EventSourceMapping, QueuePoller, RandomDuplicates
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays
 
@@ -57,8 +58,8 @@ def test_a_duplicate_carries_the_time_of_the_event_it_copies() -> None:
     poller._duplicates = RandomDuplicates(low=3, high=3)
     poller._send_duplicates(Sqs(), [{"Body": queued_by_moto}])
 
-    original = json.loads(poller._as_aws_would_send(queued_by_moto))
-    copies = [json.loads(poller._as_aws_would_send(body)) for body in sent]
+    original = json.loads(as_aws_would_send(queued_by_moto, clock.to_virtual))
+    copies = [json.loads(as_aws_would_send(body, clock.to_virtual)) for body in sent]
     assert len(copies) == 2
     for copy in copies:
         assert copy["time"] == original["time"]

@@ -9,7 +9,8 @@ the one place they are named; docs/offline.md points here.
 - SQS event source mappings would run through Docker: they are taken out of the
   template and played by pollers (batches, partial batch responses, maximum
   concurrency, redrive).               -> local_aws.py (_take_event_source_mappings), poller.py
-- S3 event keys are not URL-encoded as AWS encodes them; event times are wall time. -> poller.py
+- S3 event keys are not URL-encoded as AWS encodes them, `eTag` is spelt so, and
+  event times are wall time.                                   -> object_events.py (used by poller.py)
 - AWS::SecretsManager::Secret is skipped by its CloudFormation: the secret is
   created.                                                    -> local_aws.py (_close_moto_gaps, 1)
 - The bucket's EventBridge notification setting is not applied.

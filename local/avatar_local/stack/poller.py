@@ -16,12 +16,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 
+from avatar_local.stack.object_events import as_aws_would_send
 from avatar_local.stack.timewarp import ScaledClock
 
 LOG = logging.getLogger("avatar_local.poller")
@@ -175,7 +174,7 @@ class QueuePoller:
             # Sent as AWS delivers it: the stack's SendMessage hook (ScaledQueueDelays) turns a body of
             # that shape back into moto's, as for the events the Submit function re-sends. moto's own
             # body would be taken for AWS's shape and its (wall-clock) time moved back once more.
-            delivered = self._as_aws_would_send(message["Body"])
+            delivered = as_aws_would_send(message["Body"], self._clock.to_virtual)
             for _ in range(copies - 1):
                 sqs.send_message(QueueUrl=self._queue_url, MessageBody=delivered)
             key, _etag = _event_object(message["Body"])
@@ -189,7 +188,7 @@ class QueuePoller:
         return {
             "messageId": message["MessageId"],
             "receiptHandle": message["ReceiptHandle"],
-            "body": self._as_aws_would_send(message["Body"]),
+            "body": as_aws_would_send(message["Body"], self._clock.to_virtual),
             "attributes": message.get("Attributes", {}),
             "messageAttributes": {
                 name: {
@@ -206,25 +205,6 @@ class QueuePoller:
             "eventSourceARN": self._queue_arn,
             "awsRegion": self._queue_arn.split(":")[3],
         }
-
-    def _as_aws_would_send(self, body: str) -> str:
-        try:
-            event = json.loads(body)
-        except ValueError:
-            return body
-        if not isinstance(event, dict) or event.get("detail-type") != "Object Created":
-            return body
-        detail_object = event.get("detail", {}).get("object", {})
-        if "key" in detail_object:
-            # moto sends the raw key; AWS URL-encodes it (space -> '+', '+' -> '%2B').
-            detail_object["key"] = quote_plus(detail_object["key"], safe="/")
-        if "eTag" in detail_object:
-            # moto spells it eTag; AWS's event (and Powertools' model) has etag.
-            detail_object["etag"] = detail_object.pop("eTag")
-        if "time" in event:
-            real = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
-            event["time"] = self._clock.to_virtual(real).isoformat()
-        return json.dumps(event)
 
 
 def _event_object(body: str) -> tuple[str, str]:
