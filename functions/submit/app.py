@@ -1,4 +1,4 @@
-"""Submit: SQS batch of inbox "Object Created" events -> one provider submit per new job."""
+"""Submit: SQS batch of inbox "Object Created" events and campaign rows -> one provider submit per new job."""
 
 from __future__ import annotations
 
@@ -9,26 +9,33 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
-from avatar_pipeline.domain.submit import Requeue, retry_delay_for, submit_job
+from avatar_pipeline.adapters.queue import SubmitEventRecord, to_submit_request
+from avatar_pipeline.campaigns.row_jobs import submit_row
+from avatar_pipeline.domain.submit import Requeue, SubmitResult, retry_delay_for, submit_job
 from avatar_pipeline.errors import TransientError
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
 
 # Report failed records individually even when all of them failed: SQS then redelivers just those,
 # with the per-record delays set below, rather than the whole batch after the visibility timeout.
-processor = BatchProcessor(event_type=EventType.SQS, model=InboxEventRecord, raise_on_entire_batch_failure=False)
+processor = BatchProcessor(event_type=EventType.SQS, model=SubmitEventRecord, raise_on_entire_batch_failure=False)
+
+
+def _submit(record: SubmitEventRecord, lambda_context: LambdaContext) -> SubmitResult | Requeue:
+    ports = dependencies().submit_ports
+    request = to_submit_request(record)
+    time_left = lambda: lambda_context.get_remaining_time_in_millis() / 1000  # noqa: E731 - read before a POST
+    if isinstance(request, tuple):
+        row, delivery = request
+        return submit_row(row, delivery, ports, time_left)
+    return submit_job(request, ports, time_left)
 
 
 @tracer.capture_method
-def record_handler(record: InboxEventRecord, lambda_context: LambdaContext) -> str:
+def record_handler(record: SubmitEventRecord, lambda_context: LambdaContext) -> str:
     deps = dependencies()
     try:
-        result = submit_job(
-            to_inbox_object(record),
-            deps.submit_ports,
-            time_left=lambda: lambda_context.get_remaining_time_in_millis() / 1000,
-        )
+        result = _submit(record, lambda_context)
     except TransientError as error:
         delay = retry_delay_for(error, deps.clock.now())
         if delay is not None:

@@ -20,9 +20,19 @@ from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel
 
+from avatar_pipeline.campaigns.records import (
+    CampaignNotification,
+    CampaignRecord,
+    CampaignStatus,
+    RowRecord,
+    RowStatus,
+)
 from avatar_pipeline.clock import Clock
 from avatar_pipeline.domain.poll_policy import PollPolicy, PollSchedule, RenderStats
 from avatar_pipeline.domain.ports import (
+    CampaignNotifier,
+    CampaignPorts,
+    CampaignStore,
     ClosingPorts,
     CompletionEvents,
     CopiedObject,
@@ -45,6 +55,7 @@ from avatar_pipeline.domain.ports import (
     Provider,
     RenderStatsStore,
     RequestBudget,
+    RowEnd,
     SpendLedger,
     Storage,
     SubmitPorts,
@@ -183,7 +194,15 @@ class FakeJobStore(JobStore):
         return self.records.get(job_id)
 
     def claim_submission(self, record: JobRecord) -> bool:
-        if record.job_id in self.records:
+        existing = self.records.get(record.job_id)
+        earlier_runs_failure = (
+            existing is not None
+            and record.campaign_row is not None
+            and existing.status == JobStatus.FAILED
+            and existing.campaign_row is not None
+            and existing.campaign_row.run_id != record.campaign_row.run_id
+        )
+        if existing is not None and not earlier_runs_failure:
             return False
         self.records[record.job_id] = record
         return True
@@ -259,6 +278,102 @@ class FakeJobStore(JobStore):
         if record is None or record.status not in allowed:
             raise ConditionFailed(f"{job_id} is not in {sorted(allowed)}")
         self.records[job_id] = record.model_copy(update=fields)
+
+
+class FakeCampaignStore(CampaignStore):
+    """CampaignsTable's conditional writes on dicts: a row counted once per run, a completion granted once."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, CampaignRecord] = {}
+        self.row_records: dict[tuple[str, str], RowRecord] = {}
+        self.media_keys: dict[str, list[str]] = {}
+        self.leases: dict[str, datetime] = {}
+
+    def get(self, campaign_id: str) -> CampaignRecord | None:
+        return self.records.get(campaign_id)
+
+    def start_run(self, record: CampaignRecord) -> CampaignRecord:
+        current = self.records.get(record.campaign_id)
+        if current is None or current.run_id != record.run_id:
+            self.records[record.campaign_id] = record
+        return self.records[record.campaign_id]
+
+    def enter_row(self, campaign_id: str, row: RowRecord) -> RowRecord:
+        current = self.row_records.get((campaign_id, row.row_id))
+        if current is None or (current.run_id != row.run_id and current.status is not RowStatus.SUCCEEDED):
+            self._count(campaign_id, row.run_id, row.status, row.estimated_cost_usd, row.cost_usd)
+            self.row_records[campaign_id, row.row_id] = row
+            return row
+        if current.run_id == row.run_id:
+            return current
+        self._count(campaign_id, row.run_id, RowStatus.SUCCEEDED, Decimal(0), current.cost_usd)
+        moved = current.model_copy(update={"run_id": row.run_id, "number": row.number})
+        self.row_records[campaign_id, row.row_id] = moved
+        return moved
+
+    def add_media(self, campaign_id: str, keys: list[str]) -> None:
+        known = self.media_keys.setdefault(campaign_id, [])
+        known.extend(key for key in keys if key not in known)
+
+    def media(self, campaign_id: str) -> Iterator[str]:
+        yield from self.media_keys.get(campaign_id, [])
+
+    def finish_split(self, campaign_id: str, run_id: str, rows_total: int, now: datetime) -> CampaignRecord:
+        record = self.records[campaign_id]
+        if record.run_id != run_id:
+            raise ConditionFailed(f"{campaign_id} is in another run")
+        self.records[campaign_id] = record.model_copy(update={"rows_total": rows_total, "updated_at": now})
+        return self.records[campaign_id]
+
+    def end_row(
+        self, campaign_id: str, run_id: str, row_id: str, status: RowStatus, detail: RowEnd
+    ) -> CampaignRecord | None:
+        row = self.row_records.get((campaign_id, row_id))
+        record = self.records.get(campaign_id)
+        if row is None or record is None or row.run_id != run_id or record.run_id != run_id:
+            return None
+        if row.status is not RowStatus.PENDING:
+            return None
+        self._count(campaign_id, run_id, status, Decimal(0), detail.cost_usd)
+        self.row_records[campaign_id, row_id] = row.model_copy(
+            update={"status": status, "cost_usd": detail.cost_usd, "error_code": detail.error_code,
+                    "error_message": detail.error_message}
+        )  # fmt: skip
+        return self.records[campaign_id]
+
+    def claim_completion(self, campaign_id: str, run_id: str, now: datetime, lease_until: datetime) -> bool:
+        record = self.records.get(campaign_id)
+        if record is None or record.run_id != run_id or not record.all_rows_ended or record.completed_run == run_id:
+            return False
+        if campaign_id in self.leases and self.leases[campaign_id] >= now:
+            return False
+        self.leases[campaign_id] = lease_until
+        return True
+
+    def confirm_completion(self, campaign_id: str, run_id: str, status: CampaignStatus, now: datetime) -> None:
+        record = self.records[campaign_id]
+        self.records[campaign_id] = record.model_copy(
+            update={"completed_run": run_id, "status": status, "completed_at": now, "updated_at": now}
+        )
+        self.leases.pop(campaign_id, None)
+
+    def rows(self, campaign_id: str) -> Iterator[RowRecord]:
+        yield from (row for (cid, _), row in self.row_records.items() if cid == campaign_id)
+
+    def _count(self, campaign_id: str, run_id: str, status: RowStatus, estimated: Decimal, cost: Decimal) -> None:
+        record = self.records[campaign_id]
+        if record.run_id != run_id:
+            raise ConditionFailed(f"{campaign_id} is in another run")
+        counts = record.counts.add(status, estimated, cost)
+        self.records[campaign_id] = record.model_copy(update={"counts": counts})
+
+
+class FakeCampaignNotifier(CampaignNotifier):
+    def __init__(self) -> None:
+        self.published: list[CampaignNotification] = []
+
+    def publish(self, notification: CampaignNotification) -> None:
+        self.published.append(notification)
 
 
 class ConditionFailed(Exception):
@@ -481,6 +596,8 @@ class World:
     ledger: FakeSpendLedger = field(default_factory=FakeSpendLedger)
     schedule: PollSchedule = field(default_factory=PollPolicy)
     budget: RequestBudget | None = None
+    campaigns: FakeCampaignStore = field(default_factory=FakeCampaignStore)
+    announcer: FakeCampaignNotifier = field(default_factory=FakeCampaignNotifier)
     copier: FakeCopier = field(init=False)
 
     def __post_init__(self) -> None:
@@ -517,8 +634,18 @@ class World:
     def finalize(self) -> FinalizePorts:
         return FinalizePorts(**self._closing(), provider=self.provider, copier=self.copier, budget=self.budget)
 
+    def campaign(self) -> CampaignPorts:
+        return CampaignPorts(
+            settings=self.settings,
+            clock=self.clock,
+            storage=self.storage,
+            campaigns=self.campaigns,
+            announcer=self.announcer,
+        )
+
     def _closing(self) -> dict[str, Any]:
         return {
+            "campaign": self.campaign(),
             "settings": self.settings,
             "clock": self.clock,
             "storage": self.storage,

@@ -24,7 +24,7 @@ from avatar_pipeline.domain.ports import JobStore, ObjectReplaced, ObjectTooLarg
 from avatar_pipeline.domain.ports import MediaUsers as MediaUsersPort
 from avatar_pipeline.domain.ports import OutputClaims as OutputClaimsPort
 from avatar_pipeline.domain.ports import SpendLedger as SpendLedgerPort
-from avatar_pipeline.records import JobStatus
+from avatar_pipeline.records import CampaignRowRef, JobStatus
 from tests.support import TEST_REGION
 from tests.support.fakes import T0, FakeJobStore, FakeMediaUsers, FakeOutputClaims, FakeSpendLedger, FakeStorage
 
@@ -194,6 +194,26 @@ def test_a_job_that_succeeded_never_turns_failed(jobs: JobStore) -> None:
     record = jobs.get(ref.job_id)
     assert record is not None
     assert record.status is JobStatus.SUCCEEDED
+
+
+def test_a_campaign_rows_failed_job_is_claimed_again_only_by_a_later_run(jobs: JobStore) -> None:
+    """A resume renders a row that failed before under the same job id: its claim replaces the FAILED
+    record of the earlier run, once; the same run, or a job that succeeded, is never claimed again."""
+    run_1 = CampaignRowRef(campaign_id="c", campaign_key="inbox/a.campaign.json", run_id="run-1", row_id="r1")
+    run_2 = run_1.model_copy(update={"run_id": "run-2"})
+    ref = new_ref()
+    first = JobRef(**{**ref.__dict__, "campaign_row": run_1})
+    jobs.save_terminal(first.terminal_record(failed("blocked"), T0, 30, None))
+    claim = first.claim_record(T0, timedelta(seconds=120), "msg-1", 30)
+    assert jobs.claim_submission(claim) is False
+
+    resumed = JobRef(**{**ref.__dict__, "campaign_row": run_2})
+    again = resumed.claim_record(T0, timedelta(seconds=120), "msg-2", 30)
+    assert jobs.claim_submission(again) is True
+    assert jobs.claim_submission(again) is False
+    record = jobs.get(ref.job_id)
+    assert record is not None
+    assert (record.status, record.campaign_row) == (JobStatus.SUBMITTING, run_2)
 
 
 # --- shared state ----------------------------------------------------------------------------------------------------

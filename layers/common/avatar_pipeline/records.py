@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from avatar_pipeline.money import Money
 
@@ -26,6 +26,19 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 # A job record's notified_status while a publisher holds the notification's lease.
 NOTIFICATION_PENDING = "PENDING"
+
+
+class CampaignRowRef(BaseModel):
+    """The campaign row a job renders (campaigns/): its ending is counted into that run of the campaign."""
+
+    model_config = ConfigDict(frozen=True)
+
+    campaign_id: str
+    campaign_key: str
+    run_id: str
+    row_id: str
+    # The campaign's notify_rows: the row's own notification goes out too (always its record's ending).
+    notify: bool = False
 
 
 class JobRecord(BaseModel):
@@ -65,6 +78,8 @@ class JobRecord(BaseModel):
     cost_settled: bool | None = None
     cost_usd: Money | None = None
     cost_source: CostSource | None = None
+    # A campaign row's job (None: a job file's). Its job_key is "<campaign key>#<row id>".
+    campaign_row: CampaignRowRef | None = None
     expires_at: int  # epoch seconds, DynamoDB TTL
 
 

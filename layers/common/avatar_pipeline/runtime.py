@@ -75,6 +75,7 @@ class _ClosingFields(TypedDict):
     media_users: MediaUsers | None
     output_claims: OutputClaims | None
     ledger: SpendLedger | None
+    campaign: CampaignPorts | None
 
 
 @dataclass
@@ -249,6 +250,7 @@ class Dependencies:
             "media_users": self.media_users,
             "output_claims": self.output_claims,
             "ledger": self.ledger,
+            "campaign": self.campaign_ports if self.settings.campaigns_table else None,
         }
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from avatar_pipeline.money import ZERO, Money
+from avatar_pipeline.records import CampaignRowRef
 
 PollStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
 
@@ -44,6 +45,8 @@ class RenderJob(BaseModel):
     # The price table's estimate, reserved of `spend_day`'s total before the POST (domain/spend.py).
     estimated_cost_usd: Money = ZERO
     spend_day: str | None = None
+    # A campaign row's job: its ending is counted into its campaign (campaigns/complete.py end_row).
+    campaign_row: CampaignRowRef | None = None
 
 
 class PollState(BaseModel):

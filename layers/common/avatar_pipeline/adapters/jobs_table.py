@@ -38,9 +38,18 @@ class JobsTable:
         return JobRecord.model_validate(item) if item else None
 
     def claim_submission(self, record: JobRecord) -> bool:
-        """Create the SUBMITTING item; False if any item for the job already exists."""
+        """Create the SUBMITTING item; False if any item for the job already exists, except the FAILED
+        item of a campaign row's job from an earlier run of its campaign (a resume renders it again)."""
+        condition = "attribute_not_exists(job_id)"
+        extra: dict[str, Any] = {}
+        if record.campaign_row is not None:
+            condition += " OR (#status = :failed AND #row.#run <> :run)"
+            extra = {
+                "ExpressionAttributeNames": {"#status": "status", "#row": "campaign_row", "#run": "run_id"},
+                "ExpressionAttributeValues": {":failed": JobStatus.FAILED.value, ":run": record.campaign_row.run_id},
+            }
         try:
-            self._table.put_item(Item=_item(record), ConditionExpression="attribute_not_exists(job_id)")
+            self._table.put_item(Item=_item(record), ConditionExpression=condition, **extra)
         except ClientError as error:
             if condition_failed(error):
                 return False

@@ -9,9 +9,9 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 from botocore.exceptions import ClientError
 from pydantic import Json
 
-from avatar_pipeline.campaigns.records import SplitCursor
+from avatar_pipeline.campaigns.records import RowMessage, SplitCursor
 from avatar_pipeline.domain.context import InboxObject
-from avatar_pipeline.keys import decode_event_key
+from avatar_pipeline.keys import decode_event_key, row_input_key
 from avatar_pipeline.observability import logger
 
 if TYPE_CHECKING:
@@ -27,6 +27,13 @@ class InboxEventRecord(SqsRecordModel):
     """An SQS record whose body is the EventBridge "Object Created" event from the input bucket."""
 
     body: Json[S3EventNotificationEventBridgeModel]
+
+
+class SubmitEventRecord(SqsRecordModel):
+    """An SQS record on the submit queue: a job file's "Object Created" event, or a campaign row the
+    Split function handed out."""
+
+    body: Json[RowMessage | S3EventNotificationEventBridgeModel]
 
 
 class SplitEventRecord(SqsRecordModel):
@@ -96,9 +103,11 @@ class RetryScheduler:
         return self._queue_urls[queue_arn]
 
 
-def to_inbox_object(record: InboxEventRecord) -> InboxObject:
+def to_inbox_object(record: InboxEventRecord | SubmitEventRecord) -> InboxObject:
     """The only place an event's object key is decoded (S3 URL-encodes it: space -> '+')."""
     event = record.body
+    if isinstance(event, RowMessage):
+        raise TypeError("a campaign row is no S3 event (to_submit_request)")
     detail = event.detail
     return InboxObject(
         bucket=detail.bucket.name,
@@ -108,6 +117,25 @@ def to_inbox_object(record: InboxEventRecord) -> InboxObject:
         version_id=detail.object.version_id if detail.object.version_id not in (None, "", "null") else None,
         sequencer=detail.object.sequencer,
         event_time=event.time,
+        receive_count=int(record.attributes.ApproximateReceiveCount),
+        message_id=record.messageId,
+        provider_failures=int(_attribute(record, PROVIDER_FAILURES_ATTRIBUTE) or 0),
+        provider_failing_since=_moment(_attribute(record, PROVIDER_FAILING_SINCE_ATTRIBUTE)),
+    )
+
+
+def to_submit_request(record: SubmitEventRecord) -> InboxObject | tuple[RowMessage, InboxObject]:
+    """A job file's event, or a campaign row with its delivery (received when the split handed it out)."""
+    row = record.body
+    if not isinstance(row, RowMessage):
+        return to_inbox_object(record)
+    return row, InboxObject(
+        bucket=row.bucket,
+        key=row_input_key(row.campaign_key, row.row_id),
+        etag="",
+        version_id=None,
+        sequencer=None,
+        event_time=record.attributes.SentTimestamp,
         receive_count=int(record.attributes.ApproximateReceiveCount),
         message_id=record.messageId,
         provider_failures=int(_attribute(record, PROVIDER_FAILURES_ATTRIBUTE) or 0),
@@ -131,7 +159,7 @@ def to_split_request(record: SplitEventRecord) -> InboxObject | SplitCursor:
     )
 
 
-def _attribute(record: InboxEventRecord, name: str) -> str | None:
+def _attribute(record: InboxEventRecord | SubmitEventRecord, name: str) -> str | None:
     attribute = record.messageAttributes.get(name)
     return attribute.stringValue if attribute is not None else None
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import JsonValue
 
 from avatar_pipeline.money import ZERO
-from avatar_pipeline.records import CostSource, JobRecord, JobStatus
+from avatar_pipeline.records import CampaignRowRef, CostSource, JobRecord, JobStatus
 from avatar_pipeline.state import RenderJob
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ class JobRef:
     # Spend (domain/spend.py): the price table's estimate, and the UTC day it was reserved of (None: not).
     estimated_cost_usd: Decimal = ZERO
     spend_day: str | None = None
+    # A campaign row's job (None: a job file's): its ending is counted into the campaign's run.
+    campaign_row: CampaignRowRef | None = None
 
     @classmethod
     def from_upload(
@@ -102,6 +104,7 @@ class JobRef:
             video_key=job.video_key,
             estimated_cost_usd=job.estimated_cost_usd,
             spend_day=job.spend_day,
+            campaign_row=job.campaign_row,
         )
 
     @classmethod
@@ -117,6 +120,7 @@ class JobRef:
             job_etag=job_etag,
             estimated_cost_usd=record.reserved_usd or ZERO,
             spend_day=record.spend_day,
+            campaign_row=record.campaign_row,
         )
 
     def claim_record(self, now: datetime, lease: timedelta, message_id: str | None, ttl_days: int) -> JobRecord:
@@ -132,6 +136,7 @@ class JobRef:
             updated_at=now,
             lease_until=now + lease,
             claimed_by_message=message_id,
+            campaign_row=self.campaign_row,
             expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
         )
 
@@ -166,6 +171,7 @@ class JobRef:
             deadline_at=submitted_at + deadline,
             estimated_cost_usd=self.estimated_cost_usd,
             spend_day=self.spend_day,
+            campaign_row=self.campaign_row,
         )
 
     def terminal_record(self, ending: Ending, now: datetime, ttl_days: int, previous: JobRecord | None) -> JobRecord:
@@ -188,6 +194,7 @@ class JobRef:
             lease_until=None,
             cost_usd=ending.cost_usd,
             cost_source=ending.cost_source,
+            campaign_row=self.campaign_row or (previous.campaign_row if previous else None),
             expires_at=int((now + timedelta(days=ttl_days)).timestamp()),
         )
         base.pop("notified_status", None)

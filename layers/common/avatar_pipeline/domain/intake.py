@@ -69,8 +69,8 @@ def take_in(obj: InboxObject, ref: JobRef, ports: SubmitPorts) -> Intake:
         _register_media(ref, ports)
         ref = replace(ref, media_etags=_check_media(obj, media_keys, ports))
         ref = replace(ref, video_key=spec.output_key or default_video_key(ref.job_key, spec.video_extension))
-        price = _price(spec, ports)
-        return Intake(ref, spec, media_keys, output_claimed=_claim_output(ref, ports), price=price)
+        price = spec_price(spec, ports)
+        return Intake(ref, spec, media_keys, output_claimed=claim_output(ref, ports), price=price)
     except MediaNotYetAvailable:
         raise
     except PipelineError as error:
@@ -100,7 +100,7 @@ def _resolve_media(job_key: str, spec: AvatarIVJob | AvatarVJob) -> dict[str, st
     return resolved
 
 
-def _price(spec: AvatarIVJob | AvatarVJob, ports: SubmitPorts) -> Decimal:
+def spec_price(spec: AvatarIVJob | AvatarVJob, ports: SubmitPorts) -> Decimal:
     try:
         return job_price(ports.settings.prices, spec)
     except KeyError:
@@ -171,7 +171,7 @@ def _check_kind(obj: InboxObject, info: ObjectInfo, is_photo: bool, ports: Submi
 # --- the output path -------------------------------------------------------------------------------------
 
 
-def _claim_output(ref: JobRef, ports: SubmitPorts) -> bool:
+def claim_output(ref: JobRef, ports: SubmitPorts) -> bool:
     """Claim the job's output path (video, captions and manifest share it) before it is submitted.
 
     The rule, so one job's manifest never describes another job's video:

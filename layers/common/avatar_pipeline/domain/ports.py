@@ -123,7 +123,8 @@ class JobStore(Protocol):
     def get(self, job_id: str) -> JobRecord | None: ...
 
     def claim_submission(self, record: JobRecord) -> bool:
-        """Create the SUBMITTING record; False if the job already has one."""
+        """Create the SUBMITTING record; False if the job already has one, unless it is a campaign row's
+        FAILED record from an earlier run of its campaign (replaced: a resume renders the row again)."""
         ...
 
     def release_submission(self, job_id: str) -> None: ...
@@ -359,6 +360,8 @@ class ClosingPorts:
     media_users: MediaUsers | None = None
     output_claims: OutputClaims | None = None
     ledger: SpendLedger | None = None
+    # A campaign row's job ends into its campaign (campaigns/complete.py end_row); None: no campaigns.
+    campaign: CampaignPorts | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -82,7 +82,8 @@ def submit_job(
     """`time_left`: seconds left in the invocation (None: no limit). A POST starts only with a
     submit's worst case left; otherwise the event is requeued untouched."""
     if obj.bucket != ports.settings.input_bucket or not is_job_file_key(obj.key):
-        logger.warning("ignoring an object that is not a job file", extra={"key": obj.key})
+        # A campaign file's event comes here too (the job rule cannot exclude it): Split takes it.
+        logger.info("ignoring an object that is not a job file", extra={"key": obj.key})
         return SubmitResult.IGNORED
     job_id = derive_job_id(obj.bucket, obj.key, obj.version_id or obj.etag, obj.sequencer)
     logger.set_correlation_id(job_id)
@@ -92,6 +93,13 @@ def submit_job(
     intake = _take_in(obj, job_id, ports)
     if not isinstance(intake, Intake):
         return intake
+    return submit_intake(intake, obj, ports, time_left)
+
+
+def submit_intake(
+    intake: Intake, obj: InboxObject, ports: SubmitPorts, time_left: Callable[[], float] | None = None
+) -> SubmitResult | Requeue:
+    """A job taken in (a job file's, or a campaign row's): POST it once, unless it must wait."""
     if not intake.output_claimed:
         logger.info("an earlier upload of this job file is still rendering to the same path; waiting for it")
         return _requeue_unchanged(obj, OUTPUT_BUSY_RECHECK_SECONDS, "an earlier upload is still rendering")
