@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("avatar_local.emulator")
 
 RATE_LIMIT_RESET_HEADER = "x-rate-limit-reset-at-utc"
+# Not Segmind's: a client may name the job a submit is for, and the emulator records it with the job
+# it creates (JobStats.client_job_id). The offline stack does, so a job's accepted submits are counted
+# by job, never guessed from titles or payloads that many jobs share.
+CLIENT_JOB_HEADER = "x-local-job-id"
 MAX_BODY_BYTES = 1024 * 1024
 SLOW_CHUNK_BYTES = 16 * 1024
 SLOW_PAUSE_SECONDS = 0.5  # per chunk, before time_scale, when the rule gives no delay_seconds
@@ -308,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
         except SubmissionInvalid as exc:
             return _error(400, str(exc)), None
         video_title = params.get("video_title")
-        job = self.emu.book.create_job(model, params, video_title, title)
+        job = self.emu.book.create_job(model, params, video_title, title, self.headers.get(CLIENT_JOB_HEADER))
         if job is None:
             return _error(406, "Insufficient credits"), None
         base = self._base_url()

@@ -35,6 +35,7 @@ from avatar_local.stack.crashes import CrashInjector, CrashRule, RandomCrashes, 
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
 from avatar_local.stack.poller import QueuePoller, RandomDuplicates
+from avatar_local.stack.submit_tags import submits_tagged_with_job_ids
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWaits
 from avatar_pipeline import runtime
 from avatar_pipeline.adapters.transfer import StreamingCopier
@@ -105,23 +106,12 @@ def small_copy_parts(part_bytes: int) -> Iterator[None]:
         yield
 
 
-def _loose_json(body: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
 class LocalPipeline:
     def __init__(self, config: LocalRunConfig) -> None:
         self.config = config
         self.clock = ScaledClock(config.time_scale)
         self.router = LambdaRouter()
         self.notifications: list[dict[str, Any]] = []
-        # Job files as dropped (when they parse), to find a job's submits at the provider even when
-        # its request id was never recorded (an ambiguous submit).
-        self.dropped_jobs: dict[str, dict[str, Any]] = {}
         self._notification_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -191,6 +181,7 @@ class LocalPipeline:
             self.router.register(self.stack.physical(logical_id), loader, timeout_seconds=timeout)
         # Only what was entered is undone on the way out (a start that failed half way included).
         self._patches.enter_context(self._crashes)
+        self._patches.enter_context(submits_tagged_with_job_ids())
         if cfg.copy_part_bytes is not None:
             self._patches.enter_context(small_copy_parts(cfg.copy_part_bytes))
         if self.crash_injector is not None:
@@ -360,11 +351,9 @@ class LocalPipeline:
         job_keys: list[str] = []
         for path in files:
             key = "inbox/" + path.relative_to(inbox).as_posix()
-            body = path.read_bytes()
-            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
             if path.suffix == ".json":
                 job_keys.append(key)
-                self.dropped_jobs[key] = _loose_json(body)
         return job_keys
 
     def put(self, key: str, body: bytes) -> None:
