@@ -41,9 +41,17 @@ def rate_limited(reset_at: datetime) -> Reply:
 
 
 def accept(
-    book: JobBook, model: str, payload: dict[str, Any] | None, title: str | None, content_type: str, base: str
+    book: JobBook,
+    model: str,
+    payload: dict[str, Any] | None,
+    title: str | None,
+    content_type: str,
+    base: str,
+    client_job_id: str | None = None,
 ) -> tuple[Reply, Job | None]:
-    """A submit: the accepted job and its 200, or the refusal (406 wrong type or no credits, 400 invalid)."""
+    """A submit: the accepted job and its 200, or the refusal (406 wrong type or no credits, 400 invalid).
+
+    `client_job_id` is the offline stack's own name for the job (not Segmind's), recorded with it."""
     if content_type != "application/json":
         return error(406, "Content-Type must be application/json"), None
     if payload is None:
@@ -52,7 +60,7 @@ def accept(
         params = validate_submission(model, payload)
     except SubmissionInvalid as exc:
         return error(400, str(exc)), None
-    job = book.create_job(model, params, params.get("video_title"), title)
+    job = book.create_job(model, params, params.get("video_title"), title, client_job_id)
     if job is None:
         return error(406, "Insufficient credits"), None
     status_url = f"{base}/v2/requests/{job.request_id}/status"

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("avatar_local.emulator")
 
+# Not Segmind's: a client may name the job a submit is for, and the emulator records it with the job
+# it creates (JobStats.client_job_id). The offline stack does, so a job's accepted submits are counted
+# by job, never guessed from titles or payloads that many jobs share.
+CLIENT_JOB_HEADER = "x-local-job-id"
 MAX_BODY_BYTES = 1024 * 1024
 SLOW_CHUNK_BYTES = 16 * 1024
 SLOW_PAUSE_SECONDS = 0.5  # per chunk, before time_scale, when the rule gives no delay_seconds
@@ -288,7 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _accept(self, model: str, payload: dict[str, Any] | None, title: str | None) -> tuple[Reply, Job | None]:
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        return accept(self.emu.book, model, payload, title, content_type, self._base_url())
+        return accept(
+            self.emu.book, model, payload, title, content_type, self._base_url(), self.headers.get(CLIENT_JOB_HEADER)
+        )
 
     # --- status and result -----------------------------------------------------------------------
 

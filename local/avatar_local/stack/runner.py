@@ -37,11 +37,11 @@ from avatar_local.stack.crashes import CrashInjector, CrashRule, RandomCrashes, 
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
 from avatar_local.stack.poller import EventSourceMapping, QueuePoller, RandomDuplicates
+from avatar_local.stack.submit_tags import submits_tagged_with_job_ids
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWaits
 from avatar_pipeline import runtime
 from avatar_pipeline.adapters.transfer import StreamingCopier
 from avatar_pipeline.clock import SystemClock
-from avatar_pipeline.jobs.loose import loose_json_object
 from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord
 
 LOCAL_API_KEY = "local-dev-key"
@@ -113,9 +113,6 @@ class LocalPipeline:
         self.clock = ScaledClock(config.time_scale)
         self.router = LambdaRouter()
         self.notifications: list[dict[str, Any]] = []
-        # Job files as dropped (when they parse), to find a job's submits at the provider even when
-        # its request id was never recorded (an ambiguous submit).
-        self.dropped_jobs: dict[str, dict[str, Any]] = {}
         # Files that look like job files but are not picked up (Upper.JSON): uploaded, and said so.
         self.ignored_job_files: list[str] = []
         self._notification_lock = threading.Lock()
@@ -189,6 +186,7 @@ class LocalPipeline:
             self.router.register(self.stack.physical(logical_id), loader, timeout_seconds=timeout)
         # Only what was entered is undone on the way out (a start that failed half way included).
         self._patches.enter_context(self._crashes)
+        self._patches.enter_context(submits_tagged_with_job_ids())
         if cfg.copy_part_bytes is not None:
             self._patches.enter_context(small_copy_parts(cfg.copy_part_bytes))
         if self.crash_injector is not None:
@@ -391,11 +389,9 @@ class LocalPipeline:
         job_keys: list[str] = []
         for path in files:
             key = "inbox/" + path.relative_to(inbox).as_posix()
-            body = path.read_bytes()
-            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
             if path.suffix == ".json":
                 job_keys.append(key)
-                self.dropped_jobs[key] = loose_json_object(body)
             elif path.suffix.lower() == ".json":
                 # The bucket's rule matches inbox/*.json, case and all: on AWS too, this one starts no job.
                 self.ignored_job_files.append(key)
