@@ -40,6 +40,7 @@ import boto3
 
 from avatar_local.emulator import FaultPlan
 from avatar_local.emulator.faults import RandomFaults
+from avatar_local.job_records import after, wait_until
 from avatar_local.stack.crashes import RandomCrashes
 from avatar_local.stack.poller import RandomDuplicates
 from avatar_local.stack.runner import LocalPipeline, LocalRunConfig
@@ -119,7 +120,7 @@ class LateUploads:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False
-        self.uploaded_at: dict[str, datetime] = {}
+        self.uploaded_at: dict[str, datetime] = {}  # job files and late media: key -> virtual time
         self._thread = threading.Thread(target=self._run, name="soak-late-media", daemon=True)
 
     def start(self) -> LateUploads:
@@ -127,6 +128,9 @@ class LateUploads:
         return self
 
     def job_file_put(self, key: str) -> None:
+        # Recorded beside the late media's: a job file that went up after a sibling ended cannot
+        # have kept their shared photo in inbox/ (the checker needs to tell that apart).
+        self.uploaded_at[key] = self._pipeline.clock.now()
         with self._wake:
             self._put_at[key] = time.monotonic()
             self._wake.notify_all()
@@ -210,7 +214,9 @@ def wait(pipeline: LocalPipeline, plan: SoakPlan, late: LateUploads, timeout: fl
     expected = {job.key for job in plan.jobs}
     last_change, last_seen = time.monotonic(), -1
     next_report = started + PROGRESS_EVERY_SECONDS
-    while time.monotonic() - started < timeout:
+
+    def settled() -> bool:
+        nonlocal last_change, last_seen, next_report
         sent = len(pipeline.notifications)
         if sent != last_seen:
             last_change, last_seen = time.monotonic(), sent
@@ -224,8 +230,9 @@ def wait(pipeline: LocalPipeline, plan: SoakPlan, late: LateUploads, timeout: fl
         if time.monotonic() >= next_report:
             _progress(pipeline, notified, len(expected), started)
             next_report += PROGRESS_EVERY_SECONDS
-        time.sleep(1.0)
-    return False
+        return False
+
+    return bool(wait_until(settled, interval=1.0, give_up=after(timeout)))
 
 
 def _progress(pipeline: LocalPipeline, notified: int, expected: int, started: float) -> None:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from avatar_local.job_records import wait_until
 from avatar_local.stack.runner import LocalPipeline, LocalRunConfig
 from avatar_pipeline.domain.request_budget import BucketShape
 from avatar_pipeline.records import JobStatus
@@ -98,6 +99,18 @@ class RunFigures:
         }
 
 
+@dataclass(frozen=True)
+class RunWindow:
+    """When a run's jobs went in and when it stopped (virtual time; `cut`: at the limit), and what it cost
+    the machine (the process's CPU load over its wall seconds)."""
+
+    dropped_at: datetime
+    stopped_at: datetime
+    cut: bool
+    cpu_load: float
+    wall_seconds: float
+
+
 def write_inbox(folder: Path, jobs: int) -> None:
     """A folder per job with its photo and job file; unique titles let duplicates be counted at the
     emulator. (Job files sharing one folder cost each finishing job a read of every sibling, to keep a
@@ -139,47 +152,45 @@ def run_policy(policy: str, jobs: int, rpm: int, time_scale: float, limit_minute
             dropped_at = pipeline.clock.now()
             job_keys = pipeline.drop(inbox)
             cut = _wait(pipeline, jobs, dropped_at, limit_minutes)
-            stopped_at = pipeline.clock.now()
             wall = time.monotonic() - wall_start
-            cpu_load = (time.process_time() - cpu_start) / wall
-            return _figures(pipeline, policy, job_keys, dropped_at, stopped_at, cut, rpm, cpu_load, wall)
+            window = RunWindow(
+                dropped_at=dropped_at,
+                stopped_at=pipeline.clock.now(),
+                cut=cut,
+                cpu_load=(time.process_time() - cpu_start) / wall,
+                wall_seconds=wall,
+            )
+            return _figures(pipeline, policy, job_keys, window, rpm)
 
 
 def _wait(pipeline: LocalPipeline, jobs: int, dropped_at: datetime, limit_minutes: float) -> bool:
     """Until every job has notified, or the virtual limit passes (True: cut)."""
     next_report = time.monotonic() + PROGRESS_EVERY_WALL_SECONDS
-    while True:
-        minutes = (pipeline.clock.now() - dropped_at).total_seconds() / 60
+
+    def minutes() -> float:
+        return (pipeline.clock.now() - dropped_at).total_seconds() / 60
+
+    def all_notified() -> bool:
+        nonlocal next_report
         notified = len(pipeline.notifications)
-        if notified >= jobs:
-            return False
-        if minutes >= limit_minutes:
-            return True
-        if time.monotonic() >= next_report:
+        if notified < jobs and time.monotonic() >= next_report:
             assert pipeline.emulator is not None
             stats = pipeline.emulator.stats()
             print(
-                f"  {minutes:5.1f} min: {notified:3d}/{jobs} done, {stats.submits_accepted:3d} submitted, "
+                f"  {minutes():5.1f} min: {notified:3d}/{jobs} done, {stats.submits_accepted:3d} submitted, "
                 f"{stats.status_calls:4d} status checks, {stats.http_429} x 429",
                 file=pipeline.console,
                 flush=True,
             )
             next_report += PROGRESS_EVERY_WALL_SECONDS
-        time.sleep(0.2)
+        return notified >= jobs
+
+    return not wait_until(all_notified, interval=0.2, give_up=lambda: minutes() >= limit_minutes)
 
 
-def _figures(
-    pipeline: LocalPipeline,
-    policy: str,
-    job_keys: list[str],
-    dropped_at: datetime,
-    stopped_at: datetime,
-    cut: bool,
-    rpm: int,
-    cpu_load: float,
-    wall: float,
-) -> RunFigures:
+def _figures(pipeline: LocalPipeline, policy: str, job_keys: list[str], window: RunWindow, rpm: int) -> RunFigures:
     assert pipeline.emulator is not None
+    dropped_at, stopped_at, cut = window.dropped_at, window.stopped_at, window.cut
     dropped = set(job_keys)
     records = [r for r in pipeline.job_records() if r.job_key in dropped]
     done = [r for r in records if r.status == JobStatus.SUCCEEDED and r.completed_at is not None]
@@ -212,8 +223,8 @@ def _figures(
         max_requests_in_any_60s=max_in_window(virtual_moments),
         http_429=stats.http_429,
         duplicate_submits=sum(count - 1 for count in titles.values() if count > 1),
-        cpu_load=round(cpu_load, 2),
-        wall_seconds=round(wall, 1),
+        cpu_load=round(window.cpu_load, 2),
+        wall_seconds=round(window.wall_seconds, 1),
         requests_by_minute=[
             sum(1 for moment in virtual_moments if minute * 60 <= moment < (minute + 1) * 60)
             for minute in range(int(minutes) + 1)

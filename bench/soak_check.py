@@ -106,7 +106,8 @@ class History:
     crashes: list[CrashRecord] = field(default_factory=list)
     deliveries: dict[str, int] = field(default_factory=dict)  # job key -> times its event was delivered
     dead_letters: list[str] = field(default_factory=list)  # job keys whose event ended in the DLQ
-    uploaded_at: dict[str, datetime] = field(default_factory=dict)  # late uploads: key -> virtual time
+    # When each job file and late medium went up: key -> virtual time.
+    uploaded_at: dict[str, datetime] = field(default_factory=dict)
     error_codes: set[str] = field(default_factory=set)
     # Jobs that did not end: their execution's status and last events (job id -> ...).
     unfinished_executions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -454,6 +455,8 @@ def failure_cause(job: SoakJob, record: JobRecord, index: _Index) -> str | None:
         # Planned: its twin gives the same output_key; one of the two gets the path (invariant 5 holds
         # the other to it).
         return "a planned output-key conflict"
+    if code == "MISSING_MEDIA" and _media_left_before_upload(job, index):
+        return "its shared photo left with a sibling that ended before this job file went up (a slow drop)"
     if code == "INTERNAL":
         message = record.error_message or ""
         if DEAD_LETTER_MESSAGE in message:
@@ -476,6 +479,23 @@ def failure_cause(job: SoakJob, record: JobRecord, index: _Index) -> str | None:
             # answer is as ambiguous to the pipeline as a lost one.
             return "an ambiguous submit (the client gave up waiting)"
     return None
+
+
+def _media_left_before_upload(job: SoakJob, index: _Index) -> bool:
+    """A photo leaves inbox/ with the last job using it; a job file that names it but went up after
+    that job ended finds nothing, by design (no job named the photo when it left). On a loaded
+    machine the drop of hundreds of job files takes long enough for a fast sibling to end first."""
+    uploaded = index.history.uploaded_at.get(job.key)
+    if uploaded is None:
+        return False
+    for sibling in index.plan.jobs:
+        shared = set(sibling.media.values()) & set(job.media.values())
+        record = index.records.get(sibling.key)
+        if sibling.key == job.key or not shared or record is None or record.completed_at is None:
+            continue
+        if record.completed_at < uploaded:
+            return True
+    return False
 
 
 # --- reporting -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import struct
 import wave
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from avatar_pipeline.settings import Settings
 
@@ -159,6 +159,16 @@ def wav(rng: random.Random, rate: int = 16000) -> bytes:
     return buffer.getvalue()
 
 
+class _Drawn(NamedTuple):
+    """A good job's drawn parts: its document, media keys, title, provider identity and video extension."""
+
+    document: dict[str, Any]
+    media: dict[str, str]
+    title: str | None
+    identity: str
+    extension: str
+
+
 class _Builder:
     def __init__(self, seed: int, jobs: int) -> None:
         self.seed = seed
@@ -195,48 +205,12 @@ class _Builder:
         number = len(self.jobs) + 1
         key = f"{folder}/{name}.json"
         spoken = " ".join(rng.sample(SENTENCES, 2))
-        document: dict[str, Any]
-        media: dict[str, str] = {}
         job_tags = list(tags)
         if kind in ("iv_photo", "iv_audio"):
-            title = f"Soak {self.seed} job {number:04d}"
-            if photo is None:
-                photo = f"face-{number:04d}.png"
-                self.upload(f"{folder}/{photo}", png(rng))
-            document = {"model": IV, "photo": photo, "video_title": title, "voice_id": rng.choice(IV_VOICES)}
-            media["photo"] = _resolve(folder, photo)
-            if kind == "iv_audio":
-                document["audio"] = f"voice-{number:04d}.wav"
-                media["audio"] = f"{folder}/voice-{number:04d}.wav"
-                self.upload(media["audio"], wav(rng))
-            else:
-                document["script"] = spoken
-            if rng.random() < 0.2:
-                document["video_orientation"] = "portrait"
-            identity = title
-            extension = "mp4"
+            drawn = self._avatar_iv(kind, folder, number, photo, spoken)
         else:
-            document = {"model": V, "avatar": rng.choice(V_AVATARS), "aspect_ratio": rng.choice(ASPECTS)}
-            document["resolution"] = "720p"
-            if kind == "v_audio":
-                document["audio"] = f"voice-{number:04d}.wav"
-                media["audio"] = f"{folder}/voice-{number:04d}.wav"
-                self.upload(media["audio"], wav(rng))
-                title = None
-                identity = "media:" + media["audio"]
-            else:
-                title = f"Soak {self.seed} job {number:04d}. {spoken}"
-                document["prompt"] = title
-                document["voice"] = rng.choice(V_VOICES)
-                identity = title
-            if rng.random() < 0.35:
-                document["caption"] = True
-                job_tags.append("caption")
-            extension = "mp4"
-            if rng.random() < 0.25 and "output_conflict" not in tags:
-                document["output_format"] = "webm"
-                extension = "webm"
-                job_tags.append("webm")
+            drawn = self._avatar_v(kind, folder, number, spoken, job_tags)
+        document, media, title, identity, extension = drawn
         if output_key is None and rng.random() < OUTPUT_KEY_SHARE:
             output_key = f"campaign-{self.seed}/job-{number:04d}.{extension}"
         if output_key is not None:
@@ -256,6 +230,59 @@ class _Builder:
         )
         self.jobs.append(job)
         return job
+
+    def _avatar_iv(self, kind: str, folder: str, number: int, photo: str | None, spoken: str) -> _Drawn:
+        """An Avatar IV job's document and media: its own photo unless `photo` names a shared one."""
+        rng = self.rng
+        title = f"Soak {self.seed} job {number:04d}"
+        media: dict[str, str] = {}
+        if photo is None:
+            photo = f"face-{number:04d}.png"
+            self.upload(f"{folder}/{photo}", png(rng))
+        document: dict[str, Any] = {
+            "model": IV,
+            "photo": photo,
+            "video_title": title,
+            "voice_id": rng.choice(IV_VOICES),
+        }
+        media["photo"] = _resolve(folder, photo)
+        if kind == "iv_audio":
+            document["audio"] = f"voice-{number:04d}.wav"
+            media["audio"] = f"{folder}/voice-{number:04d}.wav"
+            self.upload(media["audio"], wav(rng))
+        else:
+            document["script"] = spoken
+        if rng.random() < 0.2:
+            document["video_orientation"] = "portrait"
+        return _Drawn(document, media, title, title, "mp4")
+
+    def _avatar_v(self, kind: str, folder: str, number: int, spoken: str, job_tags: list[str]) -> _Drawn:
+        """An Avatar V job's document and media (a prompt, or its own audio); its tags go to `job_tags`."""
+        rng = self.rng
+        media: dict[str, str] = {}
+        document: dict[str, Any] = {"model": V, "avatar": rng.choice(V_AVATARS), "aspect_ratio": rng.choice(ASPECTS)}
+        document["resolution"] = "720p"
+        title: str | None
+        if kind == "v_audio":
+            document["audio"] = f"voice-{number:04d}.wav"
+            media["audio"] = f"{folder}/voice-{number:04d}.wav"
+            self.upload(media["audio"], wav(rng))
+            title = None
+            identity = "media:" + media["audio"]
+        else:
+            title = f"Soak {self.seed} job {number:04d}. {spoken}"
+            document["prompt"] = title
+            document["voice"] = rng.choice(V_VOICES)
+            identity = title
+        if rng.random() < 0.35:
+            document["caption"] = True
+            job_tags.append("caption")
+        extension = "mp4"
+        if rng.random() < 0.25 and "output_conflict" not in job_tags:
+            document["output_format"] = "webm"
+            extension = "webm"
+            job_tags.append("webm")
+        return _Drawn(document, media, title, identity, extension)
 
     def good_kind(self) -> str:
         return self.rng.choices(list(GOOD_KINDS), list(GOOD_KINDS.values()))[0]

@@ -19,9 +19,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from avatar_local.run_folder import RunFolderError, check_inbox, prepare_out
+from avatar_pipeline.records import JobStatus
 
 if TYPE_CHECKING:
     from avatar_local import deployed as deployed_module
@@ -32,14 +33,19 @@ if TYPE_CHECKING:
     from avatar_pipeline.records import JobRecord
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2
+MAX_PORT = 65535
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    # nan compares false with everything (it would pass `> 0`), and inf makes every wait endless.
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, not {text}")
     return value
 
 
@@ -61,22 +67,46 @@ def _model_cost(text: str) -> tuple[str, float]:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text}") from None
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"a port is 0 to {MAX_PORT} (0: any free one), not {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (what is wrong, and where the help is), not the usage text first."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avatar-pipeline", description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser = _Parser(prog="avatar-pipeline", description=__doc__.split("\n\n")[0] if __doc__ else "")
     groups = parser.add_subparsers(dest="group", required=True)
 
     local = groups.add_parser("local", help="the whole pipeline offline (moto + emulator + real handlers)")
     local_commands = local.add_subparsers(dest="command", required=True)
     demo = local_commands.add_parser("demo", help="drop examples/ into the stack and watch a video being made")
-    demo.add_argument("--out", type=Path, default=REPO_ROOT / "demo-output")
-    demo.add_argument("--time-scale", type=_positive_float, default=0.05)
-    demo.add_argument("--timeout", type=_positive_float, default=240.0)
+    demo.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "demo-output", help="where the results go (default: demo-output/)"
+    )
+    demo.add_argument(
+        "--time-scale", type=_positive_float, default=0.05, help="factor on every delay (default: 0.05, 20x faster)"
+    )
+    demo.add_argument("--timeout", type=_positive_float, default=240.0, help="wall-clock seconds (default: 240)")
 
     run = local_commands.add_parser("run", help="drop a folder of jobs into the stack and collect everything")
     run.add_argument("--inbox", type=Path, required=True, help="folder uploaded to inbox/ (relative paths kept)")
@@ -115,19 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     emulator = groups.add_parser("emulator", help="the Segmind v2 emulator")
     emulator_commands = emulator.add_subparsers(dest="command", required=True)
     serve = emulator_commands.add_parser("serve", help="serve the emulator until interrupted")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--render-seconds", type=_positive_float, default=140.0)
-    serve.add_argument("--time-scale", type=_positive_float, default=1.0)
-    serve.add_argument("--rpm", type=_positive_int)
-    serve.add_argument("--faults", type=Path)
+    serve.add_argument("--port", type=_port, default=8765, help="the port to listen on, on 127.0.0.1 (default: 8765)")
+    serve.add_argument("--render-seconds", type=_positive_float, default=140.0, help="median render time")
+    serve.add_argument("--time-scale", type=_positive_float, default=1.0, help="factor on every delay (default: 1)")
+    serve.add_argument("--rpm", type=_positive_int, help="requests per minute per key before a 429 (default: none)")
+    serve.add_argument("--faults", type=Path, help="a fault plan JSON")
     return parser
 
 
-def _add_deployed_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def names(command: argparse.ArgumentParser) -> None:
+def _add_deployed_commands(groups: argparse._SubParsersAction[_Parser]) -> None:
+    def names(command: argparse.ArgumentParser, reads_buckets: bool = True) -> None:
+        unread = "not read by this command (accepted, so one set of names fits every command)"
         command.add_argument("--stack", help="the deployed stack; names come from its outputs")
-        command.add_argument("--input-bucket", help="instead of --stack")
-        command.add_argument("--output-bucket", help="instead of --stack")
+        command.add_argument("--input-bucket", help="instead of --stack" if reads_buckets else unread)
+        command.add_argument("--output-bucket", help="instead of --stack" if reads_buckets else unread)
         command.add_argument("--jobs-table", help="instead of --stack")
 
     submit = groups.add_parser("submit", help="upload a photo or a job file to a deployed stack's inbox")
@@ -141,14 +172,14 @@ def _add_deployed_commands(groups: argparse._SubParsersAction[argparse.ArgumentP
     names(submit)
 
     status = groups.add_parser("status", help="jobs as a table: one job, or the most recent ones")
-    status.add_argument("job_id", nargs="?")
-    status.add_argument("--recent", type=_positive_int, default=20)
-    status.add_argument("--status", choices=["SUBMITTING", "SUBMITTED", "RENDERING", "SUCCEEDED", "FAILED"])
-    names(status)
+    status.add_argument("job_id", nargs="?", help="one job (default: the most recent ones)")
+    status.add_argument("--recent", type=_positive_int, default=20, help="how many recent jobs (default: 20)")
+    status.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this status")
+    names(status, reads_buckets=False)
 
     logs = groups.add_parser("logs", help="a job's history: its milestones and every state it went through")
-    logs.add_argument("job_id")
-    names(logs)
+    logs.add_argument("job_id", help="the job's id (as `status` lists it)")
+    names(logs, reads_buckets=False)
 
 
 def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
@@ -166,11 +197,42 @@ def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
 
 
 def _deployed(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
+    from botocore.exceptions import NoCredentialsError, NoRegionError, PartialCredentialsError
+
+    try:
+        return _deployed_command(args, parser, console)
+    except NoRegionError:
+        return _usage_line(
+            parser, "no AWS region: set AWS_DEFAULT_REGION (or AWS_PROFILE, for a profile with a region)"
+        )
+    except (NoCredentialsError, PartialCredentialsError):
+        return _usage_line(
+            parser, "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+
+
+def _usage_line(parser: argparse.ArgumentParser, message: str) -> int:
+    """One line on stderr, no traceback: what went wrong and what to set."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _needed_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The stack names a command reads: status and logs only the jobs table; submit the input bucket,
+    and with --wait the jobs table and the output bucket too."""
+    if args.group != "submit":
+        return ("jobs_table",)
+    return ("input_bucket", "output_bucket", "jobs_table") if args.wait else ("input_bucket",)
+
+
+def _deployed_command(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
     from avatar_local import deployed
     from avatar_pipeline.errors import InvalidJob
 
     try:
-        names = deployed.StackNames.resolve(args.stack, args.input_bucket, args.output_bucket, args.jobs_table)
+        names = deployed.StackNames.resolve(
+            args.stack, args.input_bucket, args.output_bucket, args.jobs_table, needs=_needed_names(args)
+        )
         if args.group == "submit":
             return _submit(args, names, console)
         if args.group == "status":
@@ -263,9 +325,15 @@ def _serve_emulator(args: argparse.Namespace) -> int:
     from avatar_local.emulator import EmulatorConfig, run_server_forever
 
     config = EmulatorConfig(render_seconds=args.render_seconds, time_scale=args.time_scale, rpm=args.rpm)
+    faults = _load_faults(args.faults)
     print(f"x-api-key: {sorted(config.api_keys)[0]}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        run_server_forever(config, port=args.port, faults=_load_faults(args.faults))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_server_forever(config, port=args.port, faults=faults)
+    except OSError as error:
+        # A port in use, or one this user may not bind.
+        print(f"avatar-pipeline emulator serve: cannot listen on port {args.port}: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -317,6 +385,8 @@ def run_local(
     with LocalPipeline(config) as pipeline:
         job_keys = pipeline.drop(inbox, out)
         console.write(f"dropped {len(job_keys)} job file(s) into inbox/ ({time.monotonic() - started:.1f} s)\n")
+        for key in pipeline.ignored_job_files:
+            console.write(f"skipped {key}: not a job file (job files end in .json, in lower case); uploaded as is\n")
 
         def show(job: JobProgress, elapsed: float) -> None:
             detail = f" (provider: {job.provider_status})" if job.provider_status and job.status == "RENDERING" else ""

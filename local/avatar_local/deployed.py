@@ -7,7 +7,6 @@ AWS or against the offline stack (which is a real CloudFormation stack in moto).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,14 +14,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
-from boto3.dynamodb.conditions import Attr, Key
 
+from avatar_local.job_records import after, get_record, newest_since, recent_records, scan_records, wait_until
 from avatar_pipeline.jobs.spec import parse_job_file
 from avatar_pipeline.keys import INBOX_PREFIX, resolve_media_key
 from avatar_pipeline.money import usd
 from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord, JobStatus
 
-STATUS_INDEX = "status-updated_at-index"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 
@@ -44,7 +42,10 @@ class StackNames:
         input_bucket: str | None = None,
         output_bucket: str | None = None,
         jobs_table: str | None = None,
+        needs: tuple[str, ...] = ("input_bucket", "output_bucket", "jobs_table"),
     ) -> StackNames:
+        """The names a command `needs`, from the flags or else the stack's outputs; a name it does not
+        need may stay empty (`status --jobs-table T` reads no bucket)."""
         outputs: dict[str, str] = {}
         if stack:
             described = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
@@ -54,10 +55,10 @@ class StackNames:
             "output_bucket": output_bucket or outputs.get("OutputBucketName"),
             "jobs_table": jobs_table or outputs.get("JobsTableName"),
         }
-        missing = [name for name, value in names.items() if not value]
+        missing = [name for name in needs if not names[name]]
         if missing:
             raise UsageError(f"give --stack NAME or --{missing[0].replace('_', '-')}")
-        return cls(**{k: str(v) for k, v in names.items()}, state_machine_arn=outputs.get("StateMachineArn"))
+        return cls(**{k: str(v or "") for k, v in names.items()}, state_machine_arn=outputs.get("StateMachineArn"))
 
 
 def build_photo_job(photo: Path, script: str, title: str | None, voice: str | None) -> dict[str, Any]:
@@ -106,13 +107,7 @@ def upload(names: StackNames, uploads: list[tuple[str, bytes]]) -> str:
 
 def latest_record_for(names: StackNames, job_key: str, since: datetime) -> JobRecord | None:
     """The job created by an upload of `job_key` at or after `since` (the newest one)."""
-    table = boto3.resource("dynamodb").Table(names.jobs_table)
-    found: list[JobRecord] = []
-    for item in _scan(table, filter_job_key=job_key):
-        record = JobRecord.model_validate(item)
-        if record.received_at >= since:
-            found.append(record)
-    return max(found, key=lambda r: r.received_at, default=None)
+    return newest_since(scan_records(names.jobs_table, job_key=job_key), since)
 
 
 def wait_for(
@@ -123,40 +118,28 @@ def wait_for(
     on_change: Callable[[JobRecord], None],
     poll_seconds: float = 2.0,
 ) -> JobRecord | None:
-    deadline = time.monotonic() + timeout
-    seen: tuple[str, str | None] | None = None
-    while time.monotonic() < deadline:
+    seen: list[tuple[str, str | None]] = []
+
+    def ended() -> JobRecord | None:
         record = latest_record_for(names, job_key, since)
-        if record is not None:
-            state = (record.status.value, record.provider_status)
-            if state != seen:
-                on_change(record)
-                seen = state
-            if record.status in TERMINAL_STATUSES:
-                return record
-        time.sleep(poll_seconds)
-    return None
+        if record is None:
+            return None
+        state = (record.status.value, record.provider_status)
+        if state not in seen[-1:]:
+            on_change(record)
+            seen.append(state)
+        return record if record.status in TERMINAL_STATUSES else None
+
+    return wait_until(ended, interval=poll_seconds, give_up=after(timeout))
 
 
 def get_job(names: StackNames, job_id: str) -> JobRecord | None:
-    item = boto3.resource("dynamodb").Table(names.jobs_table).get_item(Key={"job_id": job_id}).get("Item")
-    return JobRecord.model_validate(item) if item else None
+    return get_record(names.jobs_table, job_id)
 
 
 def recent_jobs(names: StackNames, limit: int, status: str | None = None) -> list[JobRecord]:
     """The newest jobs, by the status GSI (one query per status; no table scan)."""
-    table = boto3.resource("dynamodb").Table(names.jobs_table)
-    statuses = [status] if status else [s.value for s in JobStatus]
-    records: list[JobRecord] = []
-    for value in statuses:
-        page = table.query(
-            IndexName=STATUS_INDEX,
-            KeyConditionExpression=Key("status").eq(value),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        records.extend(JobRecord.model_validate(item) for item in page["Items"])
-    return sorted(records, key=lambda r: r.updated_at, reverse=True)[:limit]
+    return recent_records(names.jobs_table, limit, status)
 
 
 def print_jobs(records: list[JobRecord], console: TextIO) -> None:
@@ -218,13 +201,3 @@ def _describe_event(event: dict[str, Any]) -> Iterator[str]:
         yield f"{stamp}  task failed: {details.get('error')} (retried or caught by the state machine)"
     elif event["type"] in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
         yield f"{stamp}  execution {event['type'].removeprefix('Execution').lower()}"
-
-
-def _scan(table: Any, filter_job_key: str) -> Iterator[dict[str, Any]]:
-    kwargs: dict[str, Any] = {"FilterExpression": Attr("job_key").eq(filter_job_key)}
-    while True:
-        page = table.scan(**kwargs)
-        yield from page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from avatar_local.emulator import EmulatorConfig, run_server_forever
-from avatar_local.emulator.server import RATE_LIMIT_RESET_HEADER
+from avatar_local.emulator.server import CLIENT_JOB_HEADER, RATE_LIMIT_RESET_HEADER
 from tests.emulator.emulator_testkit import (
     API_KEY,
     EmulatorFactory,
@@ -356,3 +356,18 @@ def test_run_server_forever_serves_until_stopped(capsys: pytest.CaptureFixture[s
     # Then it answered like the provider and stopped when asked
     assert unauthorized.status_code == 401
     assert not server.is_alive()
+
+
+def test_a_submit_may_name_its_job_and_the_emulator_records_it(
+    make_emulator: EmulatorFactory, file_server: PresignedFileServer
+) -> None:
+    """Given two identical submits, one naming its job in the local header and one naming none, then
+    each accepted job carries what its submit said (the offline stack counts a job's submits by it)."""
+    emulator, client = make_emulator(render_seconds=0)
+
+    named = client.post("/v2/heygen-avatar-iv", json=_iv_body(file_server), headers={CLIENT_JOB_HEADER: "job-1"})
+    anonymous = client.post("/v2/heygen-avatar-iv", json=_iv_body(file_server))
+
+    by_request = {job.request_id: job.client_job_id for job in emulator.jobs_snapshot()}
+    assert by_request == {named.json()["request_id"]: "job-1", anonymous.json()["request_id"]: None}
+    assert emulator.wait_idle(timeout=20)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from avatar_local.stack.poller import QueuePoller, RandomDuplicates
+from avatar_local.stack.object_events import as_aws_would_send
+from avatar_local.stack.poller import EventSourceMapping, QueuePoller, RandomDuplicates
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays
 
 pytestmark = pytest.mark.unit
@@ -33,10 +34,11 @@ def test_a_duplicate_carries_the_time_of_the_event_it_copies() -> None:
     Then the copy is delivered with the same virtual time and key as the original: the media wait of a
     job counts from its real upload, whichever copy comes first."""
     clock = ScaledClock(0.25, start=datetime(2026, 1, 1, tzinfo=UTC))
-    poller = QueuePoller(
-        queue_url="q", queue_arn="arn:aws:sqs:us-east-1:1:q", invoke=lambda e: (None, None), batch_size=5,
-        concurrency=1, visibility_timeout=360, function_timeout=60, clock=clock, rescheduled=lambda h: False,
+    mapping = EventSourceMapping(
+        queue_url="q", queue_arn="arn:aws:sqs:us-east-1:1:q", batch_size=5, concurrency=1, visibility_timeout=360,
+        function_timeout=60,
     )  # fmt: skip
+    poller = QueuePoller(mapping, invoke=lambda e: (None, None), clock=clock, rescheduled=lambda h: False)
     uploaded = clock.to_real(clock.now()) + timedelta(seconds=30)
     queued_by_moto = json.dumps(
         {
@@ -56,8 +58,8 @@ def test_a_duplicate_carries_the_time_of_the_event_it_copies() -> None:
     poller._duplicates = RandomDuplicates(low=3, high=3)
     poller._send_duplicates(Sqs(), [{"Body": queued_by_moto}])
 
-    original = json.loads(poller._as_aws_would_send(queued_by_moto))
-    copies = [json.loads(poller._as_aws_would_send(body)) for body in sent]
+    original = json.loads(as_aws_would_send(queued_by_moto, clock.to_virtual))
+    copies = [json.loads(as_aws_would_send(body, clock.to_virtual)) for body in sent]
     assert len(copies) == 2
     for copy in copies:
         assert copy["time"] == original["time"]

@@ -269,3 +269,27 @@ def test_a_seed_reproduces_the_jobs_byte_for_byte() -> None:
     assert counts["cross_folder_photo"] >= 2
     assert counts["output_key_conflict"] >= 2
     assert len({job.identity for job in first.jobs}) == 60
+
+
+def test_a_photo_gone_with_a_sibling_that_ended_before_the_job_file_went_up_is_explained() -> None:
+    """A shared photo leaves with the last job using it: a job file uploaded after that job ended
+    finds nothing (no job named the photo when it left). One uploaded before must still find it."""
+    sibling = SoakJob(
+        number=3, key="inbox/t/g1/take-2.json", kind="iv_photo", model=IV, body=b"{}",
+        media={"photo": "inbox/t/g1/face.png"}, identity="Title 3", title="Title 3",
+    )  # fmt: skip
+    plan = SoakPlan(seed=1, jobs=[GOOD, BAD, sibling], media=[], late=[])
+
+    def history(job_file_up: datetime) -> History:
+        base = clean()
+        fail_good_job(base, "inbox/t/g1/face.png was not found beside the job file (waited 600 s)")
+        base.records[0] = base.records[0].model_copy(update={"error_code": "MISSING_MEDIA"})
+        base.records.append(record("job-3", sibling.key, JobStatus.SUCCEEDED, completed_at=T0 + timedelta(minutes=2)))
+        base.uploaded_at[GOOD.key] = job_file_up
+        return base
+
+    late_upload = [v for v in check(plan, history(T0 + timedelta(minutes=3))) if v.invariant == 9]
+    early_upload = [v for v in check(plan, history(T0 + timedelta(minutes=1))) if v.invariant == 9]
+
+    assert late_upload == []
+    assert [v.job_key for v in early_upload] == [GOOD.key]

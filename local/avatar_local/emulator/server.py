@@ -8,7 +8,6 @@ happen after it was accepted, which is the ambiguous case a client has to surviv
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import socket
@@ -21,25 +20,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from avatar_local.emulator.faults import (
-    DEFAULT_FAILED_MESSAGE,
-    DEFAULT_READ_TIMEOUT_SECONDS,
-    HTTP_FAULT_STATUS,
-    FaultRule,
+from avatar_local.emulator.endpoints import (
+    RATE_LIMIT_RESET_HEADER,
+    Reply,
+    accept,
+    apply_job_fault,
+    error,
+    file_reply,
+    iso,
+    json_object,
+    rate_limited,
+    result_reply,
+    status_reply,
 )
-from avatar_local.emulator.state import Endpoint, Job, JobView, RequestLogEntry, job_identity
-from avatar_local.emulator.validation import MODELS, SubmissionInvalid, title_of, validate_submission
+from avatar_local.emulator.faults import DEFAULT_READ_TIMEOUT_SECONDS, HTTP_FAULT_STATUS, FaultRule
+from avatar_local.emulator.state import Endpoint, Job, RequestLogEntry, job_identity
+from avatar_local.emulator.validation import MODELS, title_of
 
 if TYPE_CHECKING:
     from avatar_local.emulator.service import SegmindEmulator
 
 logger = logging.getLogger("avatar_local.emulator")
 
-RATE_LIMIT_RESET_HEADER = "x-rate-limit-reset-at-utc"
+# Not Segmind's: a client may name the job a submit is for, and the emulator records it with the job
+# it creates (JobStats.client_job_id). The offline stack does, so a job's accepted submits are counted
+# by job, never guessed from titles or payloads that many jobs share.
+CLIENT_JOB_HEADER = "x-local-job-id"
 MAX_BODY_BYTES = 1024 * 1024
 SLOW_CHUNK_BYTES = 16 * 1024
 SLOW_PAUSE_SECONDS = 0.5  # per chunk, before time_scale, when the rule gives no delay_seconds
-CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "srt": "application/x-subrip"}
 _OUTPUT_NAME = re.compile(r"^([0-9A-Za-z-]{1,64})\.(mp4|webm|srt)$")
 _ERROR_TEXT = {429: "Rate limit exceeded", 500: "Internal server error", 502: "Bad gateway", 504: "Gateway timeout"}
 _PRE_JOB_FAULTS = frozenset({*HTTP_FAULT_STATUS, "connection_reset"})
@@ -69,22 +78,6 @@ def parse_route(method: str, raw_path: str) -> Route:
     if method in ("GET", "HEAD") and match:
         return Route("download", api=False, request_id=match.group(1), extension=match.group(2))
     return Route("other", api=False)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-    @classmethod
-    def json(cls, status: int, payload: object, headers: dict[str, str] | None = None) -> Reply:
-        body = json.dumps(payload).encode()
-        return cls(status, body, {"Content-Type": "application/json", **(headers or {})})
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
-    return Reply.json(status, {"error": message}, headers)
 
 
 class _Exchange:
@@ -188,10 +181,10 @@ class _Handler(BaseHTTPRequestHandler):
         """The request body, or the error reply when it cannot be read safely."""
         declared = self.headers.get("Content-Length") or "0"
         if not declared.isdigit():
-            return _error(400, f"invalid Content-Length {declared!r}")
+            return error(400, f"invalid Content-Length {declared!r}")
         length = int(declared)
         if length > MAX_BODY_BYTES:
-            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+            return error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         return self.rfile.read(length) if length > 0 else b""
 
     def _send(self, reply: Reply, *, truncate: bool = False) -> None:
@@ -226,11 +219,11 @@ class _Handler(BaseHTTPRequestHandler):
         if route.api:
             api_key = self.headers.get("x-api-key")
             if not api_key or api_key not in self.emu.config.api_keys:
-                self._send(_error(401, "Unauthorized: missing or invalid x-api-key"))
+                self._send(error(401, "Unauthorized: missing or invalid x-api-key"))
                 return
             reset_at = self.emu.book.consume_rate(api_key)
             if reset_at is not None:
-                self._send(_error(429, "Rate limit exceeded", {RATE_LIMIT_RESET_HEADER: _iso(reset_at)}))
+                self._send(rate_limited(reset_at))
                 return
         if route.endpoint == "submit":
             self._submit(route, body)
@@ -239,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif route.endpoint == "download":
             self._download(route)
         else:
-            self._send(_error(404, f"Not found: {self.command} {urlsplit(self.path).path}"))
+            self._send(error(404, f"Not found: {self.command} {urlsplit(self.path).path}"))
 
     # --- faults ----------------------------------------------------------------------------------
 
@@ -256,8 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = HTTP_FAULT_STATUS[rule.fault]
             headers = {}
             if status == 429:
-                headers[RATE_LIMIT_RESET_HEADER] = _iso(self.emu.book.window_reset(self.headers.get("x-api-key")))
-            self._send(_error(status, _ERROR_TEXT[status], headers))
+                headers[RATE_LIMIT_RESET_HEADER] = iso(self.emu.book.window_reset(self.headers.get("x-api-key")))
+            self._send(error(status, _ERROR_TEXT[status], headers))
         elif rule.fault == "read_timeout":
             delay = rule.delay_seconds if rule.delay_seconds is not None else DEFAULT_READ_TIMEOUT_SECONDS
             self.emu.stopping.wait(delay)
@@ -277,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- submit ----------------------------------------------------------------------------------
 
     def _submit(self, route: Route, body: bytes) -> None:
-        payload = _json_object(body)
+        payload = json_object(body)
         title = title_of(payload) if payload is not None else None
         if payload is not None and isinstance(payload.get("video_title"), str):
             self.exchange.video_title = payload["video_title"]
@@ -289,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply, job = self._accept(str(route.model), payload, title)
         if job is not None:
             self.exchange.request_id = job.request_id
-            self._apply_job_fault(rule, job.request_id)
+            apply_job_fault(self.emu.book, rule, job.request_id)
             self.emu.start_render(job)
         if rule is not None and rule.fault == "read_timeout":
             # The provider took the job, but the client never hears about it.
@@ -299,36 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _accept(self, model: str, payload: dict[str, Any] | None, title: str | None) -> tuple[Reply, Job | None]:
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return _error(406, "Content-Type must be application/json"), None
-        if payload is None:
-            return _error(400, "request body must be a JSON object"), None
-        try:
-            params = validate_submission(model, payload)
-        except SubmissionInvalid as exc:
-            return _error(400, str(exc)), None
-        video_title = params.get("video_title")
-        job = self.emu.book.create_job(model, params, video_title, title)
-        if job is None:
-            return _error(406, "Insufficient credits"), None
-        base = self._base_url()
-        status_url = f"{base}/v2/requests/{job.request_id}/status"
-        accepted = {
-            "request_id": job.request_id,
-            "status": "QUEUED",
-            "poll_url": status_url,
-            "status_url": status_url,
-            "response_url": f"{base}/v2/requests/{job.request_id}",
-        }
-        return Reply.json(200, accepted), job
-
-    def _apply_job_fault(self, rule: FaultRule | None, request_id: str) -> None:
-        if rule is None:
-            return
-        if rule.fault == "failed":
-            self.emu.book.fail(request_id, rule.message or DEFAULT_FAILED_MESSAGE)
-        elif rule.fault == "early_expiry":
-            self.emu.book.expire(request_id)
+        return accept(
+            self.emu.book, model, payload, title, content_type, self._base_url(), self.headers.get(CLIENT_JOB_HEADER)
+        )
 
     # --- status and result -----------------------------------------------------------------------
 
@@ -343,45 +309,15 @@ class _Handler(BaseHTTPRequestHandler):
         rule = self._take_fault(route.endpoint, job.match_title if job else None, book.is_alive(job))
         if rule is not None and self._inject_transport_fault(rule):
             return
-        self._apply_job_fault(rule, request_id)
+        apply_job_fault(book, rule, request_id)
         view = book.view(request_id)
+        base = self._base_url()
         reply = (
-            self._status_reply(view, request_id) if route.endpoint == "status" else self._result_reply(view, request_id)
+            status_reply(view, request_id, base)
+            if route.endpoint == "status"
+            else result_reply(view, request_id, base, self.emu.config)
         )
         self._send_api(reply, rule)
-
-    def _status_reply(self, view: JobView | None, request_id: str) -> Reply:
-        if view is None:
-            return _error(404, f"Request {request_id} not found")
-        if view.status == "FAILED":
-            return Reply.json(422, {"status": "FAILED", "error": view.error, "metrics": view.metrics})
-        base = self._base_url()
-        return Reply.json(
-            200,
-            {
-                "status": view.status,
-                "request_id": view.request_id,
-                "status_url": f"{base}/v2/requests/{view.request_id}/status",
-                "response_url": f"{base}/v2/requests/{view.request_id}",
-                "metrics": view.metrics,
-            },
-        )
-
-    def _result_reply(self, view: JobView | None, request_id: str) -> Reply:
-        if view is None or view.status != "COMPLETED":
-            return self._status_reply(view, request_id)
-        return Reply.json(200, {"status": "COMPLETED", "metrics": view.metrics, "output": self._output(view)})
-
-    def _output(self, view: JobView) -> object:
-        base = self._base_url()
-        video = next(ext for ext in view.outputs if ext != "srt")
-        video_url = f"{base}/outputs/{view.request_id}.{video}"
-        if view.caption:
-            return {"video_url": video_url, "caption_url": f"{base}/outputs/{view.request_id}.srt"}
-        shape = self.emu.config.output_shape
-        if shape == "list":
-            return [video_url]
-        return {"video_url": video_url} if shape == "object" else video_url
 
     # --- downloads -------------------------------------------------------------------------------
 
@@ -401,30 +337,17 @@ class _Handler(BaseHTTPRequestHandler):
             book.expire(request_id, files_too=True)
             path = None
         if path is None or not path.is_file():
-            self._send(_error(404, "Not found"))
+            self._send(error(404, "Not found"))
             return
         self._send_file(path, extension, rule)
 
     def _send_file(self, path: Path, extension: str, rule: FaultRule | None) -> None:
-        data = path.read_bytes()
-        headers = {
-            "Content-Type": CONTENT_TYPES[extension],
-            "Accept-Ranges": "bytes",
-            "Cache-Control": "max-age=604800",
-        }
-        byte_range = _parse_range(self.headers.get("Range"), len(data))
-        if byte_range == "invalid":
-            self._send(Reply(416, b"", {"Content-Range": f"bytes */{len(data)}"}))
+        reply = file_reply(path, extension, self.headers.get("Range"))
+        if reply.status != 416 and rule is not None and rule.fault == "slow_download":
+            self._send_slowly(reply, rule)
             return
-        status = 200
-        if isinstance(byte_range, tuple):
-            start, end = byte_range
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            data, status = data[start : end + 1], 206
-        if rule is not None and rule.fault == "slow_download":
-            self._send_slowly(Reply(status, data, headers), rule)
-            return
-        self._send(Reply(status, data, headers), truncate=rule is not None and rule.fault == "malformed_body")
+        truncate = reply.status != 416 and rule is not None and rule.fault == "malformed_body"
+        self._send(reply, truncate=truncate)
 
     def _send_slowly(self, reply: Reply, rule: FaultRule) -> None:
         pause = rule.delay_seconds if rule.delay_seconds is not None else self.emu.config.scaled(SLOW_PAUSE_SECONDS)
@@ -443,33 +366,6 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(reply.body[offset : offset + SLOW_CHUNK_BYTES])
             self.wfile.flush()
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
-def _iso(moment: Any) -> str:
-    return str(moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-
-
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """A single `bytes=a-b` range as (first, last) inclusive; None for no range, "invalid" for a 416."""
-    if not header:
-        return None
-    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
-    if match is None or match.group(1) == match.group(2) == "":
-        return "invalid"
-    first, last = match.group(1), match.group(2)
-    if first == "":
-        start, end = max(0, size - int(last)), size - 1
-    else:
-        start, end = int(first), min(size - 1, int(last)) if last else size - 1
-    return (start, end) if start <= end < size else "invalid"
 
 
 __all__ = ["RATE_LIMIT_RESET_HEADER", "HttpServer", "parse_route"]

@@ -43,13 +43,14 @@ class SegmindEmulator:
         if self._server is not None:
             return self._base_url
         self.stopping.clear()
+        # Bound first: a port in use or out of reach fails here, before anything needs undoing.
+        self._server = HttpServer((self.config.host, self.config.port), self)
         self._work_dir = self.config.work_dir or Path(tempfile.mkdtemp(prefix="segmind-emulator-"))
         self._owns_work_dir = self.config.work_dir is None
         (self._work_dir / "outputs").mkdir(parents=True, exist_ok=True)
         self._renderer = Renderer(self.config, self._work_dir / "outputs", self._work_dir / "scratch")
         # Downloads wait on the network, so more workers than render slots; the renderer caps ffmpeg itself.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="segmind-emulator-render")
-        self._server = HttpServer((self.config.host, self.config.port), self)
         host, port = self._server.server_address[:2]
         advertised = "127.0.0.1" if host in ("0.0.0.0", "", "::") else str(host)  # noqa: S104 - a comparison
         self._base_url = f"http://{advertised}:{port}"

@@ -93,6 +93,8 @@ class JobStats(BaseModel):
     identity: str | None = None  # job_identity(): title, else the media keys
     media_keys: dict[str, str] = {}  # the objects its media URLs named, by parameter (media_keys_of())
     output_files: dict[str, str] = {}  # extension -> the file served for it (the emulator keeps it)
+    # The job the client said this submit was for (CLIENT_JOB_HEADER); the offline stack sends it.
+    client_job_id: str | None = None
 
 
 class EmulatorStats(BaseModel):
@@ -137,6 +139,7 @@ class Job:
     render_seconds: float
     payload_fingerprint: str = ""
     identity: str | None = None
+    client_job_id: str | None = None
     status_calls: int = 0
     result_calls: int = 0
     downloads: int = 0
@@ -222,7 +225,12 @@ class JobBook:
         return datetime.fromtimestamp(time.time() + (end - now), UTC)
 
     def create_job(
-        self, model: str, params: dict[str, Any], video_title: str | None, match_title: str | None
+        self,
+        model: str,
+        params: dict[str, Any],
+        video_title: str | None,
+        match_title: str | None,
+        client_job_id: str | None = None,
     ) -> Job | None:
         """A new job with its timeline drawn now; None when the credits are used up (a 406)."""
         config = self._config
@@ -249,6 +257,7 @@ class JobBook:
                 render_seconds=render,
                 payload_fingerprint=payload_fingerprint(model, params),
                 identity=job_identity(match_title, params),
+                client_job_id=client_job_id,
             )
             self._jobs[request_id] = job
             return job
@@ -403,4 +412,5 @@ class JobBook:
             identity=job.identity,
             media_keys=media_keys_of(job.params),
             output_files={ext: str(path) for ext, path in job.outputs.items()},
+            client_job_id=job.client_job_id,
         )

@@ -16,12 +16,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 
+from avatar_local.stack.object_events import as_aws_would_send
 from avatar_local.stack.timewarp import ScaledClock
 
 LOG = logging.getLogger("avatar_local.poller")
@@ -54,29 +53,36 @@ class RandomDuplicates:
         return self.low + int.from_bytes(digest[:8], "big") % (self.high - self.low + 1)
 
 
+@dataclass(frozen=True)
+class EventSourceMapping:
+    """A queue and how Lambda's event source mapping reads it for one function (template.yaml)."""
+
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    concurrency: int  # ScalingConfig.MaximumConcurrency
+    visibility_timeout: int  # the queue's
+    function_timeout: int  # the function's, in seconds
+
+
 class QueuePoller:
     def __init__(
         self,
-        queue_url: str,
-        queue_arn: str,
+        mapping: EventSourceMapping,
         invoke: Invoke,
-        batch_size: int,
-        concurrency: int,
-        visibility_timeout: int,
-        function_timeout: int,
         clock: ScaledClock,
         rescheduled: Callable[[str], bool],
         duplicate_events: int | RandomDuplicates = 1,
     ) -> None:
-        self._queue_url, self._queue_arn, self._invoke = queue_url, queue_arn, invoke
-        self._batch_size = max(1, min(batch_size, 10))
-        self._concurrency = max(1, concurrency)
+        self._queue_url, self._queue_arn, self._invoke = mapping.queue_url, mapping.queue_arn, invoke
+        self._batch_size = max(1, min(mapping.batch_size, 10))
+        self._concurrency = max(1, mapping.concurrency)
         # While a batch is being worked on its messages stay hidden for the function's real timeout,
         # as on AWS (visibility >= 6x the timeout): the handler's HTTP calls take wall-clock time.
-        self._in_flight_visibility = function_timeout
+        self._in_flight_visibility = mapping.function_timeout
         # After a failed invocation, the queue's visibility timeout; the stack's ScaledQueueDelays hook
         # scales it on the way to SQS, like every delay a handler asks for.
-        self._redelivery_delay = visibility_timeout
+        self._redelivery_delay = mapping.visibility_timeout
         self._rescheduled = rescheduled
         self._clock = clock
         self._duplicates = (
@@ -168,7 +174,7 @@ class QueuePoller:
             # Sent as AWS delivers it: the stack's SendMessage hook (ScaledQueueDelays) turns a body of
             # that shape back into moto's, as for the events the Submit function re-sends. moto's own
             # body would be taken for AWS's shape and its (wall-clock) time moved back once more.
-            delivered = self._as_aws_would_send(message["Body"])
+            delivered = as_aws_would_send(message["Body"], self._clock.to_virtual)
             for _ in range(copies - 1):
                 sqs.send_message(QueueUrl=self._queue_url, MessageBody=delivered)
             key, _etag = _event_object(message["Body"])
@@ -182,7 +188,7 @@ class QueuePoller:
         return {
             "messageId": message["MessageId"],
             "receiptHandle": message["ReceiptHandle"],
-            "body": self._as_aws_would_send(message["Body"]),
+            "body": as_aws_would_send(message["Body"], self._clock.to_virtual),
             "attributes": message.get("Attributes", {}),
             "messageAttributes": {
                 name: {
@@ -199,25 +205,6 @@ class QueuePoller:
             "eventSourceARN": self._queue_arn,
             "awsRegion": self._queue_arn.split(":")[3],
         }
-
-    def _as_aws_would_send(self, body: str) -> str:
-        try:
-            event = json.loads(body)
-        except ValueError:
-            return body
-        if not isinstance(event, dict) or event.get("detail-type") != "Object Created":
-            return body
-        detail_object = event.get("detail", {}).get("object", {})
-        if "key" in detail_object:
-            # moto sends the raw key; AWS URL-encodes it (space -> '+', '+' -> '%2B').
-            detail_object["key"] = quote_plus(detail_object["key"], safe="/")
-        if "eTag" in detail_object:
-            # moto spells it eTag; AWS's event (and Powertools' model) has etag.
-            detail_object["etag"] = detail_object.pop("eTag")
-        if "time" in event:
-            real = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
-            event["time"] = self._clock.to_virtual(real).isoformat()
-        return json.dumps(event)
 
 
 def _event_object(body: str) -> tuple[str, str]:

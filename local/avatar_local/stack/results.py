@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from avatar_local.emulator import JobStats
-from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord
+from avatar_local.job_records import get_record
+from avatar_pipeline.records import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from avatar_local.stack.runner import LocalPipeline
@@ -28,28 +30,11 @@ def download_bucket(bucket: str, target: Path) -> list[str]:
     return keys
 
 
-def _provider_submits(pipeline: LocalPipeline, job_key: str, request_id: str | None) -> int:
-    """Accepted (billable) submits the emulator saw for this job.
-
-    Matched by the job's title when it has one (unique titles in a run make this exact, and it
-    also finds a submit whose request id we never learned), else by its recorded request id plus
-    any other accepted submit with the same payload.
-    """
-    assert pipeline.emulator is not None
-    snapshot = pipeline.emulator.jobs_snapshot()
-    dropped = pipeline.dropped_jobs.get(job_key, {})
-    title = dropped.get("video_title")
-    if isinstance(title, str) and title:
-        return sum(1 for job in snapshot if job.model == dropped.get("model") and job.video_title == title)
-    recorded = next((job for job in snapshot if job.request_id == request_id), None)
-    if recorded is None:
-        return 0
-    twins = [j for j in snapshot if j.request_id != recorded.request_id and _same_payload(j, recorded)]
-    return 1 + len(twins)
-
-
-def _same_payload(a: JobStats, b: JobStats) -> bool:
-    return bool(a.payload_fingerprint) and a.payload_fingerprint == b.payload_fingerprint
+def accepted_submits_by_job(snapshot: list[JobStats]) -> Counter[str]:
+    """Accepted (billable) submits per job id, as the emulator recorded them: each submit names its
+    job (avatar_local.stack.submit_tags), so jobs sharing a title, a photo or a whole payload are told
+    apart, and a submit whose answer was lost (no request id on record) still counts for its job."""
+    return Counter(job.client_job_id for job in snapshot if job.client_job_id is not None)
 
 
 def write_results(
@@ -64,7 +49,7 @@ def write_results(
             stream.write(json.dumps(notification) + "\n")
 
     progress = pipeline.progress()
-    table = boto3.resource("dynamodb").Table(pipeline.stack.outputs["JobsTableName"])
+    submits = accepted_submits_by_job(pipeline.emulator.jobs_snapshot())
     jobs: list[dict[str, Any]] = []
     for key in job_keys:
         job = progress.get(key)
@@ -73,7 +58,8 @@ def write_results(
                          "error_message": None, "outputs": [], "provider_submits": 0, "notifications": 0,
                          "cost_usd": None, "cost_source": None})  # fmt: skip
             continue
-        record = JobRecord.model_validate(table.get_item(Key={"job_id": job.job_id})["Item"])
+        record = get_record(pipeline.stack.outputs["JobsTableName"], job.job_id)
+        assert record is not None, f"the job record of {job.job_id} is gone"
         jobs.append(
             {
                 "input_key": key,
@@ -82,7 +68,7 @@ def write_results(
                 "error_code": record.error_code,
                 "error_message": record.error_message,
                 "outputs": record.output_keys,
-                "provider_submits": _provider_submits(pipeline, key, record.request_id),
+                "provider_submits": submits[job.job_id],
                 "notifications": len(pipeline.notifications_for(job.job_id)),
                 "status_calls": record.status_calls,
                 "cost_usd": float(record.cost_usd) if record.cost_usd is not None else None,

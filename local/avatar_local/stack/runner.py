@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -30,16 +31,17 @@ from aws_lambda_powertools.utilities import parameters
 
 from avatar_local.emulator import EmulatorConfig, FaultPlan, SegmindEmulator
 from avatar_local.emulator.config import DEFAULT_COSTS
+from avatar_local.job_records import after, latest_per_job_file, scan_records, wait_until
 from avatar_local.run_folder import inbox_files
 from avatar_local.stack.crashes import CrashInjector, CrashRule, RandomCrashes, crashes_installed
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, DeployedStack, LocalAws, deploy
-from avatar_local.stack.poller import QueuePoller, RandomDuplicates
+from avatar_local.stack.poller import EventSourceMapping, QueuePoller, RandomDuplicates
+from avatar_local.stack.submit_tags import submits_tagged_with_job_ids
 from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWaits
 from avatar_pipeline import runtime
 from avatar_pipeline.adapters.transfer import StreamingCopier
 from avatar_pipeline.clock import SystemClock
-from avatar_pipeline.jobs.loose import loose_json_object
 from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord
 
 LOCAL_API_KEY = "local-dev-key"
@@ -111,9 +113,8 @@ class LocalPipeline:
         self.clock = ScaledClock(config.time_scale)
         self.router = LambdaRouter()
         self.notifications: list[dict[str, Any]] = []
-        # Job files as dropped (when they parse), to find a job's submits at the provider even when
-        # its request id was never recorded (an ambiguous submit).
-        self.dropped_jobs: dict[str, dict[str, Any]] = {}
+        # Files that look like job files but are not picked up (Upper.JSON): uploaded, and said so.
+        self.ignored_job_files: list[str] = []
         self._notification_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -121,6 +122,7 @@ class LocalPipeline:
         self._log_stream: TextIO | None = None
         self._saved_stdout: TextIO | None = None
         self._saved_log_streams: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._warning_filters: warnings.catch_warnings[None] | None = None
         self.aws = LocalAws()
         self.emulator: SegmindEmulator | None = None
         self.stack: DeployedStack | None = None
@@ -184,6 +186,7 @@ class LocalPipeline:
             self.router.register(self.stack.physical(logical_id), loader, timeout_seconds=timeout)
         # Only what was entered is undone on the way out (a start that failed half way included).
         self._patches.enter_context(self._crashes)
+        self._patches.enter_context(submits_tagged_with_job_ids())
         if cfg.copy_part_bytes is not None:
             self._patches.enter_context(small_copy_parts(cfg.copy_part_bytes))
         if self.crash_injector is not None:
@@ -194,41 +197,50 @@ class LocalPipeline:
         self._capture_notifications(self.stack)
         submit_queue_url = self.stack.outputs["SubmitQueueUrl"]
         submit_name = self.stack.physical("SubmitFunction")
-        self.poller = QueuePoller(
+        submit_mapping = EventSourceMapping(
             queue_url=submit_queue_url,
             queue_arn=self.stack.outputs["SubmitQueueArn"],
-            invoke=lambda event: self.router.invoke(submit_name, event),
             batch_size=self.stack.submit_batch_size,
             concurrency=self.stack.submit_max_concurrency,
             visibility_timeout=self.stack.submit_visibility_timeout,
             function_timeout=math.ceil(self.stack.function_timeouts["SubmitFunction"]),
+        )
+        self.poller = QueuePoller(
+            submit_mapping,
+            invoke=lambda event: self.router.invoke(submit_name, event),
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
             duplicate_events=self.config.duplicate_events,
         ).start()
         # Lambda's event source mapping on the DLQ, for the DeadLetter function (no redrive of its own).
         dead_letter_name = self.stack.physical("DeadLetterFunction")
-        self.dead_letter_poller = QueuePoller(
+        dead_letter_mapping = EventSourceMapping(
             queue_url=self.stack.outputs["SubmitDeadLetterQueueUrl"],
             queue_arn=self.stack.outputs["SubmitDeadLetterQueueArn"],
-            invoke=lambda event: self.router.invoke(dead_letter_name, event),
             batch_size=self.stack.dead_letter_batch_size,
             concurrency=1,
             visibility_timeout=DEAD_LETTER_VISIBILITY_SECONDS,
             function_timeout=math.ceil(self.stack.function_timeouts["DeadLetterFunction"]),
+        )
+        self.dead_letter_poller = QueuePoller(
+            dead_letter_mapping,
+            invoke=lambda event: self.router.invoke(dead_letter_name, event),
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
         ).start()
         # Lambda's event source mapping on the split queue (campaign files and split cursors).
         split_name = self.stack.physical("SplitFunction")
-        self.split_poller = QueuePoller(
+        split_mapping = EventSourceMapping(
             queue_url=self.stack.outputs["SplitQueueUrl"],
             queue_arn=self.stack.outputs["SplitQueueArn"],
-            invoke=lambda event: self.router.invoke(split_name, event),
             batch_size=self.stack.split_batch_size,
             concurrency=self.stack.split_max_concurrency,
             visibility_timeout=self.stack.split_visibility_timeout,
             function_timeout=math.ceil(self.stack.function_timeouts["SplitFunction"]),
+        )
+        self.split_poller = QueuePoller(
+            split_mapping,
+            invoke=lambda event: self.router.invoke(split_name, event),
             clock=self.clock,
             rescheduled=self._queue_delays.take_rescheduled,
             duplicate_events=self.config.duplicate_events,
@@ -301,10 +313,18 @@ class LocalPipeline:
             if isinstance(handler, logging.StreamHandler):
                 self._saved_log_streams.append((handler, handler.stream))
                 handler.setStream(self._log_stream)
+        # Powertools warns on stderr when an invocation added no metric (a Poll that only waited): on
+        # Lambda that lands in the function's log; here it would interrupt the run's progress.
+        self._warning_filters = warnings.catch_warnings()
+        self._warning_filters.__enter__()
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
     def _restore_logs(self) -> None:
         if self._saved_stdout is not None:
             sys.stdout = self._saved_stdout
+        if self._warning_filters is not None:
+            self._warning_filters.__exit__(None, None, None)
+            self._warning_filters = None
         # The handlers go back to their streams before the log file closes: a later stack in this
         # process would otherwise flush a closed file when it points them at its own.
         for handler, stream in self._saved_log_streams:
@@ -369,11 +389,12 @@ class LocalPipeline:
         job_keys: list[str] = []
         for path in files:
             key = "inbox/" + path.relative_to(inbox).as_posix()
-            body = path.read_bytes()
-            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
             if path.suffix == ".json":
                 job_keys.append(key)
-                self.dropped_jobs[key] = loose_json_object(body)
+            elif path.suffix.lower() == ".json":
+                # The bucket's rule matches inbox/*.json, case and all: on AWS too, this one starts no job.
+                self.ignored_job_files.append(key)
         return job_keys
 
     def put(self, key: str, body: bytes) -> None:
@@ -383,28 +404,20 @@ class LocalPipeline:
     def job_records(self) -> list[JobRecord]:
         """Every item in the jobs table (one scan)."""
         assert self.stack is not None
-        table = boto3.resource("dynamodb").Table(self.stack.outputs["JobsTableName"])
-        items: list[dict[str, Any]] = []
-        scan: dict[str, Any] = {}
-        while True:
-            page = table.scan(**scan)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return [JobRecord.model_validate(item) for item in items]
-            scan = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+        return scan_records(self.stack.outputs["JobsTableName"])
 
     def progress(self) -> dict[str, JobProgress]:
         """The latest job record per job file key."""
-        latest: dict[str, JobProgress] = {}
-        for record in sorted(self.job_records(), key=lambda r: r.received_at):
-            latest[record.job_key] = JobProgress(
+        return {
+            key: JobProgress(
                 job_key=record.job_key,
                 job_id=record.job_id,
                 status=record.status.value,
                 provider_status=record.provider_status,
                 error_code=record.error_code,
             )
-        return latest
+            for key, record in latest_per_job_file(self.job_records()).items()
+        }
 
     def notifications_for(self, job_id: str) -> list[dict[str, Any]]:
         with self._notification_lock:
@@ -419,12 +432,12 @@ class LocalPipeline:
         """True once every job is terminal and notified; False if the timeout passed first."""
         started = time.monotonic()
         seen: dict[str, tuple[str, str | None]] = {}
-        while time.monotonic() - started < timeout:
+
+        def all_ended() -> bool:
             if on_change is None and len(self.notifications) < len(job_keys):
                 # Every job ends with a notification: until there are enough, nothing can be done, and
                 # a scan of the jobs table (what progress() costs) every 0.1 s slows a large run down.
-                time.sleep(0.1)
-                continue
+                return False
             progress = self.progress()
             for key in job_keys:
                 job = progress.get(key)
@@ -434,15 +447,14 @@ class LocalPipeline:
                 if on_change is not None and seen.get(key) != state:
                     on_change(job, time.monotonic() - started)
                 seen[key] = state
-            if all(
+            return all(
                 key in progress
                 and progress[key].status in TERMINAL_STATUSES
                 and self.notifications_for(progress[key].job_id)
                 for key in job_keys
-            ):
-                return True
-            time.sleep(0.1)
-        return False
+            )
+
+        return bool(wait_until(all_ended, interval=0.1, give_up=after(timeout)))
 
     # --- results -----------------------------------------------------------------------------------
     def write_results(self, out: Path, job_keys: list[str], duration_s: float, completed: bool) -> dict[str, Any]:

@@ -7,19 +7,19 @@ same factor. The handlers never know: they take the clock through avatar_pipelin
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
-from urllib.parse import unquote_plus
 
 import boto3
 import botocore.handlers
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+from avatar_local.stack.object_events import as_queued_by_moto
 
 
 class ScaledClock:
@@ -110,22 +110,7 @@ class ScaledQueueDelays:
             params["DelaySeconds"] = scaled_seconds(float(params["DelaySeconds"]), self._scale)
         body = params.get("MessageBody")
         if isinstance(body, str):
-            params["MessageBody"] = self._as_queued_by_moto(body)
-
-    def _as_queued_by_moto(self, body: str) -> str:
-        try:
-            event = json.loads(body)
-        except ValueError:
-            return body
-        if not isinstance(event, dict) or event.get("detail-type") != "Object Created":
-            return body
-        detail_object = event.get("detail", {}).get("object", {})
-        if "key" in detail_object:
-            detail_object["key"] = unquote_plus(detail_object["key"])
-        if "time" in event:
-            virtual = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
-            event["time"] = self._clock.to_real(virtual).isoformat()
-        return json.dumps(event)
+            params["MessageBody"] = as_queued_by_moto(body, self._clock.to_real)
 
     def _scale_params(self, params: dict[str, Any], **_: Any) -> None:
         if "VisibilityTimeout" in params:

@@ -67,6 +67,27 @@ class JobRef:
     campaign_row: CampaignRowRef | None = None
 
     @classmethod
+    def from_upload(
+        cls,
+        obj: InboxObject,
+        job_id: str,
+        job_etag: str | None,
+        model: str | None = None,
+        media_keys: tuple[str, ...] = (),
+    ) -> JobRef:
+        """A job known only by its upload: `job_etag`, the object read (ETag, unquoted); `model` and
+        `media_keys` when only a best-effort reading of a broken job file names them."""
+        return cls(
+            job_id=job_id,
+            input_bucket=obj.bucket,
+            job_key=obj.key,
+            received_at=obj.event_time,
+            job_etag=job_etag,
+            model=model,
+            media_keys=media_keys,
+        )
+
+    @classmethod
     def from_render_job(cls, job: RenderJob) -> JobRef:
         return cls(
             job_id=job.job_id,

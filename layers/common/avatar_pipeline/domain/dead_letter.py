@@ -41,14 +41,8 @@ def end_dead_lettered_job(obj: InboxObject, ports: DeadLetterPorts) -> SubmitRes
         raw = ports.storage.read(obj.bucket, obj.key, ports.settings.max_job_file_bytes, if_match=head.etag)
     except (ObjectMissing, ObjectTooLarge):
         raw = b""
-    ref = JobRef(
-        job_id=job_id,
-        input_bucket=obj.bucket,
-        job_key=obj.key,
-        received_at=obj.event_time,
-        job_etag=head.etag or None,
-        model=model_named_in(raw),
-        media_keys=media_named_in(obj.key, raw),
+    ref = JobRef.from_upload(
+        obj, job_id, head.etag or None, model=model_named_in(raw), media_keys=media_named_in(obj.key, raw)
     )
     # No job record means no claim, so no POST was ever made (a claim is written before the POST and
     # removed only when the POST provably never reached Segmind).

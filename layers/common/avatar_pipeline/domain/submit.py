@@ -115,9 +115,7 @@ def _take_in(obj: InboxObject, job_id: str, ports: SubmitPorts) -> Intake | Subm
         logger.info("job file was replaced or removed since the event; its own event covers it")
         return SubmitResult.IGNORED
     # The job holds on to the ETags of what it read: when it ends, only those objects leave inbox/.
-    ref = JobRef(
-        job_id=job_id, input_bucket=obj.bucket, job_key=obj.key, received_at=obj.event_time, job_etag=head.etag or None
-    )
+    ref = JobRef.from_upload(obj, job_id, head.etag or None)
     try:
         return take_in(obj, ref, ports)
     except ObjectReplaced:
