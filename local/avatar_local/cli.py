@@ -367,8 +367,20 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         f"{counts['pending']} not finished; {counts['notifications']} notifications; "
         f"{counts['dead_letters']} in the DLQ; {summary['duration_seconds']} s"
     )
+    for campaign in summary["campaigns"]:
+        print(
+            f"campaign {campaign['campaign_key']}: {campaign['status']}, {campaign['rows']} rows: "
+            f"{campaign['succeeded']} succeeded, {campaign['failed']} failed, {campaign['skipped']} skipped"
+            + (f"; report {_report_path(args.out, campaign)}" if campaign["report_key"] else "")
+        )
     print(f"results in {args.out}/ (summary.json, notifications.jsonl, outputs/, inputs/)")
     return EXIT_OK if completed else EXIT_TIMEOUT
+
+
+def _report_path(out: Path, campaign: dict[str, Any]) -> Path:
+    """A completed campaign's report is in the output bucket; an invalid one's error report in the input's."""
+    folder = "inputs" if campaign["status"] == "FAILED" else "outputs"
+    return out / folder / str(campaign["report_key"])
 
 
 def run_local(
@@ -384,7 +396,10 @@ def run_local(
     console.flush()
     with LocalPipeline(config) as pipeline:
         job_keys = pipeline.drop(inbox, out)
-        console.write(f"dropped {len(job_keys)} job file(s) into inbox/ ({time.monotonic() - started:.1f} s)\n")
+        campaigns = f" and {len(pipeline.campaign_keys)} campaign file(s)" if pipeline.campaign_keys else ""
+        console.write(
+            f"dropped {len(job_keys)} job file(s){campaigns} into inbox/ ({time.monotonic() - started:.1f} s)\n"
+        )
         for key in pipeline.ignored_job_files:
             console.write(f"skipped {key}: not a job file (job files end in .json, in lower case); uploaded as is\n")
 
