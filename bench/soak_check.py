@@ -17,8 +17,10 @@ tested on a planted history (tests/unit/test_soak_check.py).
    docs/error-codes.md, the same as its record's;
 9. no unexplained failure: a bad job fails with its code; a good job fails only for a cause the run
    gave it (an injected `failed` -> PROVIDER_FAILED, an injected `early_expiry` -> RESULT_EXPIRED,
-   an ambiguous submit or a Submit crash mid-submit -> INTERNAL). A transient fault, a crash or a
-   sibling job must never end a good job.
+   an ambiguous submit or a Submit crash mid-submit -> INTERNAL, a run of refused submits outlasting
+   the retry window -> PROVIDER_UNAVAILABLE, a shared photo gone with a sibling that ended before the
+   job file went up -> MISSING_MEDIA). A transient fault, a crash or a sibling job must never end a
+   good job.
 """
 
 from __future__ import annotations
@@ -455,29 +457,40 @@ def failure_cause(job: SoakJob, record: JobRecord, index: _Index) -> str | None:
         # Planned: its twin gives the same output_key; one of the two gets the path (invariant 5 holds
         # the other to it).
         return "a planned output-key conflict"
+    if code == "PROVIDER_UNAVAILABLE":
+        # Documented: refused submits are retried for SubmitRetryMinutes, then the job fails unbilled.
+        # Only a run of injected refusals (every submit the provider saw for it) explains it here.
+        submits = [entry for entry in requests if entry.endpoint == "submit"]
+        if submits and all(entry.fault for entry in submits):
+            return f"every submit refused by an injected fault ({len(submits)} in a row)"
     if code == "MISSING_MEDIA" and _media_left_before_upload(job, index):
         return "its shared photo left with a sibling that ended before this job file went up (a slow drop)"
     if code == "INTERNAL":
-        message = record.error_message or ""
-        if DEAD_LETTER_MESSAGE in message:
-            # Submit died on every delivery (a crash kills the whole batch): the DeadLetter function ended it.
-            crashed = any(crash.function == "submit" and job.key in crash.job_keys for crash in index.history.crashes)
-            return "Submit crashed on every delivery (the DeadLetter function ended it)" if crashed else None
-        if SUBMIT_UNCERTAIN_MESSAGE in message:
-            # The worker that claimed the job died before recording the outcome: a crash must explain it.
-            crashed = any(crash.function == "submit" and job.key in crash.job_keys for crash in index.history.crashes)
-            return "a Submit crash mid-submit" if crashed else None
-        ambiguous = [
-            entry
-            for entry in requests
-            if entry.endpoint == "submit" and (entry.fault in AMBIGUOUS_SUBMIT_FAULTS or entry.status is None)
-        ]
-        if ambiguous:
-            return f"an ambiguous submit ({ambiguous[0].fault or 'no answer'})"
-        if AMBIGUOUS_SUBMIT_MESSAGE in message:
-            # The client saw no (readable) answer although none was injected: a loaded machine's late
-            # answer is as ambiguous to the pipeline as a lost one.
-            return "an ambiguous submit (the client gave up waiting)"
+        return _internal_cause(job, record, index, requests)
+    return None
+
+
+def _internal_cause(job: SoakJob, record: JobRecord, index: _Index, requests: list[RequestLogEntry]) -> str | None:
+    message = record.error_message or ""
+    if DEAD_LETTER_MESSAGE in message:
+        # Submit died on every delivery (a crash kills the whole batch): the DeadLetter function ended it.
+        crashed = any(crash.function == "submit" and job.key in crash.job_keys for crash in index.history.crashes)
+        return "Submit crashed on every delivery (the DeadLetter function ended it)" if crashed else None
+    if SUBMIT_UNCERTAIN_MESSAGE in message:
+        # The worker that claimed the job died before recording the outcome: a crash must explain it.
+        crashed = any(crash.function == "submit" and job.key in crash.job_keys for crash in index.history.crashes)
+        return "a Submit crash mid-submit" if crashed else None
+    ambiguous = [
+        entry
+        for entry in requests
+        if entry.endpoint == "submit" and (entry.fault in AMBIGUOUS_SUBMIT_FAULTS or entry.status is None)
+    ]
+    if ambiguous:
+        return f"an ambiguous submit ({ambiguous[0].fault or 'no answer'})"
+    if AMBIGUOUS_SUBMIT_MESSAGE in message:
+        # The client saw no (readable) answer although none was injected: a loaded machine's late
+        # answer is as ambiguous to the pipeline as a lost one.
+        return "an ambiguous submit (the client gave up waiting)"
     return None
 
 

@@ -97,7 +97,8 @@ def test_retries_back_off_with_full_jitter(asl: dict[str, Any]) -> None:
             assert retry["JitterStrategy"] == "FULL"
             assert retry["BackoffRate"] > 1
             assert retry["MaxDelaySeconds"] <= 60
-            assert retry["MaxAttempts"] <= 6
+            # A crashed Finalize holds a billed render: more attempts (each run checks the retention).
+            assert retry["MaxAttempts"] <= (12 if name == "FinalizeVideo" else 6)
 
 
 def test_a_crashed_finalize_is_retried_by_the_state_machine(asl: dict[str, Any]) -> None:
@@ -107,6 +108,9 @@ def test_a_crashed_finalize_is_retried_by_the_state_machine(asl: dict[str, Any])
     retries = asl["States"]["FinalizeVideo"]["Retry"]
     crash = next(r for r in retries if "Runtime.ExitError" in r["ErrorEquals"])
     assert {"Sandbox.Timedout", "Runtime.ExitError"} <= set(crash["ErrorEquals"])
+    # The soak (seed 2) saw a billed render thrown away INTERNAL after 7 Finalize crashes in a row: a
+    # run makes dozens of AWS calls, so it is hit far more often than a status check.
+    assert crash["MaxAttempts"] >= 10
     for name in ("CheckRenderStatus", "FinalizeVideo"):
         assert asl["States"][name]["Catch"][0]["Next"] == "ReportFailure"
 

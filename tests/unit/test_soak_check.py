@@ -293,3 +293,21 @@ def test_a_photo_gone_with_a_sibling_that_ended_before_the_job_file_went_up_is_e
 
     assert late_upload == []
     assert [v.job_key for v in early_upload] == [GOOD.key]
+
+
+def test_a_submit_refused_every_time_until_the_window_closed_is_explained() -> None:
+    """PROVIDER_UNAVAILABLE is the documented end of a run of refusals: explained when every submit the
+    provider saw for the job was an injected refusal, not when one got through unfaulted."""
+
+    def history(faults: list[str | None]) -> History:
+        base = clean()
+        fail_good_job(base, "Segmind did not accept the submit in 33 minutes of trying")
+        base.records[0] = base.records[0].model_copy(update={"error_code": "PROVIDER_UNAVAILABLE"})
+        base.requests = [request("submit", "Title 1", fault=fault, status=502 if fault else 200) for fault in faults]
+        return base
+
+    refused = [v for v in check(PLAN, history(["http_502", "http_502", "http_500"])) if v.invariant == 9]
+    one_through = [v for v in check(PLAN, history(["http_502", None])) if v.invariant == 9]
+
+    assert refused == []
+    assert [v.job_key for v in one_through] == [GOOD.key]
