@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("file", type=Path, help="a <name>.campaign.json, its rows and media beside it")
     plan.add_argument("--rpm", type=_positive_int, default=50, help="the key's requests per minute (pro: 50)")
+    for verb, what in (("approve", "render the rest of"), ("reject", "skip the rest of (NOT_APPROVED)")):
+        decision = campaign_commands.add_parser(
+            verb, help=f"a deployed stack: {what} a campaign whose sample (approve_after) is ready"
+        )
+        decision.add_argument("campaign", help="its key (inbox/a/b.campaign.json) or name under inbox/ (a/b)")
+        decision.add_argument("--stack", help="the deployed stack; its input bucket comes from its outputs")
+        decision.add_argument("--input-bucket", help="instead of --stack")
 
     emulator = groups.add_parser("emulator", help="the Segmind v2 emulator")
     emulator_commands = emulator.add_subparsers(dest="command", required=True)
@@ -189,6 +196,8 @@ def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
         return _deployed(args, parser, console or sys.stdout)
     if args.group == "emulator":
         return _serve_emulator(args)
+    if args.group == "campaign" and args.command in ("approve", "reject"):
+        return _campaign_decision(args, parser, console or sys.stdout)
     if args.group == "campaign":
         return _campaign_plan(args, console or sys.stdout)
     if args.command == "demo":
@@ -250,6 +259,19 @@ def _deployed_command(args: argparse.Namespace, parser: argparse.ArgumentParser,
         return EXIT_OK
     except (deployed.UsageError, InvalidJob, OSError) as error:
         parser.error(str(error))
+
+
+def _campaign_decision(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
+    from avatar_local import deployed
+    from avatar_local.campaign_decision import decide
+    from avatar_pipeline.keys import UnsafeKey
+
+    try:
+        names = deployed.StackNames.resolve(args.stack, args.input_bucket, needs=("input_bucket",))
+        decide(names.input_bucket, args.campaign, args.command == "approve", console)
+    except (deployed.UsageError, UnsafeKey) as error:
+        parser.error(str(error))
+    return EXIT_OK
 
 
 def _campaign_plan(args: argparse.Namespace, console: TextIO) -> int:

@@ -206,3 +206,18 @@ def test_rows_render_through_submit_and_the_last_ending_completes_the_campaign_o
     events = [e for e in pipeline.aws.completion_events() if e["detail-type"] == "Avatar Campaign Completed"]
     assert len(events) == 1
     assert [k for k in pipeline.aws.keys(pipeline.aws.input_bucket) if k.startswith("inbox/")] == []
+
+
+def test_an_approve_file_dropped_beside_the_campaign_hands_out_the_held_rows(pipeline: Pipeline) -> None:
+    run_split(campaign_event(pipeline, {**CAMPAIGN, "approve_after": 2}))
+    assert len(drain(pipeline.aws.submit_queue_url)) == 2
+
+    bucket = pipeline.aws.input_bucket
+    etag = boto3.client("s3").put_object(Bucket=bucket, Key="inbox/shop/spring.approve", Body=b"")["ETag"]
+    delivery = Delivery(pipeline.aws.split_queue_arn)
+    event = object_created_sqs_event(bucket, "inbox/shop/spring.approve", etag.strip('"'), 0, delivery=delivery)
+    assert run_split(event) == {"batchItemFailures": []}
+
+    rows = [RowMessage.model_validate_json(m["Body"]) for m in drain(pipeline.aws.submit_queue_url)]
+    assert sorted(r.row_id for r in rows) == sorted(f"c{n}" for n in range(3, 13))
+    assert "processed/shop/spring.approve" in pipeline.aws.keys(bucket)

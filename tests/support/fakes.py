@@ -26,6 +26,7 @@ from avatar_pipeline.campaigns.records import (
     CampaignStatus,
     RowRecord,
     RowStatus,
+    SampleGate,
 )
 from avatar_pipeline.clock import Clock
 from avatar_pipeline.domain.poll_policy import PollPolicy, PollSchedule, RenderStats
@@ -306,6 +307,9 @@ class FakeCampaignStore(CampaignStore):
         current = self.row_records.get((campaign_id, row.row_id))
         if current is None or (current.run_id != row.run_id and current.status is not RowStatus.SUCCEEDED):
             self._count(campaign_id, row.run_id, row.status, row.estimated_cost_usd, row.cost_usd)
+            if row.held_message is not None:
+                record = self.records[campaign_id]
+                self.records[campaign_id] = record.model_copy(update={"held": record.held + 1})
             self.row_records[campaign_id, row.row_id] = row
             return row
         if current.run_id == row.run_id:
@@ -344,6 +348,13 @@ class FakeCampaignStore(CampaignStore):
                     "error_message": detail.error_message}
         )  # fmt: skip
         return self.records[campaign_id]
+
+    def move_gate(self, campaign_id: str, run_id: str, from_states: frozenset[SampleGate], to: SampleGate) -> bool:
+        record = self.records.get(campaign_id)
+        if record is None or record.run_id != run_id or record.gate not in from_states:
+            return False
+        self.records[campaign_id] = record.model_copy(update={"gate": to})
+        return True
 
     def claim_report_refresh(self, campaign_id: str, run_id: str, now: datetime, last_before: datetime) -> bool:
         record = self.records.get(campaign_id)

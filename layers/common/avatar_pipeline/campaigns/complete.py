@@ -19,18 +19,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from avatar_pipeline.campaigns.records import (
+    OPEN_GATES,
     CampaignErrorReport,
     CampaignNotification,
     CampaignRecord,
     CampaignStatus,
     RowRecord,
     RowStatus,
+    SampleGate,
 )
 from avatar_pipeline.campaigns.report import CampaignReport, ReportTotals, RowResult, report_files
 from avatar_pipeline.campaigns.report import build_report as report_of
 from avatar_pipeline.domain.ports import CampaignPorts, ObjectReplaced, RowEnd
 from avatar_pipeline.errors import ADVICE, PipelineError
-from avatar_pipeline.keys import archived_key, campaign_output_folder, campaign_report_key
+from avatar_pipeline.keys import archived_key, campaign_approval_key, campaign_output_folder, campaign_report_key
 from avatar_pipeline.observability import logger
 
 if TYPE_CHECKING:
@@ -50,8 +52,33 @@ def end_row(
     # Also when the row was counted already: the run that counted it may have died before completing.
     if try_complete(campaign_id, run_id, ports):
         return True
-    refresh_report(campaign_id, run_id, ports)
+    if not try_sample_ready(campaign_id, run_id, ports):
+        refresh_report(campaign_id, run_id, ports)
     return False
+
+
+def try_sample_ready(campaign_id: str, run_id: str, ports: CampaignPorts) -> bool:
+    """The sample (approve_after) ended: once, the report and a "sample ready" notification (kind=campaign,
+    status SAMPLE_READY); the held rows then wait for a person (campaigns/approval.py) at no cost."""
+    record = ports.campaigns.get(campaign_id)
+    if record is None or record.run_id != run_id or record.gate is not SampleGate.SAMPLING or not record.sample_ended:
+        return False
+    if not ports.campaigns.move_gate(campaign_id, run_id, frozenset({SampleGate.SAMPLING}), SampleGate.READY):
+        return False
+    report = write_report(record.model_copy(update={"gate": SampleGate.READY}), ports)
+    ports.announcer.publish(
+        CampaignNotification(
+            campaign_key=record.campaign_key,
+            bucket=record.bucket,
+            status="SAMPLE_READY",
+            dry_run=False,
+            totals=report.totals,
+            report_key=campaign_report_key(record.campaign_key, "json"),
+            approve_key=campaign_approval_key(record.campaign_key),
+        )
+    )
+    logger.info("campaign sample ready", extra={"campaign_key": record.campaign_key, "held": record.held})
+    return True
 
 
 def refresh_report(campaign_id: str, run_id: str, ports: CampaignPorts) -> None:
@@ -99,7 +126,8 @@ def try_complete(campaign_id: str, run_id: str, ports: CampaignPorts) -> bool:
 def build_report(record: CampaignRecord, rows: Iterable[RowRecord]) -> CampaignReport:
     """The report (campaigns/report.py) from the campaign's record and its rows, in their order in the
     rows file: rebuilt from the table whenever it is written."""
-    results = (_result(row) for row in sorted(rows, key=lambda row: row.number))
+    gate_open = record.gate in OPEN_GATES
+    results = (_result(row, gate_open) for row in sorted(rows, key=lambda row: row.number))
     return report_of(record.campaign_key, results, dry_run=record.dry_run)
 
 
@@ -111,11 +139,13 @@ def write_report(record: CampaignRecord, ports: CampaignPorts) -> CampaignReport
     return report
 
 
-def _result(row: RowRecord) -> RowResult:
+def _result(row: RowRecord, gate_open: bool) -> RowResult:
+    # A row the sample gate holds back shows as PLANNED (waiting for approval), not PENDING.
+    held = gate_open and row.held_message is not None and row.status is RowStatus.PENDING
     return RowResult(
         # A repeated id's row is kept under "<id>#<number>" (it must not touch the earlier row's record).
         row_id=row.row_id.split("#", 1)[0],
-        status=row.status,
+        status=RowStatus.PLANNED if held else row.status,
         error_code=row.error_code,
         error_message=row.error_message,
         job_id=row.job_id,

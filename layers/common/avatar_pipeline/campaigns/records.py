@@ -32,6 +32,18 @@ class CampaignStatus(StrEnum):
     FAILED = "FAILED"  # the campaign itself was invalid: no row ran
 
 
+class SampleGate(StrEnum):
+    """A campaign with approve_after K: its first K valid rows render as a sample, the rest are held."""
+
+    SAMPLING = "SAMPLING"  # the sample renders; the other rows are held
+    READY = "READY"  # the sample ended: "sample ready" went out; waiting for a person, at no cost
+    APPROVED = "APPROVED"  # the held rows were handed out
+    REJECTED = "REJECTED"  # the held rows ended SKIPPED (NOT_APPROVED)
+
+
+OPEN_GATES = frozenset({SampleGate.SAMPLING, SampleGate.READY})
+
+
 def derive_campaign_id(bucket: str, campaign_key: str) -> str:
     digest = hashlib.sha256("\n".join(["campaign", bucket, campaign_key]).encode()).hexdigest()
     return f"campaign-{digest[:40]}"
@@ -84,6 +96,9 @@ class CampaignRecord(BaseModel):
     updated_at: datetime
     completed_at: datetime | None = None
     completed_run: str | None = None  # the run whose completion went out (report, notification, event)
+    # The sample gate (approve_after): its state in this run, and how many rows it holds back.
+    gate: SampleGate | None = None
+    held: int = 0
 
     @property
     def split_done(self) -> bool:
@@ -92,6 +107,11 @@ class CampaignRecord(BaseModel):
     @property
     def all_rows_ended(self) -> bool:
         return self.rows_total is not None and self.counts.terminal >= self.rows_total
+
+    @property
+    def sample_ended(self) -> bool:
+        """Every row but the held ones is terminal (the sample, and the rows that failed or were skipped)."""
+        return self.rows_total is not None and self.held > 0 and self.counts.terminal + self.held >= self.rows_total
 
 
 class RowRecord(BaseModel):
@@ -105,6 +125,8 @@ class RowRecord(BaseModel):
     error_message: str | None = None
     estimated_cost_usd: Money = ZERO
     cost_usd: Money = ZERO
+    # A row held back by the sample gate: its message (JSON), handed out if the sample is approved.
+    held_message: str | None = None
 
 
 class RowMessage(BaseModel):
@@ -138,6 +160,8 @@ class SplitCursor(BaseModel):
     after_row: int = Field(ge=1)
     # What max_spend_usd had admitted up to that row (the ceiling goes on from there).
     committed_usd: Money = ZERO
+    # How many rows the sample gate had let through (approve_after counts on from there).
+    sample_taken: int = 0
 
 
 class CampaignErrorReport(BaseModel):
@@ -158,10 +182,13 @@ class CampaignNotification(BaseModel):
     kind: Literal["campaign"] = "campaign"
     campaign_key: str
     bucket: str
-    status: Literal["PLANNED", "COMPLETED", "FAILED"]
+    # SAMPLE_READY: the sample (approve_after) rendered; the other rows wait for approval (report_key).
+    status: Literal["PLANNED", "COMPLETED", "FAILED", "SAMPLE_READY"]
     dry_run: bool
     totals: ReportTotals
     report_key: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     archived_keys: dict[str, str] = Field(default_factory=dict)
+    # SAMPLE_READY: the file to drop beside the campaign file to approve the rest (or `.reject` to skip it).
+    approve_key: str | None = None

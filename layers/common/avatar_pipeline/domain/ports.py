@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         RowMessage,
         RowRecord,
         RowStatus,
+        SampleGate,
     )
     from avatar_pipeline.clock import Clock
     from avatar_pipeline.domain.poll_policy import PollSchedule, RenderStats
@@ -315,6 +316,10 @@ class CampaignStore(Protocol):
         self, campaign_id: str, run_id: str, row_id: str, status: RowStatus, detail: RowEnd
     ) -> CampaignRecord | None:
         """A PENDING row of the run ended: counted once (None: it was already, or it is not this run's)."""
+        ...
+
+    def move_gate(self, campaign_id: str, run_id: str, from_states: frozenset[SampleGate], to: SampleGate) -> bool:
+        """Move this run's sample gate to `to` if it is in one of `from_states` (one mover wins)."""
         ...
 
     def claim_report_refresh(self, campaign_id: str, run_id: str, now: datetime, last_before: datetime) -> bool:
