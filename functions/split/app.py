@@ -11,8 +11,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_pipeline.adapters.queue import SplitEventRecord, to_split_request
-from avatar_pipeline.campaigns.approval import decide_sample
-from avatar_pipeline.campaigns.records import SplitCursor
+from avatar_pipeline.campaigns.approval import decide_sample, expire_sample
+from avatar_pipeline.campaigns.records import SampleExpiry, SplitCursor
 from avatar_pipeline.campaigns.split import resume_split, split_campaign
 from avatar_pipeline.keys import sample_decision_of
 from avatar_pipeline.observability import logger, metrics, tracer
@@ -26,6 +26,8 @@ def record_handler(record: SplitEventRecord, lambda_context: LambdaContext) -> s
     deps = dependencies()
     request = to_split_request(record)
     time_left = lambda: lambda_context.get_remaining_time_in_millis() / 1000  # noqa: E731 - read per row
+    if isinstance(request, SampleExpiry):
+        return "EXPIRED" if expire_sample(request, deps.split_ports) else "IGNORED"
     if isinstance(request, SplitCursor):
         result = resume_split(request, deps.split_ports, time_left)
     elif sample_decision_of(request.key) is not None:

@@ -190,6 +190,10 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # RetryScheduler.requeue (send_message, ._queue_url) - the split's cursor back on its own queue.
         "sqs:SendMessage": {"SubmitQueue", "SplitQueue"},
         "sqs:GetQueueUrl": {"SplitQueue"},
+        # sample_deadlines.py SchedulerDeadlines.set (create_schedule, which passes SampleExpiryRole) -
+        # split.py _bound_the_sample.
+        "scheduler:CreateSchedule": {"schedule/default/*"},
+        "iam:PassRole": {"SampleExpiryRole"},
         # campaign_outbox.py CampaignAnnouncer.publish - complete.py try_complete, fail_campaign.
         "sns:Publish": {"NotificationTopic"},
         "events:PutEvents": {"event-bus/default"},
@@ -272,6 +276,7 @@ CLIENT_ATTRIBUTES = {
     "_table": "dynamodb",
     "_events": "events",
     "_dynamodb": "dynamodb",
+    "_scheduler": "scheduler",
 }
 OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("s3", "head_object"): {"s3:GetObject"},
@@ -291,6 +296,7 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("events", "put_events"): {"events:PutEvents"},
     ("sqs", "send_message"): {"sqs:SendMessage"},
     ("sqs", "send_message_batch"): {"sqs:SendMessage"},
+    ("scheduler", "create_schedule"): {"scheduler:CreateSchedule", "iam:PassRole"},
     ("sqs", "change_message_visibility"): {"sqs:ChangeMessageVisibility"},
     ("sqs", "get_queue_url"): {"sqs:GetQueueUrl"},
     ("dynamodb", "get_item"): {"dynamodb:GetItem"},
@@ -308,7 +314,7 @@ LIBRARY_CALLS = {
     # campaigns_table.py: Table.batch_writer -> BatchWriteItem.
     "batch_writer": {"dynamodb:BatchWriteItem"},
 }
-KNOWN_SERVICES = {"s3", "sns", "sqs", "dynamodb", "stepfunctions", "events"}
+KNOWN_SERVICES = {"s3", "sns", "sqs", "dynamodb", "stepfunctions", "events", "scheduler"}
 
 
 # ------------------------------------------------------------------ reading the translated template
@@ -348,7 +354,9 @@ def label(expression: Any, resources: dict[str, Any]) -> str:
             if match:
                 return match[1] + match[2]
             match = re.fullmatch(
-                r"arn:\$\{AWS::Partition\}:events:\$\{AWS::Region\}:\$\{AWS::AccountId\}:(event-bus/[\w.-]+)", argument
+                r"arn:\$\{AWS::Partition\}:(?:events|scheduler):\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+                r"(event-bus/[\w.-]+|schedule/[\w.-]+/\*)",
+                argument,
             )
             if match:
                 return match[1]
@@ -448,7 +456,7 @@ def test_key_use_is_limited_to_the_services_the_function_calls(resources: dict[s
 def test_only_the_functions_and_the_state_machine_have_roles(resources: dict[str, Any]) -> None:
     """SAM generates no role of its own (it would attach AWSLambdaBasicExecutionRole and friends)."""
     roles = {k for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
-    assert roles == {f"{name}Role" for name in (*CODE_ACTIONS, "RenderJobStateMachine")}
+    assert roles == {f"{name}Role" for name in (*CODE_ACTIONS, "RenderJobStateMachine", "SampleExpiry")}
     for resource in resources.values():
         assert resource["Type"] not in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::User")
     functions = {k for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
@@ -473,6 +481,18 @@ def test_state_machine_invokes_only_its_functions_and_publishes_nothing(resource
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     definition = json.dumps(resources["RenderJobStateMachine"]["Properties"])
     assert "sns:publish" not in definition.lower()
+
+
+def test_the_sample_expiry_role_only_puts_on_the_split_queue_for_the_scheduler(resources: dict[str, Any]) -> None:
+    role = resources["SampleExpiryRole"]
+    assert "ManagedPolicyArns" not in role["Properties"]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (statement,) = statements_of(role)
+    assert (statement["Action"], label(statement["Resource"], resources)) == ("sqs:SendMessage", "SplitQueue")
+    (pass_role,) = [s for s in statements_of(role_of(resources, "SplitFunction")) if s["Action"] == "iam:PassRole"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
 
 
 # ------------------------------------------------------------------ the table against the code

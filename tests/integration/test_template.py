@@ -326,7 +326,12 @@ def test_every_function_gets_the_contract_environment(template: dict[str, Any], 
         "STATE_MACHINE_ARN": {"Ref": "RenderJobStateMachine"},
     }
     # Only Split hands rows to the submit queue.
-    assert props(resources, "SplitFunction")["Environment"]["Variables"] == {"SUBMIT_QUEUE_URL": {"Ref": "SubmitQueue"}}
+    assert props(resources, "SplitFunction")["Environment"]["Variables"] == {
+        "SUBMIT_QUEUE_URL": {"Ref": "SubmitQueue"},
+        "SPLIT_QUEUE_ARN": {"Fn::GetAtt": ["SplitQueue", "Arn"]},
+        "SAMPLE_EXPIRY_ROLE_ARN": {"Fn::GetAtt": ["SampleExpiryRole", "Arn"]},
+        "SAMPLE_WAIT_DAYS": "7",
+    }
     for logical_id in FUNCTIONS.keys() - {"SubmitFunction", "DeadLetterFunction", "SplitFunction"}:
         assert "Environment" not in props(resources, logical_id)
 

@@ -7,8 +7,11 @@ person decides by dropping `<name>.approve` or `<name>.reject` beside the campai
 to the Split function through the split queue:
 * approve: the held rows' messages go to the submit queue as they are (each row's job id and run);
 * reject: each held row ends SKIPPED with NOT_APPROVED, and the last of them completes the campaign.
-The gate moves once (a conditional write); a decision delivered twice, or one whose run died half way,
-does its work again, which hands out or skips nothing twice (Submit's claim, the rows' conditions).
+Nobody deciding is bounded too: the split sets a one-time schedule (EventBridge Scheduler) that puts a
+SampleExpiry on the split queue SAMPLE_WAIT_DAYS (default 7) after the split; an open gate then closes
+as if rejected (EXPIRED). The gate moves once (a conditional write); a decision delivered twice, or one
+whose run died half way, does its work again, which hands out or skips nothing twice (Submit's claim,
+the rows' conditions).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from avatar_pipeline.campaigns.records import (
     CampaignRecord,
     RowMessage,
     RowStatus,
+    SampleExpiry,
     SampleGate,
     derive_campaign_id,
 )
@@ -60,6 +64,22 @@ def decide_sample(obj: InboxObject, ports: SplitPorts) -> bool:
     return True
 
 
+def expire_sample(expiry: SampleExpiry, ports: SplitPorts) -> bool:
+    """The sample's time to be decided is up (a one-time schedule, set by the split): if that run's gate is
+    still open, its held rows end SKIPPED (NOT_APPROVED) and the campaign completes. True if it closed."""
+    logger.set_correlation_id(expiry.campaign_id)
+    if not ports.campaigns.move_gate(expiry.campaign_id, expiry.run_id, OPEN_GATES, SampleGate.EXPIRED):
+        record = ports.campaigns.get(expiry.campaign_id)
+        if record is None or record.run_id != expiry.run_id or record.gate is not SampleGate.EXPIRED:
+            return False  # decided in time, or a newer run: nothing to do
+    record = ports.campaigns.get(expiry.campaign_id)
+    assert record is not None
+    days = ports.settings.sample_wait_days
+    _skip_held(record, ports, f"nobody approved the campaign's sample within {days} days; this row was not rendered")
+    logger.info("campaign sample expired", extra={"campaign_key": record.campaign_key})
+    return True
+
+
 def _hand_out_held(record: CampaignRecord, ports: SplitPorts) -> None:
     batch: list[RowMessage] = []
     for row in ports.campaigns.rows(record.campaign_id):
@@ -72,10 +92,12 @@ def _hand_out_held(record: CampaignRecord, ports: SplitPorts) -> None:
         ports.rows.send(batch)
 
 
-def _skip_held(record: CampaignRecord, ports: SplitPorts) -> None:
-    detail = RowEnd(
-        ErrorCode.NOT_APPROVED.value, "the campaign's sample was rejected; this row was not rendered (nothing billed)"
-    )
+def _skip_held(
+    record: CampaignRecord,
+    ports: SplitPorts,
+    why: str = "the campaign's sample was rejected; this row was not rendered",
+) -> None:
+    detail = RowEnd(ErrorCode.NOT_APPROVED.value, f"{why} (nothing billed)")
     for row in list(ports.campaigns.rows(record.campaign_id)):
         if row.run_id == record.run_id and row.status is RowStatus.PENDING and row.held_message is not None:
             ports.campaigns.end_row(record.campaign_id, record.run_id, row.row_id, RowStatus.SKIPPED, detail)

@@ -39,6 +39,7 @@ class SampleGate(StrEnum):
     READY = "READY"  # the sample ended: "sample ready" went out; waiting for a person, at no cost
     APPROVED = "APPROVED"  # the held rows were handed out
     REJECTED = "REJECTED"  # the held rows ended SKIPPED (NOT_APPROVED)
+    EXPIRED = "EXPIRED"  # no decision in time: the held rows ended SKIPPED (NOT_APPROVED)
 
 
 OPEN_GATES = frozenset({SampleGate.SAMPLING, SampleGate.READY})
@@ -162,6 +163,15 @@ class SplitCursor(BaseModel):
     committed_usd: Money = ZERO
     # How many rows the sample gate had let through (approve_after counts on from there).
     sample_taken: int = 0
+
+
+class SampleExpiry(BaseModel):
+    """Put on the split queue by a one-time EventBridge Scheduler schedule when a sample's time to be
+    decided is up: an open gate of that run then closes as if rejected."""
+
+    kind: Literal["sample-expiry"] = "sample-expiry"
+    campaign_id: str
+    run_id: str
 
 
 class CampaignErrorReport(BaseModel):

@@ -19,12 +19,14 @@ import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from avatar_pipeline.campaigns.complete import fail_campaign, refresh_report, try_complete, try_sample_ready
 from avatar_pipeline.campaigns.plan import SpendCeiling, price_of
 from avatar_pipeline.campaigns.records import (
+    OPEN_GATES,
     CampaignRecord,
     CampaignStatus,
     RowMessage,
@@ -111,12 +113,24 @@ def split_campaign(
     if isinstance(entered, SplitCursor):
         logger.info("the split goes on in its next invocation", extra={"after_row": entered.after_row})
         return entered
+    _bound_the_sample(campaign, ports)
     ports.campaigns.finish_split(campaign.campaign_id, campaign.run_id, entered, ports.clock.now())
     if not try_complete(campaign.campaign_id, campaign.run_id, ports) and not try_sample_ready(
         campaign.campaign_id, campaign.run_id, ports
     ):
         refresh_report(campaign.campaign_id, campaign.run_id, ports)  # the first report: every row PENDING
     return SplitResult.SPLIT
+
+
+def _bound_the_sample(campaign: Campaign, ports: SplitPorts) -> None:
+    """A sample that holds rows back waits for a person's decision for SAMPLE_WAIT_DAYS at most, counted
+    from the split (campaigns/approval.py expire_sample); set before the split is marked done, so a
+    redelivery sets it if a run died in between."""
+    record = ports.campaigns.get(campaign.campaign_id)
+    if ports.deadlines is None or record is None or record.gate not in OPEN_GATES or record.held == 0:
+        return
+    deadline = record.started_at + timedelta(days=ports.settings.sample_wait_days)
+    ports.deadlines.set(campaign.campaign_id, campaign.run_id, deadline)
 
 
 def _open(obj: InboxObject, ports: SplitPorts) -> tuple[Campaign, bytes] | None:

@@ -352,6 +352,13 @@ class RowQueue(Protocol):
     def send(self, messages: list[RowMessage]) -> None: ...
 
 
+class SampleDeadlines(Protocol):
+    """When a campaign's sample must be decided by (adapters/sample_deadlines.SchedulerDeadlines: a one-time
+    EventBridge Scheduler schedule that puts a SampleExpiry on the split queue then). Idempotent."""
+
+    def set(self, campaign_id: str, run_id: str, at: datetime) -> None: ...
+
+
 class CampaignNotifier(Protocol):
     """The campaign's one SNS message (attribute kind=campaign) and EventBridge event."""
 
@@ -422,6 +429,7 @@ class CampaignPorts:
 @dataclass(frozen=True, kw_only=True)
 class SplitPorts(CampaignPorts):
     rows: RowQueue
+    deadlines: SampleDeadlines | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
