@@ -119,3 +119,41 @@ def test_a_campaign_renders_each_valid_row_once_and_completes_with_one_notificat
     assert not [key for key in inputs if key.startswith("inbox/")]
     assert {"processed/shop/spring.campaign.json", "processed/shop/people.csv", "processed/shop/alice.png"} <= inputs
     assert "campaign inbox/shop/spring.campaign.json: COMPLETED" in result.stdout
+
+
+def test_a_dry_run_submits_nothing_and_a_ceiling_lets_only_the_rows_that_fit_through(
+    inbox: Path, tmp_path: Path
+) -> None:
+    """Given a dry run and a campaign whose max_spend_usd fits three of its five rows, dropped together,
+    then the dry run ends PLANNED with an estimate and no submit, and exactly three rows of the other are
+    submitted (once each), the rest SKIPPED with SPEND_LIMIT."""
+    rows = "id,name\r\n" + "".join(f"r{n},Name {n}\r\n" for n in range(1, 6))
+    template = {"model": "heygen-avatar-iv", "photo": "face.png", "video_title": "Hi {{name}}", "script": "Hi {{name}}"}
+    for folder, extra in (("plan", {"dry_run": True}), ("capped", {"max_spend_usd": 6.6})):
+        (inbox / folder).mkdir()
+        (inbox / folder / "face.png").write_bytes(make_png(64, 64))
+        (inbox / folder / "rows.csv").write_text(rows)
+        document = {"rows": "rows.csv", "row_id": "id", "template": template, **extra}
+        (inbox / folder / "batch.campaign.json").write_text(json.dumps(document))
+    out = tmp_path / "out"
+
+    result = local_run(inbox, out, "--time-scale", "0.01", timeout=600)
+
+    assert result.exit_code == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    campaigns = {c["campaign_key"]: c for c in result.summary["campaigns"]}
+    planned = campaigns["inbox/plan/batch.campaign.json"]
+    assert (planned["status"], planned["rows"], planned["succeeded"]) == ("PLANNED", 5, 0)
+    plan_report = json.loads((out / "outputs/campaigns/plan/batch/report.json").read_text())
+    assert plan_report["totals"]["planned"] == 5
+    assert plan_report["totals"]["estimated_cost_usd"] > 0
+    capped = campaigns["inbox/capped/batch.campaign.json"]
+    assert (capped["status"], capped["succeeded"], capped["skipped"]) == ("COMPLETED", 3, 2)
+    jobs = result.summary["jobs"]
+    assert sum(j["provider_submits"] for j in jobs) == 3
+    skipped = [j for j in jobs if j["status"] == "SKIPPED"]
+    assert {j["error_code"] for j in skipped} == {"SPEND_LIMIT"}
+    assert {j["input_key"] for j in skipped} == {
+        "inbox/capped/batch.campaign.json#r4",
+        "inbox/capped/batch.campaign.json#r5",
+    }
+    assert all(j["status"] == "PLANNED" for j in jobs if j["input_key"].startswith("inbox/plan/"))
