@@ -4,8 +4,8 @@ The models are the report.json schema. `build_report` computes the totals from t
 one pass; the renderers only format. report.html is one self-contained page (inline CSS and script,
 nothing fetched from the network) whose players name each video by its path relative to the page, so
 the folder plays the same after `aws s3 sync` of the output bucket and in a local run's
-`OUT/outputs/`. At 10,000 rows it stays light: no player loads anything until its row scrolls into
-view (`preload="none"`, an IntersectionObserver), and every string a user wrote is escaped.
+`OUT/outputs/`. At 10,000 rows it stays light: a player exists only while its row is near the screen
+(an IntersectionObserver makes and releases them), and every string a user wrote is escaped.
 """
 
 from __future__ import annotations
@@ -218,41 +218,48 @@ th,td{border-bottom:1px solid #8884;padding:.35rem .5rem;text-align:left;vertica
 td.error{max-width:32rem;word-break:break-word}td.cost{text-align:right;white-space:nowrap}
 .status{font-weight:600}.SUCCEEDED .status{color:#1a7f37}.FAILED .status{color:#cf222e}
 .SKIPPED .status,.PLANNED .status,.PENDING .status{color:#9a6700}
-video{width:240px;height:135px;background:#000}
+.player,video{display:block;width:240px;height:135px;background:#000}
+td.video a{font-size:.85em;word-break:break-all}
 td.video[data-state=missing]::after{content:"video file not found";display:block;color:#cf222e}
 table[data-filter=SUCCEEDED] tbody tr:not(.SUCCEEDED),table[data-filter=FAILED] tbody tr:not(.FAILED),
 table[data-filter=SKIPPED] tbody tr:not(.SKIPPED),table[data-filter=OTHER] tbody tr:not(.PLANNED,.PENDING)
 {display:none}
 """
 
-# Each video cell says how its player fared, for people and for browser tests: data-state is
-# "idle" until the row is near the viewport, then "loading", then "ready" (the first frame is there)
-# or "missing" (the file could not be loaded).
+# Ten thousand <video> elements cost a browser minutes of work even with preload="none", so the page
+# holds none up front: a video cell carries its video's relative path (data-src, and a plain link
+# that works without the script), and a player is made when the row comes near the screen, and let
+# go (unless it is playing) when the row is far away again. Each video cell says how its player
+# fared, for people and for browser tests: data-state is "idle" (no player yet), "loading", "ready"
+# (the first frame is there) or "missing" (the file could not be loaded).
 _SCRIPT = """
 (function(){
-var cells=document.querySelectorAll("td.video");
-function watch(cell){
- var v=cell.querySelector("video");
- v.addEventListener("loadeddata",function(){cell.dataset.state="ready";});
- v.addEventListener("error",function(){cell.dataset.state="missing";});
- return v;
-}
-function start(cell){
- if(cell.dataset.state!=="idle")return;
+function make(cell){
+ var v=document.createElement("video");
+ v.controls=true;v.preload="metadata";v.playsInline=true;
+ v.addEventListener("loadeddata",function(){if(v.isConnected)cell.dataset.state="ready";});
+ v.addEventListener("error",function(){if(v.isConnected)cell.dataset.state="missing";});
  cell.dataset.state="loading";
- var v=cell.querySelector("video");v.preload="metadata";v.load();
+ v.src=cell.dataset.src;
+ cell.querySelector(".player").appendChild(v);
 }
-cells.forEach(watch);
-if("IntersectionObserver" in window){
- var seen=new IntersectionObserver(function(entries){entries.forEach(function(e){
-  if(e.isIntersecting){seen.unobserve(e.target);start(e.target);}});},{rootMargin:"600px 0px"});
- cells.forEach(function(c){seen.observe(c);});
-}else{cells.forEach(start);}
+function release(cell){
+ var v=cell.querySelector("video");
+ if(!v||!v.paused)return;
+ v.remove();v.removeAttribute("src");v.load();
+ if(cell.dataset.state==="loading")cell.dataset.state="idle";
+}
 var table=document.querySelector("table.rows");
 document.querySelectorAll(".filter button").forEach(function(b){b.addEventListener("click",function(){
  table.dataset.filter=b.dataset.filter;
  document.querySelectorAll(".filter button").forEach(function(o){o.setAttribute("aria-pressed",o===b);});
 });});
+if(!("IntersectionObserver" in window))return;
+var near=new IntersectionObserver(function(entries){entries.forEach(function(e){
+ var has=e.target.querySelector("video");
+ if(e.isIntersecting&&!has)make(e.target);else if(!e.isIntersecting&&has)release(e.target);
+});},{rootMargin:"800px 0px"});
+document.querySelectorAll("td.video").forEach(function(c){near.observe(c);});
 })();
 """
 _SCRIPT_HASH = b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
@@ -328,7 +335,8 @@ def _video_cell(row: ReportRow, page_key: str) -> str:
     if row.status is not RowStatus.SUCCEEDED or not row.video_key:
         return '<td class="no-video"></td>'
     href = escape(relative_href(row.video_key, page_key))
+    name = escape(row.video_key.rsplit("/", 1)[-1])
     return (
-        f'<td class="video" data-state="idle"><video src="{href}" preload="none" controls playsinline '
-        f'title="{escape(row.video_key)}"></video></td>'
+        f'<td class="video" data-state="idle" data-src="{href}"><div class="player"></div>'
+        f'<a href="{href}" title="{escape(row.video_key)}">{name}</a></td>'
     )
