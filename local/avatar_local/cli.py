@@ -400,9 +400,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _report_path(out: Path, campaign: dict[str, Any]) -> Path:
-    """A completed campaign's report is in the output bucket; an invalid one's error report in the input's."""
-    folder = "inputs" if campaign["status"] == "FAILED" else "outputs"
-    return out / folder / str(campaign["report_key"])
+    """report.html beside the campaign's videos; an invalid campaign's error report in the input bucket."""
+    if campaign["status"] == "FAILED":
+        return out / "inputs" / str(campaign["report_key"])
+    return out / "outputs" / (str(campaign["report_key"]).removesuffix(".json") + ".html")
 
 
 def run_local(
@@ -443,7 +444,8 @@ def _demo(args: argparse.Namespace) -> int:
     out: Path = args.out
     with tempfile.TemporaryDirectory() as tmp:
         inbox = Path(tmp) / "inbox"
-        shutil.copytree(EXAMPLES, inbox)
+        # examples/campaign/ is `make demo-campaign`'s: the demo is the one job file.
+        shutil.copytree(EXAMPLES, inbox, ignore=shutil.ignore_patterns("campaign"))
         try:
             completed, summary = run_local(
                 inbox, out, LocalRunConfig(time_scale=args.time_scale), args.timeout, sys.stdout
