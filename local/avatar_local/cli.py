@@ -141,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("file", type=Path, help="a <name>.campaign.json, its rows and media beside it")
     plan.add_argument("--rpm", type=_positive_int, default=50, help="the key's requests per minute (pro: 50)")
+    status = campaign_commands.add_parser("status", help="a deployed stack: a campaign's totals and a progress bar")
+    status.add_argument("campaign", help="its key (inbox/a/b.campaign.json) or name under inbox/ (a/b)")
+    status.add_argument("--watch", action="store_true", help="follow it until it ends")
+    status.add_argument("--interval", type=_positive_float, default=5.0, help="with --watch: seconds between looks")
+    status.add_argument("--timeout", type=_positive_float, default=3600.0, help="with --watch: seconds")
+    status.add_argument("--stack", help="the deployed stack; names come from its outputs")
+    status.add_argument("--input-bucket", help="instead of --stack")
+    status.add_argument("--campaigns-table", help="instead of --stack")
     for verb, what in (("approve", "render the rest of"), ("reject", "skip the rest of (NOT_APPROVED)")):
         decision = campaign_commands.add_parser(
             verb, help=f"a deployed stack: {what} a campaign whose sample (approve_after) is ready"
@@ -196,6 +204,8 @@ def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
         return _deployed(args, parser, console or sys.stdout)
     if args.group == "emulator":
         return _serve_emulator(args)
+    if args.group == "campaign" and args.command == "status":
+        return _campaign_status(args, parser, console or sys.stdout)
     if args.group == "campaign" and args.command in ("approve", "reject"):
         return _campaign_decision(args, parser, console or sys.stdout)
     if args.group == "campaign":
@@ -259,6 +269,16 @@ def _deployed_command(args: argparse.Namespace, parser: argparse.ArgumentParser,
         return EXIT_OK
     except (deployed.UsageError, InvalidJob, OSError) as error:
         parser.error(str(error))
+
+
+def _campaign_status(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
+    from avatar_local.campaign_status import StatusUsageError, show_status, table_names
+
+    try:
+        bucket, table = table_names(args.stack, args.input_bucket, args.campaigns_table)
+    except StatusUsageError as error:
+        parser.error(str(error))
+    return show_status(bucket, table, args.campaign, console, args.watch, args.interval, args.timeout)
 
 
 def _campaign_decision(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
