@@ -135,21 +135,25 @@ def test_no_sixty_seconds_ever_see_more_requests_than_the_limit(budget: RequestB
 
     windows = [sum(1 for g in grants if start <= g < start + 60) for start in (i * 0.5 for i in range(2 * 120))]
     assert max(windows) <= RPM
-    assert len(grants) == pytest.approx(5 + 45 * 3, abs=2)
+    # Within three of the allowance: a check may wait behind the last few queued submits, so the bucket
+    # can end the three minutes with a few tokens nobody was ranked to take.
+    assert len(grants) == pytest.approx(5 + 45 * 3, abs=3)
 
 
-def test_submits_leave_a_reserve_for_status_checks(budget: RequestBudget) -> None:
-    """Given a bucket down to its reserve (2 of 5 tokens left)
-    When a submit and then a status check ask
-    Then the submit waits (it would dip into the reserve) and the check goes out."""
+def test_submits_leave_a_reserve_for_status_checks(state_table: str) -> None:
+    """Given two keys' buckets, each down to its reserve (2 of 5 tokens left), no submit queued
+    When a submit asks on one and a status check on the other
+    Then the submit waits one interval (it would dip into the reserve) and the check goes out."""
+    submits, checks = RequestBudget(state_table, RPM, name="a"), RequestBudget(state_table, RPM, name="b")
     for _ in range(3):
-        assert granted(budget.try_acquire("poll", at(0)))
+        assert granted(submits.try_acquire("poll", at(0)))
+        assert granted(checks.try_acquire("poll", at(0)))
 
-    submit = budget.try_acquire("submit", at(0))
+    submit = submits.try_acquire("submit", at(0))
     assert isinstance(submit, Denied)
     assert submit.retry_after_seconds == pytest.approx(INTERVAL, abs=1e-3)
-    assert granted(budget.try_acquire("poll", at(0)))
-    assert granted(budget.try_acquire("result", at(0)))
+    assert granted(checks.try_acquire("poll", at(0)))
+    assert granted(submits.try_acquire("result", at(0)))
 
 
 def test_status_checks_leave_the_last_token_to_result_fetches(budget: RequestBudget) -> None:

@@ -24,7 +24,14 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from avatar_pipeline.adapters.dynamodb import condition_failed, until_written
-from avatar_pipeline.domain.request_budget import BucketShape, Denied, Grant, RequestKind, epoch_seconds
+from avatar_pipeline.domain.request_budget import (
+    LAST_SUBMITS_SECONDS,
+    BucketShape,
+    Denied,
+    Grant,
+    RequestKind,
+    epoch_seconds,
+)
 from avatar_pipeline.observability import logger
 
 if TYPE_CHECKING:
@@ -65,70 +72,108 @@ class RequestBudget:
         shape = self.shape
         # First assume the common case of a quiet key: the bucket is full. A lost write tells what the
         # item held then, and the next attempt decides from that.
-        seen = _Seen(full_at=None)
+        seen = _Seen(full_at=None, submits_until=None, known=False)
 
         def take_one() -> Grant | Denied | None:
-            if seen.full_at is not None and seen.full_at > shape.cutoff(kind, now):
-                return Denied(kind, shape.retry_after(seen.full_at, kind, now))
+            if seen.known and shape.take(seen.full_at, shape.ranks_as(kind, seen.submits_until, now), now) is None:
+                return self._denied(kind, now, seen)
             taken = self._take(kind, now, idle=seen.full_at is None or seen.full_at <= now)
-            if isinstance(taken, float):
-                return Grant(kind, shape.tokens(taken, now))
-            seen.full_at = taken.full_at
-            return None
+            if not taken.written:
+                seen.full_at, seen.submits_until, seen.known = taken.full_at, taken.submits_until, True
+                return None
+            assert taken.full_at is not None
+            return Grant(kind, shape.tokens(taken.full_at, now), shape.submits_waiting(taken.submits_until, now))
 
         # Writers that kept overtaking us mean a busy bucket: waiting one interval is the honest answer.
         return until_written(MAX_ATTEMPTS, take_one) or Denied(kind, shape.interval_seconds)
 
-    def _take(self, kind: RequestKind, now: float, idle: bool) -> float | _Seen:
-        """One conditional write taking a token: the new full_at, or what the item held if it lost."""
+    def _denied(self, kind: RequestKind, now: float, seen: _Seen) -> Denied:
+        """The bucket cannot grant `kind` now; a submit also books its turn in the queue of waiting submits."""
         shape = self.shape
+        assert seen.full_at is not None
+        retry_after = shape.retry_after(seen.full_at, shape.ranks_as(kind, seen.submits_until, now), now)
+        if kind != "submit":
+            return Denied(kind, retry_after, shape.submits_waiting(seen.submits_until, now))
+        turn = self._book_turn(now, now + retry_after, seen.submits_until)
+        return Denied(kind, turn - now, submits_waiting=True)
+
+    def _book_turn(self, now: float, earliest: float, submits_until: float | None) -> float:
+        """The next free turn after the last one booked (one conditional write, another if a concurrent
+        submit booked first); the moment this submit may come back."""
+        shape = self.shape
+        for _ in range(MAX_ATTEMPTS):
+            turn, end = shape.turn(submits_until, earliest, now)
+            if end is None:
+                return turn  # too far ahead to hold: ask again then
+            condition = "attribute_not_exists(submits_until)" if submits_until is None else "submits_until = :seen"
+            values = {":end": _number(end)} | ({} if submits_until is None else {":seen": _number(submits_until)})
+            written = self._update("SET submits_until = :end", condition, values)
+            if written.written:
+                return turn
+            submits_until = written.submits_until
+        return earliest  # a crowd booking at once: come back when a token could be free
+
+    def _take(self, kind: RequestKind, now: float, idle: bool) -> _Seen:
+        """One conditional write taking a token: the item after it, or what it held if the write lost.
+
+        A check ranks as a submit while the last few submits wait (BucketShape.ranks_as), so its
+        condition reads the queue too: it passes at the submit's cutoff always, and at its own unless
+        the queue is short."""
+        shape = self.shape
+        rank_free = shape.cutoff(kind, now)
+        strict = shape.cutoff("submit", now) if kind == "poll" else rank_free
+        values: dict[str, Any] = {":strict": _number(min(now, strict) if idle else strict)}
+        if kind == "poll":
+            values |= {":free": _number(min(now, rank_free) if idle else rank_free)}
+            values |= {":from": _number(now + shape.interval_seconds), ":to": _number(now + LAST_SUBMITS_SECONDS)}
+            short_queue = "attribute_exists(submits_until) AND submits_until > :from AND submits_until <= :to"
+            rank = f"(full_at <= :strict OR (full_at <= :free AND NOT ({short_queue})))"
+        else:
+            rank = "full_at <= :strict"
         if idle:
             # Full (or never used): the bucket restarts from now; unless this kind must also see it
-            # stand full a while (a submit's reserve above the burst), any idle bucket qualifies.
-            limit = min(now, shape.cutoff(kind, now))
-            return self._update(
-                "SET full_at = :next",
-                "attribute_not_exists(full_at) OR full_at <= :limit",
-                {":next": _number(now + shape.interval_seconds), ":limit": _number(limit)},
-            )
-        return self._update(
-            "SET full_at = full_at + :interval",
-            "full_at > :now AND full_at <= :cutoff",
-            {
-                ":interval": _number(shape.interval_seconds),
-                ":now": _number(now),
-                ":cutoff": _number(shape.cutoff(kind, now)),
-            },
-        )
+            # stand full a while (a reserve above the burst), any idle bucket qualifies.
+            values[":next"] = _number(now + shape.interval_seconds)
+            return self._update("SET full_at = :next", f"attribute_not_exists(full_at) OR {rank}", values)
+        values |= {":interval": _number(shape.interval_seconds), ":now": _number(now)}
+        return self._update("SET full_at = full_at + :interval", f"full_at > :now AND {rank}", values)
 
-    def _update(self, expression: str, condition: str, values: dict[str, Any]) -> float | _Seen:
+    def _update(self, expression: str, condition: str, values: dict[str, Any]) -> _Seen:
+        """The item after the write (written), or as the failed condition found it."""
         try:
             response = self._table.update_item(
                 Key=self._key,
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_NEW",
+                ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if not condition_failed(error):
                 raise
-            return _Seen.from_error(error.response)
-        return float(str(response["Attributes"]["full_at"]))
+            return _Seen.from_item(error.response.get("Item") or {}, written=False)
+        return _Seen.from_item(response["Attributes"], written=True, plain=True)
 
 
 @dataclass
 class _Seen:
-    """The item as a failed condition found it (DynamoDB returns it in wire format)."""
+    """The bucket's item: after our write (written), or as a failed condition found it."""
 
     full_at: float | None
+    submits_until: float | None
+    known: bool = True
+    written: bool = False
 
     @classmethod
-    def from_error(cls, response: Any) -> _Seen:
-        raw = response.get("Item") or {}
-        value = TypeDeserializer().deserialize(raw["full_at"]) if "full_at" in raw else None
-        return cls(float(value) if isinstance(value, Decimal) else None)
+    def from_item(cls, item: Any, written: bool, plain: bool = False) -> _Seen:
+        # A failed condition returns the item in DynamoDB's wire format; the resource's answer is plain.
+        values = item if plain else {name: TypeDeserializer().deserialize(raw) for name, raw in item.items()}
+        return cls(_float(values.get("full_at")), _float(values.get("submits_until")), known=True, written=written)
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, Decimal | int | float) and not isinstance(value, bool) else None
 
 
 def _number(value: float) -> Decimal:

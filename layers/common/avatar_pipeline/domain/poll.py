@@ -50,23 +50,31 @@ def check_status(state: RenderState, ports: PollPorts) -> RenderState:
     job = state.job
     kind = render_class(job.model, job.parameters)
     learned = ports.render_stats.get(kind) if ports.render_stats is not None else RenderStats.prior()
+    schedule = ports.schedule
     if ports.budget is not None:
         decision = ports.budget.try_acquire("poll", ports.clock.now())
+        # Submits waiting for tokens: the next check comes where it is likely to find the render done.
+        schedule = schedule.under_backlog() if decision.submits_waiting else schedule
         if isinstance(decision, Denied):
-            return _deferred(state, ports.clock.now(), decision, ports.schedule, learned)
+            return _deferred(state, ports.clock.now(), decision, schedule, learned)
     try:
         report = ports.provider.status(job.request_id)
     except ProviderThrottled as throttled:
         # Segmind says when its window resets: check again then, without spending a Retry attempt.
         now = ports.clock.now()
-        return _deferred(state, now, Denied("poll", max(1.0, throttled_wait(throttled, now))), ports.schedule, learned)
+        return _deferred(state, now, Denied("poll", max(1.0, throttled_wait(throttled, now))), schedule, learned)
     except _CHECK_FAULTS as fault:
         return _after_failed_check(state, ports.clock.now(), fault.message)
-    return _after_check(state, report, ports, kind, learned)
+    return _after_check(state, report, ports, kind, learned, schedule)
 
 
 def _after_check(
-    state: RenderState, report: StatusReport, ports: PollPorts, kind: str, learned: RenderStats
+    state: RenderState,
+    report: StatusReport,
+    ports: PollPorts,
+    kind: str,
+    learned: RenderStats,
+    schedule: PollSchedule,
 ) -> RenderState:
     """Record what Segmind said, learn a render time from a completion, and schedule the next check."""
     job = state.job
@@ -77,12 +85,21 @@ def _after_check(
     if report.status == "COMPLETED" and ports.render_stats is not None:
         elapsed = (now - job.submitted_at).total_seconds()
         last_check = state.poll.last_checked_at
-        # Checks deferred by the budget did not look: the render finished after the last real one.
-        since_last_check = (now - last_check).total_seconds() if last_check else float(state.poll.wait_seconds)
-        ports.render_stats.record(kind, observed_render_seconds(elapsed, since_last_check, report.metrics), now)
+        # Checks deferred by the budget did not look: the render finished after the last real one, or
+        # at any time since submission when none has looked yet (a first check deferred again and again).
+        since_last_check = (
+            (now - last_check).total_seconds()
+            if last_check
+            else elapsed
+            if state.poll.polls == 0
+            else float(state.poll.wait_seconds)
+        )
+        observed = observed_render_seconds(elapsed, since_last_check, report.metrics, learned.median_seconds)
+        if observed is not None:
+            ports.render_stats.record(kind, observed, now)
     next_poll = PollState(
         status=report.status,
-        wait_seconds=ports.schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
+        wait_seconds=schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
         polls=polls,
         deadline_passed=not finished and job.deadline_at - now < _LAST_WAIT,
         error_message=report.error if report.status == "FAILED" else None,

@@ -14,6 +14,11 @@ every function to share; InMemoryRequestBudget keeps it in one process (simulati
   burst means the bucket must also have stood full for a while: no status check wanted a token lately.
   Result fetches come first of all: a render is finished and paid for. Status checks leave them the
   last token.
+* Submits that must wait book a turn: the bucket also keeps `submits_until`, the end of a queue of
+  appointments one token interval apart. A denied submit comes back at its turn (not at a random
+  moment up to two minutes later, which left tokens idle at the end of a burst), and while any
+  submit has a turn ahead every grant says so (`submits_waiting`): the poll policy then spends fewer
+  tokens on checks that would only say "still rendering" (domain/poll_policy.py).
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ RequestKind = Literal["poll", "submit", "result"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A 429 without a usable x-rate-limit-reset-at-utc: the rate window is a minute.
 THROTTLED_FALLBACK_SECONDS = 30.0
+# While no more than this many seconds of turns are booked, the few submits left in the queue rank
+# with status checks instead of below them: otherwise the last of a burst wait for the whole wave of
+# checks and fetches of the renders before them to pass, and then render at the very end while tokens
+# sit idle. A longer queue (many submits waiting) leaves checks their precedence, so no render waits
+# long for its check (its deadline runs; Segmind keeps results an hour).
+LAST_SUBMITS_SECONDS = 30.0
+# The furthest turn a waiting submit is given: SQS delays a message by at most 15 minutes. A submit
+# beyond it books nothing (it would hold a turn it cannot keep) and asks again after that long.
+MAX_TURN_AHEAD_SECONDS = 900.0
 
 
 def throttled_wait(error: ProviderThrottled, now: datetime) -> float:
@@ -45,12 +59,16 @@ def throttled_wait(error: ProviderThrottled, now: datetime) -> float:
 class Grant:
     kind: RequestKind
     tokens_left: float
+    # Other submits hold turns after now: a token spent now is one a new render waits for.
+    submits_waiting: bool = False
 
 
 @dataclass(frozen=True)
 class Denied:
     kind: RequestKind
+    # For a submit: the wait until its booked turn; for the others: until enough tokens are back.
     retry_after_seconds: float
+    submits_waiting: bool = False
 
     def as_error(self, now: datetime, spread_key: str = "", spread_seconds: int = 0) -> ProviderThrottled:
         """The transient error a caller raises to be retried later (SQS redelivery, ASL Retry):
@@ -140,6 +158,27 @@ class BucketShape:
     def retry_after(self, full_at: float, kind: RequestKind, now: float) -> float:
         return max(0.0, full_at - self.cutoff(kind, now))
 
+    def turn(self, submits_until: float | None, earliest: float, now: float) -> tuple[float, float | None]:
+        """A denied submit's turn: (the moment it may come back, the queue's new end, or None when the
+        turn is too far ahead to book). Turns are one token interval apart, after the last one booked
+        and not before the bucket could grant it (`earliest`): the queue's length is the backlog."""
+        start = max(earliest, submits_until or earliest)
+        if start - now > MAX_TURN_AHEAD_SECONDS:
+            return now + MAX_TURN_AHEAD_SECONDS, None
+        return start, start + self.interval_seconds
+
+    def submits_waiting(self, submits_until: float | None, now: float) -> bool:
+        """Some submit holds a turn after now (the queue ends one interval after its last turn)."""
+        return submits_until is not None and submits_until - self.interval_seconds > now
+
+    def ranks_as(self, kind: RequestKind, submits_until: float | None, now: float) -> RequestKind:
+        """The tier `kind` takes tokens at now: a status check ranks as a submit while only the last few
+        submits wait (LAST_SUBMITS_SECONDS of turns)."""
+        if kind == "poll" and self.submits_waiting(submits_until, now):
+            assert submits_until is not None
+            return "submit" if submits_until - now <= LAST_SUBMITS_SECONDS else kind
+        return kind
+
 
 def epoch_seconds(moment: datetime) -> float:
     return (moment - _EPOCH).total_seconds()
@@ -151,12 +190,22 @@ class InMemoryRequestBudget:
     def __init__(self, shape: BucketShape) -> None:
         self.shape = shape
         self.full_at: float | None = None
+        self.submits_until: float | None = None
 
     def try_acquire(self, kind: RequestKind, now: datetime) -> Grant | Denied:
         moment = epoch_seconds(now)
-        taken = self.shape.take(self.full_at, kind, moment)
+        rank = self.shape.ranks_as(kind, self.submits_until, moment)
+        taken = self.shape.take(self.full_at, rank, moment)
         if taken is None:
             assert self.full_at is not None
-            return Denied(kind, self.shape.retry_after(self.full_at, kind, moment))
+            retry_after = self.shape.retry_after(self.full_at, rank, moment)
+            if kind == "submit":
+                turn, self.submits_until = self._book(moment + retry_after, moment)
+                retry_after = turn - moment
+            return Denied(kind, retry_after, self.shape.submits_waiting(self.submits_until, moment))
         self.full_at = taken
-        return Grant(kind, self.shape.tokens(taken, moment))
+        return Grant(kind, self.shape.tokens(taken, moment), self.shape.submits_waiting(self.submits_until, moment))
+
+    def _book(self, earliest: float, now: float) -> tuple[float, float | None]:
+        turn, end = self.shape.turn(self.submits_until, earliest, now)
+        return turn, end if end is not None else self.submits_until
