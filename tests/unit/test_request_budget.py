@@ -231,17 +231,59 @@ def test_a_writer_whose_clock_runs_ahead_cannot_exceed_the_capacity(state_table:
     assert not granted(on_time.try_acquire("result", at(0)))
 
 
-def test_the_dynamodb_bucket_decides_exactly_as_its_in_memory_twin(budget: RequestBudget) -> None:
-    """Given a random stream of requests of every kind
+@pytest.mark.parametrize(("rate", "requests"), [(1.0, 150), (3.0, 60)])
+def test_the_dynamodb_bucket_decides_exactly_as_its_in_memory_twin(
+    budget: RequestBudget, rate: float, requests: int
+) -> None:
+    """Given a random stream of requests of every kind (at 3 a second, a queue of submits builds up)
     When both buckets decide
-    Then they agree on every grant (the benchmark's simulations use the twin)."""
+    Then they agree on every decision: grant or not, the wait (a submit's turn), whether submits are
+    waiting (the benchmark's simulations use the twin)."""
     twin = InMemoryRequestBudget(BucketShape.for_limit(RPM))
     rng = random.Random(11)
     moment = 0.0
-    for _ in range(150):
-        moment += rng.expovariate(1.0)
+    for _ in range(requests):
+        moment += rng.expovariate(rate)
         kind: RequestKind = rng.choice(["poll", "submit", "result"])
-        assert granted(budget.try_acquire(kind, at(moment))) == granted(twin.try_acquire(kind, at(moment))), moment
+        assert decided(budget.try_acquire(kind, at(moment))) == decided(twin.try_acquire(kind, at(moment))), moment
+
+
+def decided(decision: Grant | Denied) -> tuple[bool, float, bool]:
+    wait = round(decision.retry_after_seconds, 3) if isinstance(decision, Denied) else 0.0
+    return granted(decision), wait, decision.submits_waiting
+
+
+def test_denied_submits_book_turns_in_the_shared_table(state_table: str) -> None:
+    """Given an emptied bucket and two functions' adapters
+    When submits are denied on either
+    Then they get consecutive turns from one queue, and a later grant says submits are waiting."""
+    one, other = RequestBudget(state_table, RPM), RequestBudget(state_table, RPM)
+    for _ in range(5):
+        one.try_acquire("result", at(0))
+
+    turns = [budget.try_acquire("submit", at(0)) for budget in (one, other, one)]
+
+    waits = [t.retry_after_seconds for t in turns if isinstance(t, Denied)]
+    assert waits == pytest.approx([3 * INTERVAL, 4 * INTERVAL, 5 * INTERVAL], abs=1e-3)
+    assert other.try_acquire("result", at(4.5)).submits_waiting is True
+    assert other.try_acquire("result", at(60)).submits_waiting is False
+
+
+def test_a_check_waits_behind_the_last_few_queued_submits_in_the_table(state_table: str) -> None:
+    """Given two buckets down to two tokens, one with a submit holding a turn (a short queue)
+    When a status check asks on each
+    Then it waits behind the queued submit and goes out where none waits."""
+    queued, quiet = RequestBudget(state_table, RPM, name="queued"), RequestBudget(state_table, RPM, name="quiet")
+    for bucket in (queued, quiet):
+        for _ in range(3):
+            assert granted(bucket.try_acquire("result", at(0)))
+    assert isinstance(queued.try_acquire("submit", at(0)), Denied)
+
+    behind = queued.try_acquire("poll", at(0))
+
+    assert isinstance(behind, Denied)
+    assert behind.submits_waiting is True
+    assert granted(quiet.try_acquire("poll", at(0)))
 
 
 def test_an_unreachable_table_fails_open() -> None:
