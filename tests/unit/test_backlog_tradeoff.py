@@ -153,7 +153,7 @@ def test_grants_say_submits_wait_while_a_turn_is_ahead_and_not_after_the_last() 
 def test_a_turn_further_ahead_than_sqs_can_delay_is_not_booked() -> None:
     """A submit whose turn would be more than 15 minutes away comes back then and asks again; it holds
     no turn it could not keep."""
-    turn, queue_end = SHAPE.turn(submits_until=2000.0, earliest=10.0, now=0.0)
+    turn, queue_end = SHAPE.turn(queue_until=2000.0, earliest=10.0, now=0.0)
 
     assert (turn, queue_end) == (MAX_TURN_AHEAD_SECONDS, None)
 

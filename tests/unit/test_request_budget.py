@@ -388,16 +388,25 @@ def test_a_check_denied_by_the_budget_does_not_call_the_provider() -> None:
     assert after.job == state.job
 
 
-def test_deferred_checks_of_different_jobs_come_back_at_different_times() -> None:
-    waits = set()
+def test_deferred_checks_of_different_jobs_come_back_at_their_own_turns() -> None:
+    """Given an emptied bucket
+    When thirty renders' checks are denied at the same moment
+    Then each comes back at its own turn in the budget's queue of checks: one interval after the
+    one before (whole seconds), not all together and not dozens of times each."""
+    shared = InMemoryRequestBudget(BucketShape.for_limit(RPM))
+    waits = []
     for i in range(30):
         event: dict[str, Any] = load_event("poll_state.json")
         event["job"]["job_id"] = f"job-{i}"
         state = RenderState.model_validate(event)
         now = state.job.submitted_at + timedelta(seconds=150)
-        after = check_status(state, ports(now, CountingProvider(), RecordingJobs(), budget=SpentBudget()))
-        waits.add(after.poll.wait_seconds)
-    assert len(waits) >= 5
+        while isinstance(shared.try_acquire("result", now), Grant):
+            pass
+        after = check_status(state, ports(now, CountingProvider(), RecordingJobs(), budget=shared))
+        waits.append(after.poll.wait_seconds)
+    assert waits == sorted(waits)
+    assert len(set(waits)) >= 25
+    assert waits[-1] <= 2 + 30 * INTERVAL + 1
 
 
 @pytest.mark.parametrize("remaining", [0.4, 0.999])

@@ -15,7 +15,7 @@ with no read-modify-write race between concurrent writers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -72,14 +72,14 @@ class RequestBudget:
         shape = self.shape
         # First assume the common case of a quiet key: the bucket is full. A lost write tells what the
         # item held then, and the next attempt decides from that.
-        seen = _Seen(full_at=None, submits_until=None, known=False)
+        seen = _Seen(full_at=None, known=False)
 
         def take_one() -> Grant | Denied | None:
             if seen.known and shape.take(seen.full_at, shape.ranks_as(kind, seen.submits_until, now), now) is None:
                 return self._denied(kind, now, seen)
             taken = self._take(kind, now, idle=seen.full_at is None or seen.full_at <= now)
             if not taken.written:
-                seen.full_at, seen.submits_until, seen.known = taken.full_at, taken.submits_until, True
+                seen.full_at, seen.queues, seen.known = taken.full_at, taken.queues, True
                 return None
             assert taken.full_at is not None
             return Grant(kind, shape.tokens(taken.full_at, now), shape.submits_waiting(taken.submits_until, now))
@@ -88,30 +88,33 @@ class RequestBudget:
         return until_written(MAX_ATTEMPTS, take_one) or Denied(kind, shape.interval_seconds)
 
     def _denied(self, kind: RequestKind, now: float, seen: _Seen) -> Denied:
-        """The bucket cannot grant `kind` now; a submit also books its turn in the queue of waiting submits."""
+        """The bucket cannot grant `kind` now; a submit or a check also books its turn in its queue."""
         shape = self.shape
         assert seen.full_at is not None
         retry_after = shape.retry_after(seen.full_at, shape.ranks_as(kind, seen.submits_until, now), now)
-        if kind != "submit":
+        if kind not in _QUEUES:
             return Denied(kind, retry_after, shape.submits_waiting(seen.submits_until, now))
-        turn = self._book_turn(now, now + retry_after, seen.submits_until)
-        return Denied(kind, turn - now, submits_waiting=True)
+        turn, queue_end = self._book_turn(kind, now, now + retry_after, seen.queues.get(kind))
+        submits_until = queue_end if kind == "submit" else seen.submits_until
+        return Denied(kind, turn - now, shape.submits_waiting(submits_until, now))
 
-    def _book_turn(self, now: float, earliest: float, submits_until: float | None) -> float:
-        """The next free turn after the last one booked (one conditional write, another if a concurrent
-        submit booked first); the moment this submit may come back."""
-        shape = self.shape
+    def _book_turn(
+        self, kind: RequestKind, now: float, earliest: float, queue_until: float | None
+    ) -> tuple[float, float | None]:
+        """The next free turn after the last one booked in `kind`'s queue (one conditional write, another
+        if a concurrent request booked first): the moment it may come back, and the queue's end."""
+        shape, name = self.shape, _QUEUES[kind]
         for _ in range(MAX_ATTEMPTS):
-            turn, end = shape.turn(submits_until, earliest, now)
+            turn, end = shape.turn(queue_until, earliest, now)
             if end is None:
-                return turn  # too far ahead to hold: ask again then
-            condition = "attribute_not_exists(submits_until)" if submits_until is None else "submits_until = :seen"
-            values = {":end": _number(end)} | ({} if submits_until is None else {":seen": _number(submits_until)})
-            written = self._update("SET submits_until = :end", condition, values)
+                return turn, queue_until  # too far ahead to hold: ask again then
+            condition = f"attribute_not_exists({name})" if queue_until is None else f"{name} = :seen"
+            values = {":end": _number(end)} | ({} if queue_until is None else {":seen": _number(queue_until)})
+            written = self._update(f"SET {name} = :end", condition, values)
             if written.written:
-                return turn
-            submits_until = written.submits_until
-        return earliest  # a crowd booking at once: come back when a token could be free
+                return turn, end
+            queue_until = written.queues.get(kind)
+        return earliest, queue_until  # a crowd booking at once: come back when a token could be free
 
     def _take(self, kind: RequestKind, now: float, idle: bool) -> _Seen:
         """One conditional write taking a token: the item after it, or what it held if the write lost.
@@ -156,20 +159,29 @@ class RequestBudget:
         return _Seen.from_item(response["Attributes"], written=True, plain=True)
 
 
+# The item's attribute holding the end of each kind's queue of turns (result fetches never queue).
+_QUEUES: dict[RequestKind, str] = {"submit": "submits_until", "poll": "checks_until"}
+
+
 @dataclass
 class _Seen:
     """The bucket's item: after our write (written), or as a failed condition found it."""
 
     full_at: float | None
-    submits_until: float | None
+    queues: dict[RequestKind, float | None] = field(default_factory=dict)
     known: bool = True
     written: bool = False
+
+    @property
+    def submits_until(self) -> float | None:
+        return self.queues.get("submit")
 
     @classmethod
     def from_item(cls, item: Any, written: bool, plain: bool = False) -> _Seen:
         # A failed condition returns the item in DynamoDB's wire format; the resource's answer is plain.
         values = item if plain else {name: TypeDeserializer().deserialize(raw) for name, raw in item.items()}
-        return cls(_float(values.get("full_at")), _float(values.get("submits_until")), known=True, written=written)
+        queues = {kind: _float(values.get(name)) for kind, name in _QUEUES.items()}
+        return cls(_float(values.get("full_at")), queues, known=True, written=written)
 
 
 def _float(value: object) -> float | None:

@@ -14,11 +14,13 @@ every function to share; InMemoryRequestBudget keeps it in one process (simulati
   burst means the bucket must also have stood full for a while: no status check wanted a token lately.
   Result fetches come first of all: a render is finished and paid for. Status checks leave them the
   last token.
-* Submits that must wait book a turn: the bucket also keeps `submits_until`, the end of a queue of
-  appointments one token interval apart. A denied submit comes back at its turn (not at a random
-  moment up to two minutes later, which left tokens idle at the end of a burst), and while any
-  submit has a turn ahead every grant says so (`submits_waiting`): the poll policy then spends fewer
-  tokens on checks that would only say "still rendering" (domain/poll_policy.py).
+* A denied submit or status check books a turn: the bucket also keeps the end of a queue of turns
+  one token interval apart for each (`submits_until`, `checks_until`). The request comes back at its
+  turn, not at a random moment (denied submits used to come back up to two minutes later, leaving
+  tokens idle at the end of a burst; denied checks asked again every few seconds, dozens of times
+  each). While any submit has a turn ahead every decision says so (`submits_waiting`): the poll
+  policy then spends fewer tokens on checks that would only say "still rendering"
+  (domain/poll_policy.py).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ THROTTLED_FALLBACK_SECONDS = 30.0
 # sit idle. A longer queue (many submits waiting) leaves checks their precedence, so no render waits
 # long for its check (its deadline runs; Segmind keeps results an hour).
 LAST_SUBMITS_SECONDS = 30.0
-# The furthest turn a waiting submit is given: SQS delays a message by at most 15 minutes. A submit
+# The furthest turn a denied request is given: SQS delays a message by at most 15 minutes. A request
 # beyond it books nothing (it would hold a turn it cannot keep) and asks again after that long.
 MAX_TURN_AHEAD_SECONDS = 900.0
 
@@ -66,7 +68,7 @@ class Grant:
 @dataclass(frozen=True)
 class Denied:
     kind: RequestKind
-    # For a submit: the wait until its booked turn; for the others: until enough tokens are back.
+    # For a submit or a check: the wait until its booked turn; for a result fetch: until a token is back.
     retry_after_seconds: float
     submits_waiting: bool = False
 
@@ -158,11 +160,11 @@ class BucketShape:
     def retry_after(self, full_at: float, kind: RequestKind, now: float) -> float:
         return max(0.0, full_at - self.cutoff(kind, now))
 
-    def turn(self, submits_until: float | None, earliest: float, now: float) -> tuple[float, float | None]:
-        """A denied submit's turn: (the moment it may come back, the queue's new end, or None when the
-        turn is too far ahead to book). Turns are one token interval apart, after the last one booked
-        and not before the bucket could grant it (`earliest`): the queue's length is the backlog."""
-        start = max(earliest, submits_until or earliest)
+    def turn(self, queue_until: float | None, earliest: float, now: float) -> tuple[float, float | None]:
+        """A denied request's turn in its queue: (the moment it may come back, the queue's new end, or
+        None when the turn is too far ahead to book). Turns are one token interval apart, after the last
+        one booked and not before the bucket could grant it (`earliest`): the queue's length is the backlog."""
+        start = max(earliest, queue_until or earliest)
         if start - now > MAX_TURN_AHEAD_SECONDS:
             return now + MAX_TURN_AHEAD_SECONDS, None
         return start, start + self.interval_seconds
@@ -190,7 +192,12 @@ class InMemoryRequestBudget:
     def __init__(self, shape: BucketShape) -> None:
         self.shape = shape
         self.full_at: float | None = None
-        self.submits_until: float | None = None
+        # The end of each kind's queue of turns (result fetches never queue: they come first).
+        self.queues: dict[RequestKind, float | None] = {"submit": None, "poll": None}
+
+    @property
+    def submits_until(self) -> float | None:
+        return self.queues["submit"]
 
     def try_acquire(self, kind: RequestKind, now: datetime) -> Grant | Denied:
         moment = epoch_seconds(now)
@@ -199,13 +206,10 @@ class InMemoryRequestBudget:
         if taken is None:
             assert self.full_at is not None
             retry_after = self.shape.retry_after(self.full_at, rank, moment)
-            if kind == "submit":
-                turn, self.submits_until = self._book(moment + retry_after, moment)
+            if kind in self.queues:
+                turn, end = self.shape.turn(self.queues[kind], moment + retry_after, moment)
+                self.queues[kind] = end if end is not None else self.queues[kind]
                 retry_after = turn - moment
             return Denied(kind, retry_after, self.shape.submits_waiting(self.submits_until, moment))
         self.full_at = taken
         return Grant(kind, self.shape.tokens(taken, moment), self.shape.submits_waiting(self.submits_until, moment))
-
-    def _book(self, earliest: float, now: float) -> tuple[float, float | None]:
-        turn, end = self.shape.turn(self.submits_until, earliest, now)
-        return turn, end if end is not None else self.submits_until
