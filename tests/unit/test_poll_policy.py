@@ -361,6 +361,15 @@ def test_a_wide_interval_past_the_median_teaches_nothing_without_the_providers_t
     assert observed_render_seconds(255, 255, {"total_time": 201.5}, median_seconds=140) == pytest.approx(201.5)
 
 
+def test_a_render_first_looked_at_past_the_median_teaches_nothing_without_the_providers_time() -> None:
+    """Of renders first checked at 240 s (median 140 s), only the slow ones are seen in a narrow interval
+    later (the others were done at the first check): learning those would push the estimate up, and the
+    next backlog's first checks later and later. A render first looked at early teaches as before."""
+    assert observed_render_seconds(270, 15, median_seconds=140, first_check_seconds=240) is None
+    assert observed_render_seconds(270, 15, median_seconds=140, first_check_seconds=75) == pytest.approx(262.5)
+    assert observed_render_seconds(270, 15, {"total_time": 261}, median_seconds=140, first_check_seconds=240) == 261
+
+
 # --- what is learned per ------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from avatar_pipeline.domain.poll_policy import (
     observed_render_seconds,
     render_class,
 )
-from avatar_pipeline.domain.ports import PollPorts
+from avatar_pipeline.domain.ports import PollPorts, RenderStatsStore
 from avatar_pipeline.domain.request_budget import Denied, throttled_wait
 from avatar_pipeline.errors import (
     ProviderBadResponse,
@@ -86,20 +86,7 @@ def _after_check(
     finished = report.status in ("COMPLETED", "FAILED")
     ports.jobs.record_poll(job.job_id, report.status, polls, now)
     if report.status == "COMPLETED" and ports.render_stats is not None:
-        elapsed = (now - job.submitted_at).total_seconds()
-        last_check = state.poll.last_checked_at
-        # Checks deferred by the budget did not look: the render finished after the last real one, or
-        # at any time since submission when none has looked yet (a first check deferred again and again).
-        since_last_check = (
-            (now - last_check).total_seconds()
-            if last_check
-            else elapsed
-            if state.poll.polls == 0
-            else float(state.poll.wait_seconds)
-        )
-        observed = observed_render_seconds(elapsed, since_last_check, report.metrics, learned.median_seconds)
-        if observed is not None:
-            ports.render_stats.record(kind, observed, now)
+        _learn(state, report, ports.render_stats, kind, learned, now)
     next_poll = PollState(
         status=report.status,
         wait_seconds=schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
@@ -111,9 +98,35 @@ def _after_check(
         or (now if report.status in ("PROCESSING", "COMPLETED") else None),
         completed_seen_at=now if report.status == "COMPLETED" else None,
         last_checked_at=now,
+        first_checked_at=state.poll.first_checked_at or now,
         failed_checks=0,
     )
     return RenderState(job=job, poll=next_poll)
+
+
+def _learn(
+    state: RenderState, report: StatusReport, stats: RenderStatsStore, kind: str, learned: RenderStats, now: datetime
+) -> None:
+    """Teach the schedule this render's time, when this completion tells it (observed_render_seconds)."""
+    job = state.job
+    elapsed = (now - job.submitted_at).total_seconds()
+    last_check = state.poll.last_checked_at
+    # Checks deferred by the budget did not look: the render finished after the last real one, or at
+    # any time since submission when none has looked yet (a first check deferred again and again).
+    since_last_check = (
+        (now - last_check).total_seconds()
+        if last_check
+        else elapsed
+        if state.poll.polls == 0
+        else float(state.poll.wait_seconds)
+    )
+    # The first look: this check if none came before; unknown (taken as early) in states written before
+    # the field existed.
+    first_checked_at = state.poll.first_checked_at or (now if state.poll.polls == 0 else job.submitted_at)
+    first_check = (first_checked_at - job.submitted_at).total_seconds()
+    observed = observed_render_seconds(elapsed, since_last_check, report.metrics, learned.median_seconds, first_check)
+    if observed is not None:
+        stats.record(kind, observed, now)
 
 
 def _after_failed_check(state: RenderState, now: datetime, reason: str) -> RenderState:

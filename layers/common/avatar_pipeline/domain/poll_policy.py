@@ -123,6 +123,7 @@ def observed_render_seconds(
     since_last_check_seconds: float,
     metrics: Mapping[str, object] | None = None,
     median_seconds: float = math.inf,
+    first_check_seconds: float = 0.0,
 ) -> float | None:
     """The render time to learn from, when a check `elapsed_seconds` after submission saw COMPLETED.
 
@@ -133,8 +134,11 @@ def observed_render_seconds(
     provider's own total time is used when it is plausible, i.e. not after this check (a figure in
     milliseconds, say, is not); otherwise the middle of the interval, which is unbiased when
     completions are spread evenly across it. `inference_time` alone excludes queueing, so it only
-    raises the lower bound. None: nothing to learn (a wide interval past `median_seconds`, the
-    learned median; see MAX_LEARNED_SHARE).
+    raises the lower bound. None: nothing to learn, when the render ended past `median_seconds` (the
+    learned median) and either the interval is wide (MAX_LEARNED_SHARE) or the render was first
+    looked at only past the median (`first_check_seconds` after submission): of the renders first
+    checked that late, only the slow ones are then seen in a narrow interval, so learning them would
+    push the estimate up, and the next backlog's checks later and later.
     """
     upper = max(elapsed_seconds, 0.0)
     lower = min(upper, max(0.0, elapsed_seconds - since_last_check_seconds))
@@ -148,7 +152,8 @@ def observed_render_seconds(
         return min(upper, total)
     if inference is not None and lower < inference <= upper:
         lower = inference
-    if upper > median_seconds and upper - lower > MAX_LEARNED_SHARE * upper:
+    looked_late = first_check_seconds > median_seconds
+    if upper > median_seconds and (looked_late or upper - lower > MAX_LEARNED_SHARE * upper):
         return None
     return (lower + upper) / 2.0
 
