@@ -24,6 +24,7 @@ from avatar_pipeline.domain.request_budget import (
     Denied,
     Grant,
     InMemoryRequestBudget,
+    Queues,
 )
 from avatar_pipeline.domain.submit import Requeue, SubmitResult, submit_job
 from avatar_pipeline.provider.wire import StatusReport
@@ -159,19 +160,33 @@ def test_a_turn_further_ahead_than_sqs_can_delay_is_not_booked() -> None:
 
 
 def test_a_check_waits_behind_the_last_few_submits_but_not_behind_a_long_queue() -> None:
-    """Given a bucket holding two tokens (a check's need, not a submit's)
+    """Given a bucket holding two tokens (a check's need, not a submit's while a check waits)
     When a check asks with a short queue of submits (the last of a burst), and with a long one
-    Then with the short queue it waits (those submits go first, or they would render at the very end);
-    with the long one it goes, so no render waits long for its check."""
+    Then with the short queue it ranks with those submits and waits (or they would wait out the whole
+    wave of checks and render at the very end); with the long one it goes, so no render waits long for
+    its check."""
     now = 1000.0
     full_at = now + (SHAPE.burst - 2) * INTERVAL  # two tokens left
 
-    short_queue, long_queue = now + LAST_SUBMITS_SECONDS / 2, now + 3 * LAST_SUBMITS_SECONDS
+    short_queue, long_queue = Queues(now + LAST_SUBMITS_SECONDS / 2), Queues(now + 3 * LAST_SUBMITS_SECONDS)
 
     assert SHAPE.take(full_at, SHAPE.ranks_as("poll", short_queue, now), now) is None
+    assert SHAPE.take(full_at, SHAPE.ranks_as("submit", short_queue, now), now) is not None
     assert SHAPE.take(full_at, SHAPE.ranks_as("poll", long_queue, now), now) is not None
-    assert SHAPE.take(full_at, SHAPE.ranks_as("poll", None, now), now) is not None
+    assert SHAPE.take(full_at, SHAPE.ranks_as("poll", Queues(), now), now) is not None
     assert SHAPE.ranks_as("result", short_queue, now) == "result"
+
+
+def test_a_submit_keeps_its_reserve_only_while_a_check_or_fetch_holds_a_turn() -> None:
+    """Given a bucket holding one token
+    When a submit asks with a check holding a turn, and with none
+    Then it waits in the first case (the token is the check's) and goes in the second: a reserve nobody
+    waits for would only leave tokens idle."""
+    now = 1000.0
+    full_at = now + (SHAPE.burst - 1) * INTERVAL  # one token left
+
+    assert SHAPE.take(full_at, SHAPE.ranks_as("submit", Queues(checks_until=now + 5), now), now) is None
+    assert SHAPE.take(full_at, SHAPE.ranks_as("submit", Queues(), now), now) is not None
 
 
 # --- the submit step --------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ from avatar_pipeline.domain.request_budget import (
     BucketShape,
     Denied,
     Grant,
+    Queues,
     RequestKind,
+    Tier,
     epoch_seconds,
 )
 from avatar_pipeline.observability import logger
@@ -75,35 +77,34 @@ class RequestBudget:
         seen = _Seen(full_at=None, known=False)
 
         def take_one() -> Grant | Denied | None:
-            if seen.known and shape.take(seen.full_at, shape.ranks_as(kind, seen.submits_until, now), now) is None:
+            if seen.known and shape.take(seen.full_at, shape.ranks_as(kind, seen.queues, now), now) is None:
                 return self._denied(kind, now, seen)
             taken = self._take(kind, now, idle=seen.full_at is None or seen.full_at <= now)
             if not taken.written:
                 seen.full_at, seen.queues, seen.known = taken.full_at, taken.queues, True
                 return None
             assert taken.full_at is not None
-            return Grant(kind, shape.tokens(taken.full_at, now), shape.submits_waiting(taken.submits_until, now))
+            waiting = shape.submits_waiting(taken.queues.submits_until, now)
+            return Grant(kind, shape.tokens(taken.full_at, now), waiting)
 
         # Writers that kept overtaking us mean a busy bucket: waiting one interval is the honest answer.
         return until_written(MAX_ATTEMPTS, take_one) or Denied(kind, shape.interval_seconds)
 
     def _denied(self, kind: RequestKind, now: float, seen: _Seen) -> Denied:
-        """The bucket cannot grant `kind` now; a submit or a check also books its turn in its queue."""
+        """The bucket cannot grant `kind` now: it books its turn in its queue."""
         shape = self.shape
         assert seen.full_at is not None
-        retry_after = shape.retry_after(seen.full_at, shape.ranks_as(kind, seen.submits_until, now), now)
-        if kind not in _QUEUES:
-            return Denied(kind, retry_after, shape.submits_waiting(seen.submits_until, now))
-        turn, queue_end = self._book_turn(kind, now, now + retry_after, seen.queues.get(kind))
-        submits_until = queue_end if kind == "submit" else seen.submits_until
-        return Denied(kind, turn - now, shape.submits_waiting(submits_until, now))
+        retry_after = shape.retry_after(seen.full_at, shape.ranks_as(kind, seen.queues, now), now)
+        turn, queue_end = self._book_turn(kind, now, now + retry_after, seen.queues.end(kind))
+        queues = seen.queues.with_end(kind, queue_end)
+        return Denied(kind, turn - now, shape.submits_waiting(queues.submits_until, now))
 
     def _book_turn(
         self, kind: RequestKind, now: float, earliest: float, queue_until: float | None
     ) -> tuple[float, float | None]:
         """The next free turn after the last one booked in `kind`'s queue (one conditional write, another
         if a concurrent request booked first): the moment it may come back, and the queue's end."""
-        shape, name = self.shape, _QUEUES[kind]
+        shape, name = self.shape, _queue_attribute(kind)
         for _ in range(MAX_ATTEMPTS):
             turn, end = shape.turn(queue_until, earliest, now)
             if end is None:
@@ -113,32 +114,28 @@ class RequestBudget:
             written = self._update(f"SET {name} = :end", condition, values)
             if written.written:
                 return turn, end
-            queue_until = written.queues.get(kind)
+            queue_until = written.queues.end(kind)
         return earliest, queue_until  # a crowd booking at once: come back when a token could be free
 
     def _take(self, kind: RequestKind, now: float, idle: bool) -> _Seen:
         """One conditional write taking a token: the item after it, or what it held if the write lost.
 
-        A check ranks as a submit while the last few submits wait (BucketShape.ranks_as), so its
-        condition reads the queue too: it passes at the submit's cutoff always, and at its own unless
-        the queue is short."""
-        shape = self.shape
-        rank_free = shape.cutoff(kind, now)
-        strict = shape.cutoff("submit", now) if kind == "poll" else rank_free
-        values: dict[str, Any] = {":strict": _number(min(now, strict) if idle else strict)}
-        if kind == "poll":
-            values |= {":free": _number(min(now, rank_free) if idle else rank_free)}
-            values |= {":from": _number(now + shape.interval_seconds), ":to": _number(now + LAST_SUBMITS_SECONDS)}
-            short_queue = "attribute_exists(submits_until) AND submits_until > :from AND submits_until <= :to"
-            rank = f"(full_at <= :strict OR (full_at <= :free AND NOT ({short_queue})))"
-        else:
-            rank = "full_at <= :strict"
+        The tier a request takes tokens at depends on the queues (BucketShape.ranks_as), so the
+        condition reads them too: it passes at the stricter tier's cutoff always, and at the looser
+        one's when the queues allow it."""
+        tiers = _tiers(kind)
+        values: dict[str, Any] = {}
+        for placeholder, tier in (":strict", tiers.strict), (":free", tiers.free):
+            cutoff = self.shape.cutoff(tier, now)
+            values[placeholder] = _number(min(now, cutoff) if idle else cutoff)
+        values |= tiers.values(now, self.shape.interval_seconds)
+        rank = f"(full_at <= :strict OR (full_at <= :free AND NOT ({tiers.held_back})))"
         if idle:
             # Full (or never used): the bucket restarts from now; unless this kind must also see it
             # stand full a while (a reserve above the burst), any idle bucket qualifies.
-            values[":next"] = _number(now + shape.interval_seconds)
+            values[":next"] = _number(now + self.shape.interval_seconds)
             return self._update("SET full_at = :next", f"attribute_not_exists(full_at) OR {rank}", values)
-        values |= {":interval": _number(shape.interval_seconds), ":now": _number(now)}
+        values |= {":interval": _number(self.shape.interval_seconds), ":now": _number(now)}
         return self._update("SET full_at = full_at + :interval", f"full_at > :now AND {rank}", values)
 
     def _update(self, expression: str, condition: str, values: dict[str, Any]) -> _Seen:
@@ -159,8 +156,36 @@ class RequestBudget:
         return _Seen.from_item(response["Attributes"], written=True, plain=True)
 
 
-# The item's attribute holding the end of each kind's queue of turns (result fetches never queue).
-_QUEUES: dict[RequestKind, str] = {"submit": "submits_until", "poll": "checks_until"}
+def _queue_attribute(kind: RequestKind) -> str:
+    """The item's attribute holding the end of `kind`'s queue of turns."""
+    return "submits_until" if kind == "submit" else "checks_until"
+
+
+@dataclass(frozen=True)
+class _Tiers:
+    """A kind's two tiers (BucketShape.ranks_as) as a condition: `free` unless `held_back` holds."""
+
+    strict: Tier
+    free: Tier
+    held_back: str
+    queue_bounds: bool = False
+
+    def values(self, now: float, interval: float) -> dict[str, Any]:
+        if self.queue_bounds:
+            return {":from": _number(now + interval), ":to": _number(now + LAST_SUBMITS_SECONDS)}
+        return {":at": _number(now)}
+
+
+def _tiers(kind: RequestKind) -> _Tiers:
+    if kind == "submit":
+        # Its reserve only while a check or fetch holds a turn.
+        return _Tiers("submit", "result", "attribute_exists(checks_until) AND checks_until > :at")
+    if kind == "poll":
+        # As a submit while only the last few wait.
+        short_queue = "attribute_exists(submits_until) AND submits_until > :from AND submits_until <= :to"
+        return _Tiers("submit", "poll", short_queue, queue_bounds=True)
+    # One tier: the condition's second half adds nothing.
+    return _Tiers("result", "result", "attribute_exists(checks_until) AND checks_until > :at")
 
 
 @dataclass
@@ -168,19 +193,15 @@ class _Seen:
     """The bucket's item: after our write (written), or as a failed condition found it."""
 
     full_at: float | None
-    queues: dict[RequestKind, float | None] = field(default_factory=dict)
+    queues: Queues = field(default_factory=Queues)
     known: bool = True
     written: bool = False
-
-    @property
-    def submits_until(self) -> float | None:
-        return self.queues.get("submit")
 
     @classmethod
     def from_item(cls, item: Any, written: bool, plain: bool = False) -> _Seen:
         # A failed condition returns the item in DynamoDB's wire format; the resource's answer is plain.
         values = item if plain else {name: TypeDeserializer().deserialize(raw) for name, raw in item.items()}
-        queues = {kind: _float(values.get(name)) for kind, name in _QUEUES.items()}
+        queues = Queues(_float(values.get("submits_until")), _float(values.get("checks_until")))
         return cls(_float(values.get("full_at")), queues, known=True, written=written)
 
 

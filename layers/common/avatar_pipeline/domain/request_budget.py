@@ -13,14 +13,15 @@ every function to share; InMemoryRequestBudget keeps it in one process (simulati
   tokens while status checks need `1 + poll_reserve` and result fetches only 1. A reserve above the
   burst means the bucket must also have stood full for a while: no status check wanted a token lately.
   Result fetches come first of all: a render is finished and paid for. Status checks leave them the
-  last token.
-* A denied submit or status check books a turn: the bucket also keeps the end of a queue of turns
-  one token interval apart for each (`submits_until`, `checks_until`). The request comes back at its
-  turn, not at a random moment (denied submits used to come back up to two minutes later, leaving
-  tokens idle at the end of a burst; denied checks asked again every few seconds, dozens of times
-  each). While any submit has a turn ahead every decision says so (`submits_waiting`): the poll
-  policy then spends fewer tokens on checks that would only say "still rendering"
-  (domain/poll_policy.py).
+  last token. The submits' reserve holds only while a check or fetch holds a turn (below): it is
+  theirs, and with none waiting it would only leave tokens idle.
+* A denied request books a turn: the bucket also keeps the end of two queues of turns one token
+  interval apart, for submits (`submits_until`) and for checks and result fetches (`checks_until`).
+  The request comes back at its turn, not at a random moment (denied submits used to come back up
+  to two minutes later, leaving tokens idle at the end of a burst; denied checks asked again every
+  few seconds, dozens of times each). While any submit has a turn ahead every decision says so
+  (`submits_waiting`): the poll policy then spends fewer tokens on checks that would only say
+  "still rendering" (domain/poll_policy.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Literal
 from avatar_pipeline.errors import ProviderThrottled
 
 RequestKind = Literal["poll", "submit", "result"]
+# The tier a request takes tokens at (BucketShape.ranks_as): a kind's own, or another kind's.
+Tier = RequestKind
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A 429 without a usable x-rate-limit-reset-at-utc: the rate window is a minute.
@@ -68,7 +71,7 @@ class Grant:
 @dataclass(frozen=True)
 class Denied:
     kind: RequestKind
-    # For a submit or a check: the wait until its booked turn; for a result fetch: until a token is back.
+    # The wait until the turn the bucket booked for it.
     retry_after_seconds: float
     submits_waiting: bool = False
 
@@ -137,27 +140,27 @@ class BucketShape:
         refill (the benchmarks' bound on throughput)."""
         return (self.burst + self.refill_per_minute * minutes) / minutes
 
-    def tokens_needed(self, kind: RequestKind) -> float:
+    def tokens_needed(self, kind: Tier) -> float:
         """Tokens the bucket must hold for `kind` to take one: results 1, checks and submits more."""
         if kind == "submit":
             return 1.0 + self.submit_reserve
         return 1.0 + (self.poll_reserve if kind == "poll" else 0.0)
 
-    def cutoff(self, kind: RequestKind, now: float) -> float:
+    def cutoff(self, kind: Tier, now: float) -> float:
         """The latest full_at at which `kind` may still take a token."""
         return now + (self.burst - self.tokens_needed(kind)) * self.interval_seconds
 
     def tokens(self, full_at: float | None, now: float) -> float:
         return float(self.burst) if full_at is None else self.burst - max(0.0, full_at - now) / self.interval_seconds
 
-    def take(self, full_at: float | None, kind: RequestKind, now: float) -> float | None:
+    def take(self, full_at: float | None, kind: Tier, now: float) -> float | None:
         """The new full_at after granting one token, or None when `kind` must wait."""
         cutoff = self.cutoff(kind, now)
         if full_at is None or full_at <= now:
             return now + self.interval_seconds if full_at is None or full_at <= cutoff else None
         return full_at + self.interval_seconds if full_at <= cutoff else None
 
-    def retry_after(self, full_at: float, kind: RequestKind, now: float) -> float:
+    def retry_after(self, full_at: float, kind: Tier, now: float) -> float:
         return max(0.0, full_at - self.cutoff(kind, now))
 
     def turn(self, queue_until: float | None, earliest: float, now: float) -> tuple[float, float | None]:
@@ -173,13 +176,34 @@ class BucketShape:
         """Some submit holds a turn after now (the queue ends one interval after its last turn)."""
         return submits_until is not None and submits_until - self.interval_seconds > now
 
-    def ranks_as(self, kind: RequestKind, submits_until: float | None, now: float) -> RequestKind:
-        """The tier `kind` takes tokens at now: a status check ranks as a submit while only the last few
-        submits wait (LAST_SUBMITS_SECONDS of turns)."""
-        if kind == "poll" and self.submits_waiting(submits_until, now):
-            assert submits_until is not None
-            return "submit" if submits_until - now <= LAST_SUBMITS_SECONDS else kind
+    def ranks_as(self, kind: RequestKind, queues: Queues, now: float) -> Tier:
+        """The tier `kind` takes tokens at now. A submit keeps its reserve only while a check or a
+        result fetch holds a turn: the reserve is for them, and with none waiting it would only leave
+        tokens idle (submits coming back together find the bucket full and take three of five). A
+        status check ranks as a submit while only the last few wait (LAST_SUBMITS_SECONDS of turns)."""
+        if kind == "submit":
+            checks_until = queues.checks_until
+            return kind if checks_until is not None and checks_until > now else "result"
+        if kind == "poll" and self.submits_waiting(queues.submits_until, now):
+            assert queues.submits_until is not None
+            return "submit" if queues.submits_until - now <= LAST_SUBMITS_SECONDS else kind
         return kind
+
+
+@dataclass
+class Queues:
+    """The ends of the bucket's two queues of turns: denied submits, and denied checks and fetches."""
+
+    submits_until: float | None = None
+    checks_until: float | None = None
+
+    def end(self, kind: RequestKind) -> float | None:
+        return self.submits_until if kind == "submit" else self.checks_until
+
+    def with_end(self, kind: RequestKind, end: float | None) -> Queues:
+        if kind == "submit":
+            return Queues(end, self.checks_until)
+        return Queues(self.submits_until, end)
 
 
 def epoch_seconds(moment: datetime) -> float:
@@ -192,24 +216,21 @@ class InMemoryRequestBudget:
     def __init__(self, shape: BucketShape) -> None:
         self.shape = shape
         self.full_at: float | None = None
-        # The end of each kind's queue of turns (result fetches never queue: they come first).
-        self.queues: dict[RequestKind, float | None] = {"submit": None, "poll": None}
+        self.queues = Queues()
 
     @property
     def submits_until(self) -> float | None:
-        return self.queues["submit"]
+        return self.queues.submits_until
 
     def try_acquire(self, kind: RequestKind, now: datetime) -> Grant | Denied:
         moment = epoch_seconds(now)
-        rank = self.shape.ranks_as(kind, self.submits_until, moment)
+        rank = self.shape.ranks_as(kind, self.queues, moment)
         taken = self.shape.take(self.full_at, rank, moment)
         if taken is None:
             assert self.full_at is not None
             retry_after = self.shape.retry_after(self.full_at, rank, moment)
-            if kind in self.queues:
-                turn, end = self.shape.turn(self.queues[kind], moment + retry_after, moment)
-                self.queues[kind] = end if end is not None else self.queues[kind]
-                retry_after = turn - moment
-            return Denied(kind, retry_after, self.shape.submits_waiting(self.submits_until, moment))
+            turn, end = self.shape.turn(self.queues.end(kind), moment + retry_after, moment)
+            self.queues = self.queues.with_end(kind, end if end is not None else self.queues.end(kind))
+            return Denied(kind, turn - moment, self.shape.submits_waiting(self.submits_until, moment))
         self.full_at = taken
         return Grant(kind, self.shape.tokens(taken, moment), self.shape.submits_waiting(self.submits_until, moment))
