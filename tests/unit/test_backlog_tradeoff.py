@@ -159,21 +159,25 @@ def test_a_turn_further_ahead_than_sqs_can_delay_is_not_booked() -> None:
     assert (turn, queue_end) == (MAX_TURN_AHEAD_SECONDS, None)
 
 
-def test_a_check_waits_behind_the_last_few_submits_but_not_behind_a_long_queue() -> None:
-    """Given a bucket holding two tokens (a check's need, not a submit's while a check waits)
-    When a check asks with a short queue of submits (the last of a burst), and with a long one
-    Then with the short queue it ranks with those submits and waits (or they would wait out the whole
-    wave of checks and render at the very end); with the long one it goes, so no render waits long for
-    its check."""
+def test_the_last_few_queued_submits_go_before_a_waiting_check_but_a_long_queue_does_not() -> None:
+    """Given a bucket holding one token and a check holding a turn
+    When a submit asks with a short queue of submits behind it (the last of a burst), and with a long one
+    Then with the short queue it goes (or the last submits would wait out the whole wave of checks and
+    render at the very end while tokens sit idle); with the long one it waits, so no render waits long
+    for its check; a check itself always ranks as a check."""
     now = 1000.0
-    full_at = now + (SHAPE.burst - 2) * INTERVAL  # two tokens left
+    full_at = now + (SHAPE.burst - 1) * INTERVAL  # one token left
+    short_queue = Queues(submits_until=now + LAST_SUBMITS_SECONDS / 2, checks_until=now + 5)
+    long_queue = Queues(submits_until=now + 3 * LAST_SUBMITS_SECONDS, checks_until=now + 5)
 
-    short_queue, long_queue = Queues(now + LAST_SUBMITS_SECONDS / 2), Queues(now + 3 * LAST_SUBMITS_SECONDS)
+    just_past = Queues(submits_until=now - LAST_SUBMITS_SECONDS / 2, checks_until=now + 5)  # a late last turn
+    long_past = Queues(submits_until=now - 3 * LAST_SUBMITS_SECONDS, checks_until=now + 5)
 
-    assert SHAPE.take(full_at, SHAPE.ranks_as("poll", short_queue, now), now) is None
     assert SHAPE.take(full_at, SHAPE.ranks_as("submit", short_queue, now), now) is not None
-    assert SHAPE.take(full_at, SHAPE.ranks_as("poll", long_queue, now), now) is not None
-    assert SHAPE.take(full_at, SHAPE.ranks_as("poll", Queues(), now), now) is not None
+    assert SHAPE.take(full_at, SHAPE.ranks_as("submit", just_past, now), now) is not None
+    assert SHAPE.take(full_at, SHAPE.ranks_as("submit", long_queue, now), now) is None
+    assert SHAPE.take(full_at, SHAPE.ranks_as("submit", long_past, now), now) is None
+    assert SHAPE.ranks_as("poll", short_queue, now) == "poll"
     assert SHAPE.ranks_as("result", short_queue, now) == "result"
 
 

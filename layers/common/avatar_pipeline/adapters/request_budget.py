@@ -128,8 +128,16 @@ class RequestBudget:
         for placeholder, tier in (":strict", tiers.strict), (":free", tiers.free):
             cutoff = self.shape.cutoff(tier, now)
             values[placeholder] = _number(min(now, cutoff) if idle else cutoff)
-        values |= tiers.values(now, self.shape.interval_seconds)
-        rank = f"(full_at <= :strict OR (full_at <= :free AND NOT ({tiers.held_back})))"
+        if tiers.held_back:
+            values |= {
+                ":at": _number(now),
+                ":from": _number(now - LAST_SUBMITS_SECONDS),
+                ":to": _number(now + LAST_SUBMITS_SECONDS),
+            }
+            rank = f"(full_at <= :strict OR (full_at <= :free AND NOT ({tiers.held_back})))"
+        else:
+            del values[":free"]
+            rank = "full_at <= :strict"
         if idle:
             # Full (or never used): the bucket restarts from now; unless this kind must also see it
             # stand full a while (a reserve above the burst), any idle bucket qualifies.
@@ -163,29 +171,20 @@ def _queue_attribute(kind: RequestKind) -> str:
 
 @dataclass(frozen=True)
 class _Tiers:
-    """A kind's two tiers (BucketShape.ranks_as) as a condition: `free` unless `held_back` holds."""
+    """A kind's tiers (BucketShape.ranks_as) as a condition: `free` unless `held_back` holds."""
 
     strict: Tier
     free: Tier
-    held_back: str
-    queue_bounds: bool = False
-
-    def values(self, now: float, interval: float) -> dict[str, Any]:
-        if self.queue_bounds:
-            return {":from": _number(now + interval), ":to": _number(now + LAST_SUBMITS_SECONDS)}
-        return {":at": _number(now)}
+    held_back: str = ""
 
 
 def _tiers(kind: RequestKind) -> _Tiers:
-    if kind == "submit":
-        # Its reserve only while a check or fetch holds a turn.
-        return _Tiers("submit", "result", "attribute_exists(checks_until) AND checks_until > :at")
-    if kind == "poll":
-        # As a submit while only the last few wait.
-        short_queue = "attribute_exists(submits_until) AND submits_until > :from AND submits_until <= :to"
-        return _Tiers("submit", "poll", short_queue, queue_bounds=True)
-    # One tier: the condition's second half adds nothing.
-    return _Tiers("result", "result", "attribute_exists(checks_until) AND checks_until > :at")
+    if kind != "submit":
+        return _Tiers(kind, kind)
+    # Its reserve only while a check or fetch holds a turn, and not for the last few queued submits.
+    checks_waiting = "attribute_exists(checks_until) AND checks_until > :at"
+    last_few = "attribute_exists(submits_until) AND submits_until >= :from AND submits_until <= :to"
+    return _Tiers("submit", "result", f"{checks_waiting} AND NOT ({last_few})")
 
 
 @dataclass

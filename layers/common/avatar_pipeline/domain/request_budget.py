@@ -13,8 +13,8 @@ every function to share; InMemoryRequestBudget keeps it in one process (simulati
   tokens while status checks need `1 + poll_reserve` and result fetches only 1. A reserve above the
   burst means the bucket must also have stood full for a while: no status check wanted a token lately.
   Result fetches come first of all: a render is finished and paid for. Status checks leave them the
-  last token. The submits' reserve holds only while a check or fetch holds a turn (below): it is
-  theirs, and with none waiting it would only leave tokens idle.
+  last token. The submits' reserve holds only while a check or fetch holds a turn (below), and not
+  for the last few submits of a burst (BucketShape.ranks_as).
 * A denied request books a turn: the bucket also keeps the end of two queues of turns one token
   interval apart, for submits (`submits_until`) and for checks and result fetches (`checks_until`).
   The request comes back at its turn, not at a random moment (denied submits used to come back up
@@ -41,8 +41,8 @@ Tier = RequestKind
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A 429 without a usable x-rate-limit-reset-at-utc: the rate window is a minute.
 THROTTLED_FALLBACK_SECONDS = 30.0
-# While no more than this many seconds of turns are booked, the few submits left in the queue rank
-# with status checks instead of below them: otherwise the last of a burst wait for the whole wave of
+# While no more than this many seconds of turns are booked, the few submits left in the queue go
+# before status checks and result fetches: otherwise the last of a burst wait for the whole wave of
 # checks and fetches of the renders before them to pass, and then render at the very end while tokens
 # sit idle. A longer queue (many submits waiting) leaves checks their precedence, so no render waits
 # long for its check (its deadline runs; Segmind keeps results an hour).
@@ -177,17 +177,16 @@ class BucketShape:
         return submits_until is not None and submits_until - self.interval_seconds > now
 
     def ranks_as(self, kind: RequestKind, queues: Queues, now: float) -> Tier:
-        """The tier `kind` takes tokens at now. A submit keeps its reserve only while a check or a
-        result fetch holds a turn: the reserve is for them, and with none waiting it would only leave
-        tokens idle (submits coming back together find the bucket full and take three of five). A
-        status check ranks as a submit while only the last few wait (LAST_SUBMITS_SECONDS of turns)."""
-        if kind == "submit":
-            checks_until = queues.checks_until
-            return kind if checks_until is not None and checks_until > now else "result"
-        if kind == "poll" and self.submits_waiting(queues.submits_until, now):
-            assert queues.submits_until is not None
-            return "submit" if queues.submits_until - now <= LAST_SUBMITS_SECONDS else kind
-        return kind
+        """The tier `kind` takes tokens at now. A submit leaves its reserve only while a check or a
+        result fetch holds a turn (it is theirs: with none waiting it would only leave tokens idle, as
+        when submits coming back together find a full bucket and may take three of its five); and the
+        last few submits of a queue leave none at all: while its end is within LAST_SUBMITS_SECONDS of
+        now (ahead, or just past: the last turns may come back a little late)."""
+        if kind != "submit":
+            return kind
+        checks_waiting = queues.checks_until is not None and queues.checks_until > now
+        last_few = queues.submits_until is not None and abs(queues.submits_until - now) <= LAST_SUBMITS_SECONDS
+        return "submit" if checks_waiting and not last_few else "result"
 
 
 @dataclass
