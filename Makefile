@@ -19,7 +19,7 @@ CHECKOV      := $(CHECKOV_VENV)/bin/checkov
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install system-deps test unit lint template-check security-check build deploy demo bench soak clean
+.PHONY: help install system-deps test unit lint template-check security-check build deploy demo demo-campaign bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -108,6 +108,9 @@ deploy: build ## sam deploy --guided into your own account
 demo: install ## run the whole pipeline offline and leave a playable video
 	$(VENV)/bin/avatar-pipeline local demo
 
+demo-campaign: install ## run examples/campaign offline (4 rows, 2 photos) and print where report.html is
+	$(VENV)/bin/avatar-pipeline local run --inbox examples/campaign --out demo-campaign-output --time-scale 0.02
+
 bench: install ## benchmarks: figures beside a baseline, JSON in bench/results/
 	$(VENV)/bin/python -m bench
 
@@ -119,4 +122,4 @@ soak: install ## the seeded soak: 300 jobs, faults, crashes, duplicates; bench/r
 	  done; exit $$status; fi
 
 clean: ## remove build output and venvs
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(STAMPS) .aws-sam .mypy_cache .ruff_cache .pytest_cache demo-output
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(STAMPS) .aws-sam .mypy_cache .ruff_cache .pytest_cache demo-output demo-campaign-output

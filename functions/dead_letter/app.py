@@ -1,4 +1,4 @@
-"""DeadLetter: events that failed every delivery to Submit -> their jobs end with a report and a notification."""
+"""DeadLetter: events (and campaign rows) that failed every delivery to Submit -> their jobs end with a report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
+from avatar_pipeline.adapters.queue import SubmitEventRecord, to_submit_request
+from avatar_pipeline.campaigns.row_jobs import end_dead_lettered_row
 from avatar_pipeline.domain.dead_letter import end_dead_lettered_job
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
@@ -26,13 +27,18 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def record_handler(record: SQSRecord) -> str:
     deps = dependencies()
     try:
-        event = InboxEventRecord.model_validate(record.raw_event)
+        event = SubmitEventRecord.model_validate(record.raw_event)
     except ValidationError:
         logger.error("a dead-lettered message is not a job event; left in the DLQ", extra={"body": record.body})
         metrics.add_metric(name="DeadLettersUnreadable", unit=MetricUnit.Count, value=1)
         deps.retries.retry_in(record.event_source_arn, record.receipt_handle, UNREADABLE_RETRY_SECONDS)
         raise
-    result = end_dead_lettered_job(to_inbox_object(event), deps.dead_letter_ports)
+    request = to_submit_request(event)
+    if isinstance(request, tuple):
+        row, delivery = request
+        result = end_dead_lettered_row(row, delivery, deps.dead_letter_ports)
+    else:
+        result = end_dead_lettered_job(request, deps.dead_letter_ports)
     metrics.add_metric(name=f"DeadLetter{result.value.title()}", unit=MetricUnit.Count, value=1)
     return result.value
 

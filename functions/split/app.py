@@ -1,4 +1,5 @@
-"""Split: SQS batch of campaign-file events (or a split's own cursor) -> the campaign's rows, handed to Submit."""
+"""Split: SQS batch of campaign-file events (or a split's own cursor) -> the campaign's rows, handed to Submit;
+a sample decision's event (<name>.approve / <name>.reject) -> the held rows handed out or skipped."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_pipeline.adapters.queue import SplitEventRecord, to_split_request
-from avatar_pipeline.campaigns.records import SplitCursor
+from avatar_pipeline.campaigns.approval import decide_sample, expire_sample
+from avatar_pipeline.campaigns.records import SampleExpiry, SplitCursor
 from avatar_pipeline.campaigns.split import resume_split, split_campaign
+from avatar_pipeline.keys import sample_decision_of
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
 
@@ -23,8 +26,14 @@ def record_handler(record: SplitEventRecord, lambda_context: LambdaContext) -> s
     deps = dependencies()
     request = to_split_request(record)
     time_left = lambda: lambda_context.get_remaining_time_in_millis() / 1000  # noqa: E731 - read per row
+    if isinstance(request, SampleExpiry):
+        return "EXPIRED" if expire_sample(request, deps.split_ports) else "IGNORED"
     if isinstance(request, SplitCursor):
         result = resume_split(request, deps.split_ports, time_left)
+    elif sample_decision_of(request.key) is not None:
+        decided = decide_sample(request, deps.split_ports)
+        metrics.add_metric(name="SampleDecided" if decided else "SampleDecisionIgnored", unit=MetricUnit.Count, value=1)
+        return "DECIDED" if decided else "IGNORED"
     else:
         result = split_campaign(request, deps.split_ports, time_left)
     if isinstance(result, SplitCursor):

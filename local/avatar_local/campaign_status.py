@@ -6,6 +6,9 @@ A campaign is named by its key (`inbox/<dir>/<name>.campaign.json`, also as `s3:
 its `processed/` or `failed/` key) or by `<dir>/<name>`; its id is derived from the input bucket and
 that key exactly as the split derives it, so no scan is needed.
 
+A campaign with a sample gate (approve_after) says how many rows it holds and, once the sample is
+ready, how to approve or reject it; `--watch` then waits for the decision (up to `--timeout`).
+
 A campaign refused as a whole (an unreadable file, a template naming a missing column) has no rows:
 the split writes `failed/<dir>/<name>.campaign.error.json` to the input bucket instead, and that
 report is what `status` then shows (so `--watch` ends on it rather than waiting forever).
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
@@ -25,12 +29,14 @@ from botocore.exceptions import ClientError
 
 from avatar_pipeline.adapters.campaigns_table import CampaignsTable
 from avatar_pipeline.campaigns.records import (
+    OPEN_GATES,
     CampaignErrorReport,
     CampaignRecord,
     CampaignStatus,
     RowCounts,
     RowRecord,
     RowStatus,
+    SampleGate,
     derive_campaign_id,
 )
 from avatar_pipeline.keys import (
@@ -40,15 +46,17 @@ from avatar_pipeline.keys import (
     PROCESSED_PREFIX,
     REPORT_FORMATS,
     archived_key,
+    campaign_approval_key,
+    campaign_rejection_key,
     campaign_report_key,
     is_campaign_file_key,
+    relative_to_inbox,
 )
 from avatar_pipeline.money import usd
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-EXIT_FOUND, EXIT_UNKNOWN, EXIT_INTERRUPTED = 0, 1, 130
 DEFAULT_INTERVAL_SECONDS = 5.0
 BAR_WIDTH = 40
 MAX_PROBLEM_ROWS = 10  # the rest are in report.json; a terminal is not the place for 10,000 rows
@@ -56,6 +64,18 @@ _MESSAGE_WIDTH = 90
 # The campaign is over: nothing more will change until it is uploaded again.
 ENDED = frozenset({CampaignStatus.COMPLETED, CampaignStatus.PLANNED, CampaignStatus.FAILED})
 _CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+class Outcome(StrEnum):
+    FOUND = "FOUND"  # shown (watched: it has ended)
+    UNKNOWN = "UNKNOWN"  # no such campaign
+    TIMED_OUT = "TIMED_OUT"  # watched until --timeout, still going
+    INTERRUPTED = "INTERRUPTED"  # Ctrl-C
+
+
+# Exit status: 1 for "not what you asked for" (no such campaign, or not ended in time), 130 as a shell
+# reports SIGINT.
+EXIT_STATUS = {Outcome.FOUND: 0, Outcome.UNKNOWN: 1, Outcome.TIMED_OUT: 1, Outcome.INTERRUPTED: 130}
 
 
 class CampaignNameError(ValueError):
@@ -111,10 +131,12 @@ class CampaignProgress:
     problem_count: int = 0
     report_keys: list[str] = field(default_factory=list)  # written, once the campaign has completed
     refused: RefusedCampaign | None = None
+    gate: SampleGate | None = None  # approve_after: the sample gate's state in this run
+    held: int = 0  # rows the open gate holds back (not counted as pending)
 
     @property
     def pending(self) -> int:
-        return max(self.rows - self.counts.terminal, 0)
+        return max(self.rows - self.counts.terminal - self.held, 0)
 
     @property
     def ended(self) -> bool:
@@ -192,6 +214,8 @@ def progress_of(record: CampaignRecord, rows: Iterable[RowRecord], refused: Refu
         problems=sorted(problems, key=lambda row: row.number)[:MAX_PROBLEM_ROWS],
         problem_count=problem_count,
         refused=refused,
+        gate=record.gate,
+        held=record.held if record.gate in OPEN_GATES else 0,
     )
 
 
@@ -230,13 +254,14 @@ def render(progress: CampaignProgress) -> list[str]:
     lines.append(
         f"rows {progress.rows:,}   succeeded {c.succeeded:,}   failed {c.failed:,}   skipped {c.skipped:,}   "
         + (f"planned {c.planned:,}" if progress.dry_run else f"pending {progress.pending:,}")
+        + (f"   held {progress.held:,}" if progress.held else "")
     )
     if progress.dry_run:
         lines.append(f"dry run: nothing is submitted; estimated cost {usd(c.estimated_cost_usd)}")
     else:
         spent = "cost" if progress.ended else "cost so far"
         lines.append(f"{spent} {usd(c.cost_usd)} (estimated {usd(c.estimated_cost_usd)} for the rows submitted)")
-    lines += _problem_lines(progress)
+    lines += _sample_lines(progress) + _problem_lines(progress)
     if progress.report_keys:
         lines += ["report:", *(f"  {key}" for key in progress.report_keys)]
     elif progress.counts.terminal >= progress.rows and progress.split_done and not progress.ended:
@@ -248,6 +273,19 @@ def _headline(progress: CampaignProgress) -> str:
     started = f" (started {progress.started_at:%Y-%m-%d %H:%M:%S %Z})" if progress.started_at else ""
     dry = " dry run" if progress.dry_run else ""
     return f"{progress.campaign_key}: {progress.status.value}{dry}{started}"
+
+
+def _sample_lines(progress: CampaignProgress) -> list[str]:
+    if progress.gate is SampleGate.SAMPLING:
+        return [f"sample: its rows render first; {progress.held:,} rows are held until a person approves"]
+    if progress.gate is not SampleGate.READY:
+        return []
+    name = relative_to_inbox(progress.campaign_key).removesuffix(CAMPAIGN_SUFFIX)
+    return [
+        f"sample ready, {progress.held:,} rows held: look at the report, then decide",
+        f"  approve: avatar-pipeline campaign approve {name} (or drop {campaign_approval_key(progress.campaign_key)})",
+        f"  reject:  avatar-pipeline campaign reject {name} (or drop {campaign_rejection_key(progress.campaign_key)})",
+    ]
 
 
 def _refusal_lines(refused: RefusedCampaign) -> list[str]:
@@ -305,28 +343,35 @@ def _is_terminal(console: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def follow(
-    read: Callable[[], CampaignProgress | None],
-    console: TextIO,
-    watch: bool,
-    interval: float,
-    sleep: Callable[[float], Any] = time.sleep,
-) -> int:
-    """Show the campaign once, or with `watch` every `interval` seconds until it has ended. Exit status:
-    0 found, 1 unknown, 130 interrupted (Ctrl-C, quietly: the campaign goes on without us)."""
+@dataclass(frozen=True)
+class Watch:
+    """--watch: read again every `interval` seconds until the campaign has ended or `timeout` passed."""
+
+    interval: float
+    timeout: float
+    sleep: Callable[[float], Any] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+def follow(read: Callable[[], CampaignProgress | None], console: TextIO, watch: Watch | None = None) -> Outcome:
+    """Show the campaign once, or follow it (`watch`) until it has ended, the timeout passed or Ctrl-C
+    (quietly: the campaign goes on without us)."""
     screen = Screen(console)
+    deadline = watch.clock() + watch.timeout if watch else 0.0
     try:
         while True:
             progress = read()
             if progress is None:
-                return EXIT_UNKNOWN
-            screen.show(render(progress), redraw=watch)
-            if not watch or progress.ended:
-                return EXIT_FOUND
-            sleep(interval)
+                return Outcome.UNKNOWN
+            screen.show(render(progress), redraw=watch is not None)
+            if watch is None or progress.ended:
+                return Outcome.FOUND
+            if watch.clock() >= deadline:
+                return Outcome.TIMED_OUT
+            watch.sleep(watch.interval)
     except KeyboardInterrupt:
         console.write("\n")
-        return EXIT_INTERRUPTED
+        return Outcome.INTERRUPTED
 
 
 def reader_for(reference: str, input_bucket: str, output_bucket: str | None, campaigns_table: str) -> CampaignReader:

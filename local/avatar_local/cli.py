@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("file", type=Path, help="a <name>.campaign.json, its rows and media beside it")
     plan.add_argument("--rpm", type=_positive_int, default=50, help="the key's requests per minute (pro: 50)")
     _add_campaign_status(campaign_commands)
+    for verb, what in (("approve", "render the rest of"), ("reject", "skip the rest of (NOT_APPROVED)")):
+        decision = campaign_commands.add_parser(
+            verb, help=f"a deployed stack: {what} a campaign whose sample (approve_after) is ready"
+        )
+        decision.add_argument("campaign", help="its key (inbox/a/b.campaign.json) or name under inbox/ (a/b)")
+        decision.add_argument("--stack", help="the deployed stack; its input bucket comes from its outputs")
+        decision.add_argument("--input-bucket", help="instead of --stack")
 
     emulator = groups.add_parser("emulator", help="the Segmind v2 emulator")
     emulator_commands = emulator.add_subparsers(dest="command", required=True)
@@ -192,6 +199,7 @@ def _add_campaign_status(commands: argparse._SubParsersAction[_Parser]) -> None:
     status.add_argument("campaign", help="inbox/<dir>/<name>.campaign.json (its key) or <dir>/<name>")
     status.add_argument("--watch", action="store_true", help="refresh until the campaign has completed (Ctrl-C stops)")
     status.add_argument("--interval", type=_positive_float, default=5.0, help="with --watch: seconds between reads")
+    status.add_argument("--timeout", type=_positive_float, default=3600.0, help="with --watch: give up after (exit 1)")
     status.add_argument("--stack", help="the deployed stack; names come from its outputs")
     status.add_argument("--input-bucket", help="instead of --stack (a campaign's id derives from it)")
     status.add_argument("--output-bucket", help="instead of --stack (where the report is; optional)")
@@ -210,6 +218,8 @@ def main(
         return _serve_emulator(args)
     if args.group == "campaign" and args.command == "status":
         return _deployed(args, parser, console or sys.stdout, functools.partial(_campaign_status, sleep=sleep))
+    if args.group == "campaign" and args.command in ("approve", "reject"):
+        return _campaign_decision(args, parser, console or sys.stdout)
     if args.group == "campaign":
         return _campaign_plan(args, console or sys.stdout)
     if args.command == "demo":
@@ -278,6 +288,19 @@ def _deployed_command(args: argparse.Namespace, parser: argparse.ArgumentParser,
         parser.error(str(error))
 
 
+def _campaign_decision(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
+    from avatar_local import deployed
+    from avatar_local.campaign_decision import decide
+    from avatar_pipeline.keys import UnsafeKey
+
+    try:
+        names = deployed.StackNames.resolve(args.stack, args.input_bucket, needs=("input_bucket",))
+        decide(names.input_bucket, args.campaign, args.command == "approve", console)
+    except (deployed.UsageError, UnsafeKey) as error:
+        parser.error(str(error))
+    return EXIT_OK
+
+
 def _campaign_plan(args: argparse.Namespace, console: TextIO) -> int:
     from avatar_local.campaign_plan import PlanUsageError, plan_file
 
@@ -291,8 +314,8 @@ def _campaign_plan(args: argparse.Namespace, console: TextIO) -> int:
 def _campaign_status(
     args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO, sleep: Callable[[float], Any]
 ) -> int:
-    """`campaign status`: 0 found (with --watch: it has ended), 1 no such campaign, 2 bad usage or a read
-    AWS refused, 130 Ctrl-C."""
+    """`campaign status`: 0 found (with --watch: it has ended), 1 no such campaign (or --watch's --timeout
+    passed), 2 bad usage or a read AWS refused, 130 Ctrl-C."""
     from botocore.exceptions import ClientError
 
     from avatar_local import campaign_status, deployed
@@ -308,12 +331,15 @@ def _campaign_status(
     except (deployed.UsageError, campaign_status.CampaignNameError) as error:
         parser.error(str(error))
     try:
-        code = campaign_status.follow(reader.read, console, args.watch, args.interval, sleep)
+        watch = campaign_status.Watch(args.interval, args.timeout, sleep) if args.watch else None
+        outcome = campaign_status.follow(reader.read, console, watch)
     except ClientError as error:
         return _usage_line(parser, f"campaign status: AWS refused a read: {error}")
-    if code == campaign_status.EXIT_UNKNOWN:
+    if outcome is campaign_status.Outcome.UNKNOWN:
         print(f"{parser.prog}: {campaign_status.unknown_line(reader, names.campaigns_table)}", file=sys.stderr)
-    return code
+    elif outcome is campaign_status.Outcome.TIMED_OUT:
+        print(f"{parser.prog}: the campaign had not ended after --timeout {args.timeout:g} s", file=sys.stderr)
+    return campaign_status.EXIT_STATUS[outcome]
 
 
 def _submit(args: argparse.Namespace, names: deployed_module.StackNames, console: TextIO) -> int:
@@ -421,8 +447,21 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         f"{counts['pending']} not finished; {counts['notifications']} notifications; "
         f"{counts['dead_letters']} in the DLQ; {summary['duration_seconds']} s"
     )
+    for campaign in summary["campaigns"]:
+        print(
+            f"campaign {campaign['campaign_key']}: {campaign['status']}, {campaign['rows']} rows: "
+            f"{campaign['succeeded']} succeeded, {campaign['failed']} failed, {campaign['skipped']} skipped"
+            + (f"; report {_report_path(args.out, campaign)}" if campaign["report_key"] else "")
+        )
     print(f"results in {args.out}/ (summary.json, notifications.jsonl, outputs/, inputs/)")
     return EXIT_OK if completed else EXIT_TIMEOUT
+
+
+def _report_path(out: Path, campaign: dict[str, Any]) -> Path:
+    """report.html beside the campaign's videos; an invalid campaign's error report in the input bucket."""
+    if campaign["status"] == "FAILED":
+        return out / "inputs" / str(campaign["report_key"])
+    return out / "outputs" / (str(campaign["report_key"]).removesuffix(".json") + ".html")
 
 
 def run_local(
@@ -438,7 +477,10 @@ def run_local(
     console.flush()
     with LocalPipeline(config) as pipeline:
         job_keys = pipeline.drop(inbox, out)
-        console.write(f"dropped {len(job_keys)} job file(s) into inbox/ ({time.monotonic() - started:.1f} s)\n")
+        campaigns = f" and {len(pipeline.campaign_keys)} campaign file(s)" if pipeline.campaign_keys else ""
+        console.write(
+            f"dropped {len(job_keys)} job file(s){campaigns} into inbox/ ({time.monotonic() - started:.1f} s)\n"
+        )
         for key in pipeline.ignored_job_files:
             console.write(f"skipped {key}: not a job file (job files end in .json, in lower case); uploaded as is\n")
 
@@ -460,7 +502,8 @@ def _demo(args: argparse.Namespace) -> int:
     out: Path = args.out
     with tempfile.TemporaryDirectory() as tmp:
         inbox = Path(tmp) / "inbox"
-        shutil.copytree(EXAMPLES, inbox)
+        # examples/campaign/ is `make demo-campaign`'s: the demo is the one job file.
+        shutil.copytree(EXAMPLES, inbox, ignore=shutil.ignore_patterns("campaign"))
         try:
             completed, summary = run_local(
                 inbox, out, LocalRunConfig(time_scale=args.time_scale), args.timeout, sys.stdout

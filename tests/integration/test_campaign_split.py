@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +19,11 @@ from avatar_local.stack.dynamodb_atomic import dynamodb_item_writes_atomic
 from avatar_local.stack.local_aws import bucket_location
 from avatar_pipeline.adapters.campaign_outbox import CampaignAnnouncer, SqsRowQueue
 from avatar_pipeline.adapters.campaigns_table import CampaignsTable
+from avatar_pipeline.adapters.sample_deadlines import SchedulerDeadlines
 from avatar_pipeline.adapters.storage import S3Storage
+from avatar_pipeline.campaigns.approval import decide_sample, expire_sample
 from avatar_pipeline.campaigns.complete import end_row
-from avatar_pipeline.campaigns.records import RowMessage, RowStatus, derive_campaign_id
+from avatar_pipeline.campaigns.records import RowMessage, RowStatus, SampleExpiry, derive_campaign_id
 from avatar_pipeline.campaigns.split import SplitResult, split_campaign
 from avatar_pipeline.domain.context import InboxObject
 from avatar_pipeline.domain.ports import RowEnd, SplitPorts
@@ -247,3 +249,98 @@ def test_a_resume_hands_out_only_the_rows_that_did_not_succeed(world: World) -> 
     record = world.table.get(first[0].campaign_id)
     assert record is not None
     assert (record.counts.succeeded, record.counts.failed, record.counts.cost_usd) == (3, 1, Decimal(6))
+
+
+def decide(world: World, approve: bool) -> bool:
+    key = "inbox/shop/spring.approve" if approve else "inbox/shop/spring.reject"
+    put = world.s3.put_object(Bucket=INPUT, Key=key, Body=b"")
+    obj = InboxObject(
+        bucket=INPUT,
+        key=key,
+        etag=put["ETag"].strip('"'),
+        version_id=None,
+        sequencer="00A",
+        event_time=datetime(2027, 1, 4, 13, tzinfo=UTC),
+    )
+    return decide_sample(obj, world.ports)
+
+
+def end_all(world: World, messages: list[RowMessage]) -> None:
+    for message in messages:
+        detail = RowEnd(cost_usd=Decimal("2.2"))
+        end_row(message.campaign_id, message.run_id, message.row_id, RowStatus.SUCCEEDED, detail, world.ports)
+
+
+def test_a_sample_renders_first_then_waits_for_approval_then_the_rest_render(world: World) -> None:
+    """Given approve_after 2, then only the first two valid rows are handed out and the other two are
+    held (PLANNED in the report); when the sample ends, one "sample ready" notification goes out and
+    nothing more runs; when a person drops <name>.approve, the held rows are handed out, and the
+    campaign completes once they end."""
+    split_campaign(world.upload(campaign(approve_after=2)), world.ports)
+    sample = world.row_messages()
+    assert [m.row_id for m in sample] == ["c1", "c4"]
+    end_all(world, sample)
+
+    (ready,) = world.notifications()
+    assert (ready["body"]["status"], ready["attributes"]["kind"]) == ("SAMPLE_READY", "campaign")
+    assert ready["body"]["approve_key"] == "inbox/shop/spring.approve"
+    report = world.report()
+    assert (report["status"], report["totals"]["planned"], report["totals"]["succeeded"]) == ("RUNNING", 2, 2)
+    assert world.row_messages() == []
+
+    assert decide(world, approve=True) is True
+    assert decide(world, approve=True) is True  # delivered twice: the same rows, the same job ids
+    rest = world.row_messages()
+    assert sorted({m.row_id for m in rest}) == ["c5", "c6"]
+    end_all(world, list({m.row_id: m for m in rest}.values()))
+    (completed,) = world.notifications()
+    assert completed["body"]["status"] == "COMPLETED"
+    assert world.report()["totals"]["succeeded"] == 4
+
+
+def test_a_rejected_sample_skips_the_held_rows_and_completes(world: World) -> None:
+    split_campaign(world.upload(campaign(approve_after=2)), world.ports)
+    end_all(world, world.row_messages())
+    world.notifications()
+
+    assert decide(world, approve=False) is True
+    assert decide(world, approve=True) is False  # decided already, the other way
+
+    assert world.row_messages() == []
+    report = world.report()
+    assert report["status"] == "COMPLETED"
+    skipped = {r["row_id"]: r["error_code"] for r in report["rows"] if r["status"] == "SKIPPED"}
+    assert skipped == {"c5": "NOT_APPROVED", "c6": "NOT_APPROVED"}
+    (completed,) = world.notifications()
+    assert completed["body"]["status"] == "COMPLETED"
+
+
+def test_a_sample_nobody_decides_expires_at_its_deadline_and_the_held_rows_are_skipped(world: World) -> None:
+    """Given a sample whose split set its deadline (a one-time schedule that puts a SampleExpiry on the
+    split queue), when the expiry arrives with the gate still open, then the held rows end SKIPPED
+    (NOT_APPROVED) and the campaign completes; an expiry after a decision changes nothing."""
+    scheduler = boto3.client("scheduler", region_name=TEST_REGION)
+    queue_arn = f"arn:aws:sqs:{TEST_REGION}:123456789012:split"
+    role_arn = "arn:aws:iam::123456789012:role/sample-expiry"
+    ports = replace(world.ports, deadlines=SchedulerDeadlines(scheduler, queue_arn, role_arn))
+    obj = world.upload(campaign(approve_after=2))
+    split_campaign(obj, ports)
+    split_campaign(obj, ports)  # redelivered: the same schedule, not a second one
+    (listed,) = scheduler.list_schedules()["Schedules"]
+    schedule = scheduler.get_schedule(Name=listed["Name"])
+    assert schedule["ScheduleExpression"] == "at(2026-12-08T12:00:00)"  # 7 days after the split (its clock)
+    expiry = SampleExpiry.model_validate_json(schedule["Target"]["Input"])
+    assert schedule["Target"]["Arn"] == queue_arn
+    end_all(world, world.row_messages())
+    world.notifications()
+
+    assert expire_sample(expiry, ports) is True
+    assert decide(world, approve=True) is False  # too late
+
+    report = world.report()
+    assert report["status"] == "COMPLETED"
+    assert {r["row_id"]: r["error_code"] for r in report["rows"] if r["status"] == "SKIPPED"} == {
+        "c5": "NOT_APPROVED",
+        "c6": "NOT_APPROVED",
+    }
+    assert world.row_messages() == []

@@ -138,7 +138,7 @@ def test_watch_follows_the_campaign_until_it_completes_then_lists_the_report(wor
     """Given a running campaign whose rows end one per refresh (the injected sleep ends one)
     When `campaign status --watch --interval 3` runs
     Then it reads until the last row's ending has completed the campaign, never sleeping for real,
-    and ends with exit 0, COMPLETED at 100% and the report's key in the output bucket."""
+    and ends with exit 0, COMPLETED at 100% and the report's files in the output bucket."""
     messages = world.split({"rows": "people.csv", "row_id": "id", "template": TEMPLATE})
     waiting = list(messages)
     slept: list[float] = []
@@ -157,7 +157,8 @@ def test_watch_follows_the_campaign_until_it_completes_then_lists_the_report(wor
     assert last[0].startswith(f"{CAMPAIGN_KEY}: COMPLETED")
     assert "100%  4 of 4 rows ended" in last[1]
     assert last[2] == "rows 4   succeeded 2   failed 2   skipped 0   pending 0"
-    assert last[-2:] == ["report:", f"  s3://{OUTPUT}/campaigns/shop/spring/report.json"]
+    folder = f"  s3://{OUTPUT}/campaigns/shop/spring"
+    assert last[-4:] == ["report:", f"{folder}/report.json", f"{folder}/report.csv", f"{folder}/report.html"]
 
 
 def test_a_dry_run_is_shown_planned_once_complete(world: World) -> None:
@@ -204,3 +205,24 @@ def test_bad_usage_is_exit_2_in_one_line(world: World, capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "ResourceNotFoundException" in err
+
+
+def test_a_ready_sample_says_how_to_decide_and_watch_gives_up_at_its_timeout(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Given approve_after 1: the first valid row renders as the sample, the other two are held
+    When the sample's row has ended and `campaign status --watch --timeout 0.05` runs
+    Then it shows the held rows apart from the pending ones and both ways to decide, and (nobody
+    deciding) gives up at the timeout with exit 1 and one line saying so."""
+    (sample,) = world.split({"rows": "people.csv", "row_id": "id", "template": TEMPLATE, "approve_after": 1})
+    world.end(sample)
+
+    code, out = status("shop/spring", "--watch", "--timeout", "0.05")
+
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[2] == "rows 4   succeeded 1   failed 1   skipped 0   pending 0   held 2"
+    assert "sample ready, 2 rows held: look at the report, then decide" in lines
+    assert "  approve: avatar-pipeline campaign approve shop/spring (or drop inbox/shop/spring.approve)" in lines
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["avatar-pipeline: the campaign had not ended after --timeout 0.05 s"]

@@ -52,8 +52,9 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # and domain/inbox.py archive_inputs / _media_named_by when a rejected job moves to failed/;
         # storage.py .head of an earlier job's manifest in the output bucket - _claim_is_stale.
         "s3:GetObject": {"InputBucket/*", "OutputBucket/*"},
-        # storage.py .put_json (the error report, domain/failure.py fail_job) and .copy (the target).
-        "s3:PutObject": {"InputBucket/*"},
+        # storage.py .put_json (the error report, domain/failure.py fail_job) and .copy (the target);
+        # .put_bytes (a campaign's report, campaigns/complete.py write_report).
+        "s3:PutObject": {"InputBucket/*", "OutputBucket/campaigns/*"},
         # storage.py .move (delete_object after the copy) - domain/inbox.py archive_inputs.
         "s3:DeleteObject": {"InputBucket/*"},
         # storage.py .copy: CopyObject carries the source's tags (tagging directive COPY by default).
@@ -65,14 +66,19 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # jobs_table.py JobsTable.get (get_item) - submit_job, _post_once, fail_job;
         # render_stats.py RenderStatsTable.get - domain/submit.py _start_execution (the first wait);
         # output_claims.py .holder - domain/intake.py _claim_output.
-        "dynamodb:GetItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:GetItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
         # jobs_table.py .claim_submission and .save_terminal (put_item) - _post_once, fail_job;
         # output_claims.py .claim / .take_over - domain/intake.py _claim_output.
         "dynamodb:PutItem": {"JobsTable", "PipelineStateTable"},
         # jobs_table.py .mark_submitted, .mark_rendering, .claim_notification, .release_notification;
         # request_budget.py RequestBudget.try_acquire - domain/submit.py _wait_for_submit_token;
         # media_users.py .register / .release (the set of users) - intake, and fail_job's archive.
-        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
+        # campaigns/complete.py end_row, from domain/closing.py (a campaign row's job ends): campaigns_table.py
+        # .end_row (transact_write_items: Update items), .get, .claim_report_refresh / .claim_completion /
+        # .confirm_completion (update_item), .rows / .media (query); write_report (put_bytes) in the
+        # output bucket's campaigns/ folder.
+        "dynamodb:Query": {"CampaignsTable"},
         # jobs_table.py .release_submission (delete_item) - _post_once after a POST that never left;
         # output_claims.py .release - fail_job.
         "dynamodb:DeleteItem": {"JobsTable", "PipelineStateTable"},
@@ -94,7 +100,7 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # domain/dead_letter.py: storage.py .head / .read (the job file), and fail_job's archive_inputs
         # and report (copy, move with an ETag-conditional delete, put_json, iter_folder).
         "s3:GetObject": {"InputBucket/*"},
-        "s3:PutObject": {"InputBucket/*"},
+        "s3:PutObject": {"InputBucket/*", "OutputBucket/campaigns/*"},
         "s3:DeleteObject": {"InputBucket/*"},
         "s3:GetObjectTagging": {"InputBucket/*"},
         "s3:PutObjectTagging": {"InputBucket/*"},
@@ -102,10 +108,15 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # jobs_table.py .get, .save_terminal, .mark_rendering, .claim/release_notification;
         # render_stats.py .get (continue_existing -> _start_execution); media_users.py .release;
         # output_claims.py .release - fail_job.
-        "dynamodb:GetItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:GetItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
         "dynamodb:PutItem": {"JobsTable"},
-        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
         "dynamodb:DeleteItem": {"PipelineStateTable"},
+        # campaigns/complete.py end_row, from domain/closing.py (a campaign row's job ends): campaigns_table.py
+        # .end_row (transact_write_items: Update items), .get, .claim_report_refresh / .claim_completion /
+        # .confirm_completion (update_item), .rows / .media (query); write_report (put_bytes) in the
+        # output bucket's campaigns/ folder.
+        "dynamodb:Query": {"CampaignsTable"},
         # executions.py ExecutionStarter.start - a job Segmind accepted whose execution never started.
         "states:StartExecution": {"RenderJobStateMachine"},
         "sns:Publish": {"NotificationTopic"},
@@ -143,11 +154,13 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # storage.py .iter_folder - domain/inbox.py _named_by_unreceived_job_files.
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item).
-        "dynamodb:GetItem": {"JobsTable"},
+        "dynamodb:GetItem": {"JobsTable", "CampaignsTable"},
         "dynamodb:PutItem": {"JobsTable"},
         # request_budget.py try_acquire - domain/finalize.py (a token before fetching the result);
         # media_users.py .release - domain/inbox.py archive_inputs.
-        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
+        # campaigns/complete.py end_row, from domain/closing.py (a campaign row's job ends): see SubmitFunction.
+        "dynamodb:Query": {"CampaignsTable"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py publish_once.
         "sns:Publish": {"NotificationTopic"},
         "events:PutEvents": {"event-bus/default"},
@@ -159,7 +172,7 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # .read_prefix (sniffing media); campaigns/complete.py _archive / fail_campaign: .move (copy with
         # tags, ETag-conditional delete), .put_json (an invalid campaign's error report).
         "s3:GetObject": {"InputBucket/*"},
-        "s3:PutObject": {"InputBucket/*", "OutputBucket/*"},
+        "s3:PutObject": {"InputBucket/*", "OutputBucket/campaigns/*"},
         "s3:DeleteObject": {"InputBucket/*"},
         "s3:GetObjectTagging": {"InputBucket/*"},
         "s3:PutObjectTagging": {"InputBucket/*"},
@@ -177,6 +190,10 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # RetryScheduler.requeue (send_message, ._queue_url) - the split's cursor back on its own queue.
         "sqs:SendMessage": {"SubmitQueue", "SplitQueue"},
         "sqs:GetQueueUrl": {"SplitQueue"},
+        # sample_deadlines.py SchedulerDeadlines.set (create_schedule, which passes SampleExpiryRole) -
+        # split.py _bound_the_sample.
+        "scheduler:CreateSchedule": {"schedule/default/*"},
+        "iam:PassRole": {"SampleExpiryRole"},
         # campaign_outbox.py CampaignAnnouncer.publish - complete.py try_complete, fail_campaign.
         "sns:Publish": {"NotificationTopic"},
         "events:PutEvents": {"event-bus/default"},
@@ -185,16 +202,18 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # domain/failure.py fail_job: archive_inputs (read, copy, move, list), put_json (the report).
         # GetObject also authorises move's conditional delete_object (IfMatch).
         "s3:GetObject": {"InputBucket/*"},
-        "s3:PutObject": {"InputBucket/*"},
+        "s3:PutObject": {"InputBucket/*", "OutputBucket/campaigns/*"},
         "s3:DeleteObject": {"InputBucket/*"},
         "s3:GetObjectTagging": {"InputBucket/*"},
         "s3:PutObjectTagging": {"InputBucket/*"},
         "s3:ListBucket": {"InputBucket"},
         # jobs_table.py .get, .save_terminal (put_item), .claim/release_notification (update_item);
         # media_users.py .release (update_item) and output_claims.py .release (delete_item) - fail_job.
-        "dynamodb:GetItem": {"JobsTable"},
+        "dynamodb:GetItem": {"JobsTable", "CampaignsTable"},
         "dynamodb:PutItem": {"JobsTable"},
-        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable"},
+        "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
+        # campaigns/complete.py end_row, from domain/closing.py (a campaign row's job ends): see SubmitFunction.
+        "dynamodb:Query": {"CampaignsTable"},
         "dynamodb:DeleteItem": {"PipelineStateTable"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py
         # publish_once. No provider call, no secret.
@@ -257,6 +276,7 @@ CLIENT_ATTRIBUTES = {
     "_table": "dynamodb",
     "_events": "events",
     "_dynamodb": "dynamodb",
+    "_scheduler": "scheduler",
 }
 OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("s3", "head_object"): {"s3:GetObject"},
@@ -276,6 +296,7 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("events", "put_events"): {"events:PutEvents"},
     ("sqs", "send_message"): {"sqs:SendMessage"},
     ("sqs", "send_message_batch"): {"sqs:SendMessage"},
+    ("scheduler", "create_schedule"): {"scheduler:CreateSchedule", "iam:PassRole"},
     ("sqs", "change_message_visibility"): {"sqs:ChangeMessageVisibility"},
     ("sqs", "get_queue_url"): {"sqs:GetQueueUrl"},
     ("dynamodb", "get_item"): {"dynamodb:GetItem"},
@@ -293,7 +314,7 @@ LIBRARY_CALLS = {
     # campaigns_table.py: Table.batch_writer -> BatchWriteItem.
     "batch_writer": {"dynamodb:BatchWriteItem"},
 }
-KNOWN_SERVICES = {"s3", "sns", "sqs", "dynamodb", "stepfunctions", "events"}
+KNOWN_SERVICES = {"s3", "sns", "sqs", "dynamodb", "stepfunctions", "events", "scheduler"}
 
 
 # ------------------------------------------------------------------ reading the translated template
@@ -329,11 +350,13 @@ def label(expression: Any, resources: dict[str, Any]) -> str:
         if function == "Ref" and resources.get(argument, {}).get("Type") in REF_IS_ARN:
             return str(argument)
         if function == "Fn::Sub" and isinstance(argument, str):
-            match = re.fullmatch(r"\$\{(\w+)\.Arn\}(/\*|:\*)", argument)
+            match = re.fullmatch(r"\$\{(\w+)\.Arn\}(/\*|:\*|/[\w-]+/\*)", argument)
             if match:
                 return match[1] + match[2]
             match = re.fullmatch(
-                r"arn:\$\{AWS::Partition\}:events:\$\{AWS::Region\}:\$\{AWS::AccountId\}:(event-bus/[\w.-]+)", argument
+                r"arn:\$\{AWS::Partition\}:(?:events|scheduler):\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+                r"(event-bus/[\w.-]+|schedule/[\w.-]+/\*)",
+                argument,
             )
             if match:
                 return match[1]
@@ -433,7 +456,7 @@ def test_key_use_is_limited_to_the_services_the_function_calls(resources: dict[s
 def test_only_the_functions_and_the_state_machine_have_roles(resources: dict[str, Any]) -> None:
     """SAM generates no role of its own (it would attach AWSLambdaBasicExecutionRole and friends)."""
     roles = {k for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
-    assert roles == {f"{name}Role" for name in (*CODE_ACTIONS, "RenderJobStateMachine")}
+    assert roles == {f"{name}Role" for name in (*CODE_ACTIONS, "RenderJobStateMachine", "SampleExpiry")}
     for resource in resources.values():
         assert resource["Type"] not in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::User")
     functions = {k for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
@@ -458,6 +481,18 @@ def test_state_machine_invokes_only_its_functions_and_publishes_nothing(resource
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     definition = json.dumps(resources["RenderJobStateMachine"]["Properties"])
     assert "sns:publish" not in definition.lower()
+
+
+def test_the_sample_expiry_role_only_puts_on_the_split_queue_for_the_scheduler(resources: dict[str, Any]) -> None:
+    role = resources["SampleExpiryRole"]
+    assert "ManagedPolicyArns" not in role["Properties"]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (statement,) = statements_of(role)
+    assert (statement["Action"], label(statement["Resource"], resources)) == ("sqs:SendMessage", "SplitQueue")
+    (pass_role,) = [s for s in statements_of(role_of(resources, "SplitFunction")) if s["Action"] == "iam:PassRole"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
 
 
 # ------------------------------------------------------------------ the table against the code

@@ -5,6 +5,7 @@ cursor on its own queue, handing every row out once; Submit ignores the campaign
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,3 +155,69 @@ def test_submit_ignores_the_campaign_files_own_event(pipeline: Pipeline) -> None
     assert handler(event, FakeLambdaContext(function_name="SubmitFunction")) == {"batchItemFailures": []}
     assert boto3.resource("dynamodb").Table(pipeline.aws.jobs_table).scan()["Items"] == []
     assert pipeline.provider.calls["submit"] == 0
+
+
+def run_submit(message: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
+    handler = load_handler("submit")
+    event = as_record(message, pipeline.aws.submit_queue_arn)
+    result: dict[str, Any] = handler(event, FakeLambdaContext(function_name="SubmitFunction"))
+    return result
+
+
+def wait_for_campaign(pipeline: Pipeline, timeout: float = 60.0) -> dict[str, Any]:
+    table = boto3.resource("dynamodb").Table(pipeline.aws.campaigns_table)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (record,) = [i for i in table.scan()["Items"] if i["sk"] == "campaign"]
+        if record.get("completed_run"):
+            return dict(record)
+        time.sleep(0.05)
+    raise TimeoutError("the campaign did not complete")
+
+
+def test_rows_render_through_submit_and_the_last_ending_completes_the_campaign_once(pipeline: Pipeline) -> None:
+    """Given a campaign of three rows (one naming a missing photo), split and each row delivered twice
+    to Submit, when the renders finish through the real state machine, then each valid row is submitted
+    once, the campaign completes once: report.json/.csv/.html with the totals, one SNS message with
+    kind=campaign and no per-row one, one "Avatar Campaign Completed" event, and its inputs leave inbox/."""
+    rows = "id,name,photo\r\nc1,Ann,face.png\r\nc2,Bob,gone.png\r\nc3,Cy,face.png\r\n"
+    document = {**CAMPAIGN, "template": {**CAMPAIGN["template"], "photo": "{{photo}}"}}  # type: ignore[dict-item]
+    run_split(campaign_event(pipeline, document, rows))
+    messages = drain(pipeline.aws.submit_queue_url)
+    for message in messages + messages:
+        assert run_submit(message, pipeline) == {"batchItemFailures": []}
+
+    record = wait_for_campaign(pipeline)
+
+    assert pipeline.provider.calls["submit"] == 2
+    assert (int(str(record["succeeded"])), int(str(record["failed"]))) == (2, 1)
+    s3 = boto3.client("s3")
+    report = json.loads(
+        s3.get_object(Bucket=pipeline.aws.output_bucket, Key="campaigns/shop/spring/report.json")["Body"].read()
+    )
+    assert report["status"] == "COMPLETED"
+    assert (report["totals"]["rows"], report["totals"]["succeeded"], report["totals"]["failed"]) == (3, 2, 1)
+    assert {r["row_id"]: r["status"] for r in report["rows"]} == {"c1": "SUCCEEDED", "c2": "FAILED", "c3": "SUCCEEDED"}
+    outputs = pipeline.aws.keys(pipeline.aws.output_bucket)
+    assert {"campaigns/shop/spring/report.csv", "campaigns/shop/spring/report.html"} <= set(outputs)
+    assert {"campaigns/shop/spring/c1.mp4", "campaigns/shop/spring/c3.mp4"} <= set(outputs)
+    notifications = pipeline.aws.notifications()
+    assert [n["attributes"].get("kind") for n in notifications] == ["campaign"]
+    events = [e for e in pipeline.aws.completion_events() if e["detail-type"] == "Avatar Campaign Completed"]
+    assert len(events) == 1
+    assert [k for k in pipeline.aws.keys(pipeline.aws.input_bucket) if k.startswith("inbox/")] == []
+
+
+def test_an_approve_file_dropped_beside_the_campaign_hands_out_the_held_rows(pipeline: Pipeline) -> None:
+    run_split(campaign_event(pipeline, {**CAMPAIGN, "approve_after": 2}))
+    assert len(drain(pipeline.aws.submit_queue_url)) == 2
+
+    bucket = pipeline.aws.input_bucket
+    etag = boto3.client("s3").put_object(Bucket=bucket, Key="inbox/shop/spring.approve", Body=b"")["ETag"]
+    delivery = Delivery(pipeline.aws.split_queue_arn)
+    event = object_created_sqs_event(bucket, "inbox/shop/spring.approve", etag.strip('"'), 0, delivery=delivery)
+    assert run_split(event) == {"batchItemFailures": []}
+
+    rows = [RowMessage.model_validate_json(m["Body"]) for m in drain(pipeline.aws.submit_queue_url)]
+    assert sorted(r.row_id for r in rows) == sorted(f"c{n}" for n in range(3, 13))
+    assert "processed/shop/spring.approve" in pipeline.aws.keys(bucket)

@@ -326,7 +326,12 @@ def test_every_function_gets_the_contract_environment(template: dict[str, Any], 
         "STATE_MACHINE_ARN": {"Ref": "RenderJobStateMachine"},
     }
     # Only Split hands rows to the submit queue.
-    assert props(resources, "SplitFunction")["Environment"]["Variables"] == {"SUBMIT_QUEUE_URL": {"Ref": "SubmitQueue"}}
+    assert props(resources, "SplitFunction")["Environment"]["Variables"] == {
+        "SUBMIT_QUEUE_URL": {"Ref": "SubmitQueue"},
+        "SPLIT_QUEUE_ARN": {"Fn::GetAtt": ["SplitQueue", "Arn"]},
+        "SAMPLE_EXPIRY_ROLE_ARN": {"Fn::GetAtt": ["SampleExpiryRole", "Arn"]},
+        "SAMPLE_WAIT_DAYS": "7",
+    }
     for logical_id in FUNCTIONS.keys() - {"SubmitFunction", "DeadLetterFunction", "SplitFunction"}:
         assert "Environment" not in props(resources, logical_id)
 
@@ -464,7 +469,13 @@ def test_campaign_rule_sends_campaign_files_to_the_split_queue(resources: dict[s
     rule = props(resources, "InboxCampaignCreatedRule")
     assert rule["EventPattern"]["detail"] == {
         "bucket": {"name": [{"Ref": "InputBucket"}]},
-        "object": {"key": [{"wildcard": "inbox/*.campaign.json"}]},
+        "object": {
+            "key": [
+                {"wildcard": "inbox/*.campaign.json"},
+                {"wildcard": "inbox/*.approve"},
+                {"wildcard": "inbox/*.reject"},
+            ]
+        },
     }
     assert rule["Targets"] == [{"Id": "SplitQueue", "Arn": {"Fn::GetAtt": ["SplitQueue", "Arn"]}}]
     (statement,) = props(resources, "SplitQueuePolicy")["PolicyDocument"]["Statement"]
@@ -699,6 +710,7 @@ def test_moto_inbox_rule_queues_only_job_files(moto_stack: dict[str, str]) -> No
         "inbox.json",
         "inbox/shop/spring.campaign.json",
         "processed/shop/spring.campaign.json",
+        "inbox/shop/spring.approve",
     ]
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
@@ -720,7 +732,7 @@ def test_moto_inbox_rule_queues_only_job_files(moto_stack: dict[str, str]) -> No
         for message in messages:
             split.append(json.loads(message["Body"])["detail"]["object"]["key"])
             sqs.delete_message(QueueUrl=moto_stack["SplitQueue"], ReceiptHandle=message["ReceiptHandle"])
-    assert split == ["inbox/shop/spring.campaign.json"]
+    assert sorted(split) == ["inbox/shop/spring.approve", "inbox/shop/spring.campaign.json"]
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS.* not supported by moto:UserWarning")

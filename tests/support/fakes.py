@@ -26,6 +26,7 @@ from avatar_pipeline.campaigns.records import (
     CampaignStatus,
     RowRecord,
     RowStatus,
+    SampleGate,
 )
 from avatar_pipeline.clock import Clock
 from avatar_pipeline.domain.poll_policy import PollPolicy, PollSchedule, RenderStats
@@ -159,6 +160,9 @@ class FakeStorage(Storage):
     def put_json(self, bucket: str, key: str, document: BaseModel) -> None:
         self.put(bucket, key, document.model_dump_json(indent=2).encode(), "application/json; charset=utf-8")
 
+    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self.put(bucket, key, body, content_type)
+
     def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
         stored = self.objects.get((bucket, source_key))
         if stored is None:
@@ -288,6 +292,7 @@ class FakeCampaignStore(CampaignStore):
         self.row_records: dict[tuple[str, str], RowRecord] = {}
         self.media_keys: dict[str, list[str]] = {}
         self.leases: dict[str, datetime] = {}
+        self.report_written: dict[str, tuple[str, datetime]] = {}
 
     def get(self, campaign_id: str) -> CampaignRecord | None:
         return self.records.get(campaign_id)
@@ -302,6 +307,9 @@ class FakeCampaignStore(CampaignStore):
         current = self.row_records.get((campaign_id, row.row_id))
         if current is None or (current.run_id != row.run_id and current.status is not RowStatus.SUCCEEDED):
             self._count(campaign_id, row.run_id, row.status, row.estimated_cost_usd, row.cost_usd)
+            if row.held_message is not None:
+                record = self.records[campaign_id]
+                self.records[campaign_id] = record.model_copy(update={"held": record.held + 1})
             self.row_records[campaign_id, row.row_id] = row
             return row
         if current.run_id == row.run_id:
@@ -340,6 +348,25 @@ class FakeCampaignStore(CampaignStore):
                     "error_message": detail.error_message}
         )  # fmt: skip
         return self.records[campaign_id]
+
+    def move_gate(self, campaign_id: str, run_id: str, from_states: frozenset[SampleGate], to: SampleGate) -> bool:
+        record = self.records.get(campaign_id)
+        if record is None or record.run_id != run_id or record.gate not in from_states:
+            return False
+        self.records[campaign_id] = record.model_copy(update={"gate": to})
+        return True
+
+    def claim_report_refresh(self, campaign_id: str, run_id: str, now: datetime, last_before: datetime) -> bool:
+        record = self.records.get(campaign_id)
+        last = self.report_written.get(campaign_id)
+        if (
+            record is None
+            or record.run_id != run_id
+            or (last is not None and last[0] == run_id and last[1] >= last_before)
+        ):
+            return False
+        self.report_written[campaign_id] = (run_id, now)
+        return True
 
     def claim_completion(self, campaign_id: str, run_id: str, now: datetime, lease_until: datetime) -> bool:
         record = self.records.get(campaign_id)

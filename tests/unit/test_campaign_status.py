@@ -14,7 +14,9 @@ from avatar_local.campaign_status import (
     MAX_PROBLEM_ROWS,
     CampaignNameError,
     CampaignProgress,
+    Outcome,
     RefusedCampaign,
+    Watch,
     campaign_key_of,
     follow,
     progress_bar,
@@ -28,6 +30,7 @@ from avatar_pipeline.campaigns.records import (
     RowCounts,
     RowRecord,
     RowStatus,
+    SampleGate,
 )
 
 pytestmark = pytest.mark.unit
@@ -230,7 +233,7 @@ def test_watch_refreshes_until_the_campaign_has_completed_and_prints_each_change
     script = Script([running, running, done])
     console = io.StringIO()
 
-    assert follow(script.read, console, watch=True, interval=2.5, sleep=script.sleep) == 0
+    assert follow(script.read, console, Watch(2.5, timeout=60, sleep=script.sleep)) is Outcome.FOUND
 
     assert (script.reads, script.slept) == (3, [2.5, 2.5])
     printed = console.getvalue()
@@ -241,19 +244,19 @@ def test_watch_refreshes_until_the_campaign_has_completed_and_prints_each_change
 def test_without_watch_the_campaign_is_shown_once() -> None:
     script = Script([progress_of(record(), [], None)])
 
-    assert follow(script.read, io.StringIO(), watch=False, interval=1, sleep=script.sleep) == 0
+    assert follow(script.read, io.StringIO()) is Outcome.FOUND
     assert (script.reads, script.slept) == (1, [])
 
 
-def test_an_unknown_campaign_is_exit_1_and_ctrl_c_is_130_quietly() -> None:
-    assert follow(Script([None]).read, io.StringIO(), watch=True, interval=1) == 1
+def test_an_unknown_campaign_and_ctrl_c_quietly() -> None:
+    assert follow(Script([None]).read, io.StringIO(), Watch(1, 60)) is Outcome.UNKNOWN
 
     def interrupted(_: float) -> None:
         raise KeyboardInterrupt
 
     console = io.StringIO()
     script = Script([progress_of(record(), [], None)])
-    assert follow(script.read, console, watch=True, interval=1, sleep=interrupted) == 130
+    assert follow(script.read, console, Watch(1, 60, sleep=interrupted)) is Outcome.INTERRUPTED
     assert "Traceback" not in console.getvalue()
 
 
@@ -266,6 +269,41 @@ def test_on_a_terminal_watch_redraws_in_place() -> None:
     done = progress_of(record(status=CampaignStatus.COMPLETED, counts=RowCounts(succeeded=10)), [], None)
     console = Terminal()
 
-    follow(Script([running, done]).read, console, watch=True, interval=1, sleep=lambda _: None)
+    follow(Script([running, done]).read, console, Watch(1, 60, sleep=lambda _: None))
 
     assert console.getvalue().count("\x1b[H\x1b[2J") == 2
+
+
+def test_watch_gives_up_at_its_timeout() -> None:
+    """Given a campaign that never ends (a sample nobody decides, say) and a clock moved by the sleep
+    When it is watched with --interval 5 --timeout 12
+    Then it reads at 0, 5, 10 and 15 seconds and gives up."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    script = Script([progress_of(record(), [], None)])
+
+    assert follow(script.read, io.StringIO(), Watch(5, 12, sleep=sleep, clock=lambda: now[0])) is Outcome.TIMED_OUT
+    assert script.reads == 4
+
+
+def test_an_open_sample_gate_counts_its_held_rows_apart_and_a_ready_one_says_how_to_decide() -> None:
+    """Given approve_after: 3 of 10 rows rendering as the sample, 7 held
+    When the status is rendered while the sample renders, then once it is ready
+    Then the held rows are not pending, and the ready sample names both ways to decide."""
+    sampling = record(gate=SampleGate.SAMPLING, held=7, counts=RowCounts(succeeded=1))
+    lines = render(progress_of(sampling, [], None))
+    assert lines[2] == "rows 10   succeeded 1   failed 0   skipped 0   pending 2   held 7"
+    assert lines[4] == "sample: its rows render first; 7 rows are held until a person approves"
+
+    ready = render(progress_of(record(gate=SampleGate.READY, held=7, counts=RowCounts(succeeded=3)), [], None))
+    assert ready[4:7] == [
+        "sample ready, 7 rows held: look at the report, then decide",
+        "  approve: avatar-pipeline campaign approve shop/spring (or drop inbox/shop/spring.approve)",
+        "  reject:  avatar-pipeline campaign reject shop/spring (or drop inbox/shop/spring.reject)",
+    ]
+
+    approved = progress_of(record(gate=SampleGate.APPROVED, held=7, counts=RowCounts(succeeded=3)), [], None)
+    assert (approved.held, approved.pending) == (0, 7)  # handed out: pending like any row

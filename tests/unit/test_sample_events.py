@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from avatar_pipeline.adapters.queue import InboxEventRecord, to_inbox_object
+from avatar_pipeline.adapters.queue import (
+    InboxEventRecord,
+    SplitEventRecord,
+    SubmitEventRecord,
+    to_inbox_object,
+    to_split_request,
+    to_submit_request,
+)
+from avatar_pipeline.campaigns.records import RowMessage
 from avatar_pipeline.state import RenderState
 from tests.support.events import EVENTS_DIR, load_event
 
@@ -17,7 +25,27 @@ STATE_EVENTS = ["poll_state.json", "finalize_state.json", "report_failure_state.
 
 def test_every_event_file_is_covered() -> None:
     names = {p.name for p in Path(EVENTS_DIR).glob("*.json")}
-    assert names == {"submit_sqs_object_created.json", *STATE_EVENTS}
+    assert names == {
+        "submit_sqs_object_created.json",
+        "submit_sqs_campaign_row.json",
+        "split_sqs_campaign_created.json",
+        *STATE_EVENTS,
+    }
+
+
+def test_the_split_event_is_a_campaign_files_object_created_event() -> None:
+    record = SplitEventRecord.model_validate(load_event("split_sqs_campaign_created.json")["Records"][0])
+    request = to_split_request(record)
+    assert not isinstance(request, RowMessage)
+    assert getattr(request, "key", None) == "inbox/shop/spring.campaign.json"
+
+
+def test_the_campaign_row_event_is_a_row_message_with_its_delivery() -> None:
+    record = SubmitEventRecord.model_validate(load_event("submit_sqs_campaign_row.json")["Records"][0])
+    request = to_submit_request(record)
+    assert isinstance(request, tuple)
+    row, delivery = request
+    assert (row.row_id, delivery.key) == ("c1", "inbox/shop/spring.campaign.json#c1")
 
 
 def test_the_submit_event_is_an_eventbridge_object_created_event_in_an_sqs_record() -> None:

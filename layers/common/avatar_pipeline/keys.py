@@ -8,7 +8,7 @@ Layout (DESIGN.md section 4):
 
 Campaigns (DESIGN.md section 7):
   inbox/a/b.campaign.json   the trigger (never a job file), rows and media beside it
-  inbox/a/b.approve         a person's approval of the campaign's sample, beside it
+  inbox/a/b.approve         a person's approval of the campaign's sample, beside it (.reject: its rejection)
   campaigns/a/b/            its outputs: report.json/.csv/.html and, by default, <row id>.mp4|.webm
 """
 
@@ -26,6 +26,7 @@ FAILED_PREFIX = "failed/"
 CAMPAIGNS_PREFIX = "campaigns/"
 CAMPAIGN_SUFFIX = ".campaign.json"
 APPROVAL_SUFFIX = ".approve"
+REJECTION_SUFFIX = ".reject"
 REPORT_FORMATS = ("json", "csv", "html")
 MAX_KEY_BYTES = 1024
 # A row id names a file in the campaign's output folder, so it is one path segment of modest length.
@@ -164,6 +165,19 @@ def campaign_approval_key(campaign_key: str) -> str:
     return f"{INBOX_PREFIX}{_campaign_stem(campaign_key)}{APPROVAL_SUFFIX}"
 
 
+def campaign_rejection_key(campaign_key: str) -> str:
+    """inbox/a/b.campaign.json -> inbox/a/b.reject: the file that rejects the sample (the held rows are skipped)."""
+    return f"{INBOX_PREFIX}{_campaign_stem(campaign_key)}{REJECTION_SUFFIX}"
+
+
+def sample_decision_of(key: str) -> tuple[str, bool] | None:
+    """inbox/a/b.approve -> ("inbox/a/b.campaign.json", True); .reject -> False; anything else None."""
+    for suffix, approved in ((APPROVAL_SUFFIX, True), (REJECTION_SUFFIX, False)):
+        if key.startswith(INBOX_PREFIX) and key.endswith(suffix) and len(posixpath.basename(key)) > len(suffix):
+            return key[: -len(suffix)] + CAMPAIGN_SUFFIX, approved
+    return None
+
+
 def validate_row_id(row_id: str) -> str:
     """A row id becomes a file name in the campaign's folder: one safe path segment."""
     _check_key(row_id)
@@ -182,6 +196,12 @@ def default_row_video_key(campaign_key: str, row_id: str, extension: str) -> str
 def row_input_key(campaign_key: str, row_id: str) -> str:
     """How a row is named where a job names its job file (records, reports, summaries): <key>#<row id>."""
     return f"{campaign_key}#{row_id}"
+
+
+def row_error_report_key(campaign_key: str, row_id: str) -> str:
+    """A failed row's error report in the input bucket: failed/<dir>/<name>/<row id>.error.json (the
+    campaign file itself moves to failed/ or processed/ when the campaign completes)."""
+    return f"{FAILED_PREFIX}{_campaign_stem(campaign_key)}/{validate_row_id(row_id)}.error.json"
 
 
 def derive_row_job_id(bucket: str, campaign_key: str, row_id: str) -> str:

@@ -26,6 +26,7 @@ from avatar_pipeline.adapters.output_claims import OutputClaims
 from avatar_pipeline.adapters.queue import RetryScheduler
 from avatar_pipeline.adapters.render_stats import RenderStatsTable
 from avatar_pipeline.adapters.request_budget import RequestBudget
+from avatar_pipeline.adapters.sample_deadlines import SchedulerDeadlines
 from avatar_pipeline.adapters.secrets import ApiKeySource
 from avatar_pipeline.adapters.spend_ledger import SpendLedger
 from avatar_pipeline.adapters.storage import S3Storage
@@ -160,6 +161,13 @@ class Dependencies:
         return SqsRowQueue(boto3.client("sqs"), self.settings.submit_queue_url)
 
     @cached_property
+    def sample_deadlines(self) -> SchedulerDeadlines | None:
+        settings = self.settings
+        if not (settings.split_queue_arn and settings.sample_expiry_role_arn):
+            return None
+        return SchedulerDeadlines(boto3.client("scheduler"), settings.split_queue_arn, settings.sample_expiry_role_arn)
+
+    @cached_property
     def retries(self) -> RetryScheduler:
         return RetryScheduler(boto3.client("sqs"))
 
@@ -237,6 +245,7 @@ class Dependencies:
             campaigns=campaign.campaigns,
             announcer=campaign.announcer,
             rows=self.row_queue,
+            deadlines=self.sample_deadlines,
         )
 
     def _closing(self) -> _ClosingFields:

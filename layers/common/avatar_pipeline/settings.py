@@ -80,6 +80,11 @@ class Settings(BaseModel):
     campaigns_table: str | None = Field(alias="CAMPAIGNS_TABLE", default=None, min_length=1)
     # Where the Split function hands a campaign's rows: the submit queue (only Split has it).
     submit_queue_url: str | None = Field(alias="SUBMIT_QUEUE_URL", default=None, min_length=1)
+    # The sample gate's bound (campaigns/approval.py): a one-time schedule puts a SampleExpiry on the
+    # split queue (SPLIT_QUEUE_ARN) as SAMPLE_EXPIRY_ROLE_ARN this many days after the split.
+    split_queue_arn: str | None = Field(alias="SPLIT_QUEUE_ARN", default=None, min_length=1)
+    sample_expiry_role_arn: str | None = Field(alias="SAMPLE_EXPIRY_ROLE_ARN", default=None, min_length=1)
+    sample_wait_days: int = Field(alias="SAMPLE_WAIT_DAYS", default=7, ge=1, le=90)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
 
     @property

@@ -11,6 +11,7 @@ import boto3
 
 from avatar_local.emulator import JobStats
 from avatar_local.job_records import get_record
+from avatar_local.stack.campaign_results import campaign_results
 from avatar_pipeline.records import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ def write_results(
                 "cost_source": record.cost_source,
             }
         )
+    campaigns, rows = campaign_results(pipeline, submits)
+    jobs.extend(rows)
     sqs = boto3.client("sqs")
     dlq = sqs.get_queue_attributes(
         QueueUrl=pipeline.stack.outputs["SubmitDeadLetterQueueUrl"], AttributeNames=["ApproximateNumberOfMessages"]
@@ -82,6 +85,7 @@ def write_results(
     stats = pipeline.emulator.stats()
     summary: dict[str, Any] = {
         "jobs": jobs,
+        "campaigns": campaigns,
         "completed": completed,
         "duration_seconds": round(duration_s, 2),
         "time_scale": pipeline.config.time_scale,

@@ -42,6 +42,7 @@ from avatar_local.stack.timewarp import ScaledClock, ScaledQueueDelays, WarpedWa
 from avatar_pipeline import runtime
 from avatar_pipeline.adapters.transfer import StreamingCopier
 from avatar_pipeline.clock import SystemClock
+from avatar_pipeline.keys import is_campaign_file_key
 from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord
 
 LOCAL_API_KEY = "local-dev-key"
@@ -129,6 +130,8 @@ class LocalPipeline:
         self.poller: QueuePoller | None = None
         self.dead_letter_poller: QueuePoller | None = None
         self.split_poller: QueuePoller | None = None
+        # Campaign files dropped (inbox/**.campaign.json): each ends with one campaign notification.
+        self.campaign_keys: list[str] = []
         self._waits = WarpedWaits(self.clock, skip=False)
         self._crashes = crashes_installed(config.crashes)
         self.crash_injector = CrashInjector(config.random_crashes) if config.random_crashes else None
@@ -391,7 +394,8 @@ class LocalPipeline:
             key = "inbox/" + path.relative_to(inbox).as_posix()
             s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
             if path.suffix == ".json":
-                job_keys.append(key)
+                # A campaign file is many jobs (its rows), split by the Split function; waited for apart.
+                (self.campaign_keys if is_campaign_file_key(key) else job_keys).append(key)
             elif path.suffix.lower() == ".json":
                 # The bucket's rule matches inbox/*.json, case and all: on AWS too, this one starts no job.
                 self.ignored_job_files.append(key)
@@ -419,6 +423,16 @@ class LocalPipeline:
             for key, record in latest_per_job_file(self.job_records()).items()
         }
 
+    def campaign_notification(self, campaign_key: str) -> dict[str, Any] | None:
+        """The campaign's one notification (attribute kind=campaign), once it went out."""
+        with self._notification_lock:
+            found = [
+                n
+                for n in self.notifications
+                if n["attributes"].get("kind") == "campaign" and n["message"].get("campaign_key") == campaign_key
+            ]
+        return found[-1] if found else None
+
     def notifications_for(self, job_id: str) -> list[dict[str, Any]]:
         with self._notification_lock:
             return [n for n in self.notifications if n["message"].get("job_id") == job_id]
@@ -429,17 +443,21 @@ class LocalPipeline:
         timeout: float,
         on_change: Callable[[JobProgress, float], None] | None = None,
     ) -> bool:
-        """True once every job is terminal and notified; False if the timeout passed first."""
+        """True once every job is terminal and notified, and every campaign dropped has its campaign
+        notification; False if the timeout passed first. `on_change` sees campaign rows' jobs too."""
         started = time.monotonic()
         seen: dict[str, tuple[str, str | None]] = {}
 
         def all_ended() -> bool:
+            if on_change is None and not all(self.campaign_notification(key) for key in self.campaign_keys):
+                return False
             if on_change is None and len(self.notifications) < len(job_keys):
                 # Every job ends with a notification: until there are enough, nothing can be done, and
                 # a scan of the jobs table (what progress() costs) every 0.1 s slows a large run down.
                 return False
             progress = self.progress()
-            for key in job_keys:
+            rows = [key for key in progress if key.split("#", 1)[0] in self.campaign_keys]
+            for key in [*job_keys, *rows]:
                 job = progress.get(key)
                 if job is None:
                     continue
@@ -447,7 +465,7 @@ class LocalPipeline:
                 if on_change is not None and seen.get(key) != state:
                     on_change(job, time.monotonic() - started)
                 seen[key] = state
-            return all(
+            return all(self.campaign_notification(key) for key in self.campaign_keys) and all(
                 key in progress
                 and progress[key].status in TERMINAL_STATUSES
                 and self.notifications_for(progress[key].job_id)

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from avatar_pipeline.adapters.dynamodb import condition_failed
-from avatar_pipeline.campaigns.records import CampaignRecord, CampaignStatus, RowCounts, RowRecord, RowStatus
+from avatar_pipeline.campaigns.records import (
+    CampaignRecord,
+    CampaignStatus,
+    RowCounts,
+    RowRecord,
+    RowStatus,
+    SampleGate,
+)
 from avatar_pipeline.clock import isoformat
 from avatar_pipeline.domain.ports import RowEnd
 
@@ -30,7 +37,9 @@ if TYPE_CHECKING:
 RECORD = "campaign"
 ROW = "row#"
 MEDIA = "media#"
-_COUNTERS = ("succeeded", "failed", "skipped", "planned", "terminal", "estimated_cost_usd", "cost_usd")
+_COUNTERS = ("succeeded", "failed", "skipped", "planned", "terminal", "estimated_cost_usd", "cost_usd", "held")
+# Counters that are not RowCounts (kept on the record itself).
+_RECORD_COUNTERS = ("held",)
 
 
 def _plain(document: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +94,23 @@ class CampaignsTable:
         )
         return _record(response["Attributes"])
 
+    def claim_report_refresh(self, campaign_id: str, run_id: str, now: datetime, last_before: datetime) -> bool:
+        """One writer of the running report per refresh period, whatever closes rows at once."""
+        try:
+            self._table.update_item(
+                Key={"pk": campaign_id, "sk": RECORD},
+                UpdateExpression="SET report_run = :run, report_at = :now",
+                ConditionExpression=(
+                    "run_id = :run AND (attribute_not_exists(report_run) OR report_run <> :run OR report_at < :before)"
+                ),
+                ExpressionAttributeValues={":run": run_id, ":now": isoformat(now), ":before": isoformat(last_before)},
+            )
+        except ClientError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
+
     def claim_completion(self, campaign_id: str, run_id: str, now: datetime, lease_until: datetime) -> bool:
         try:
             self._table.update_item(
@@ -115,6 +141,22 @@ class CampaignsTable:
             ExpressionAttributeValues={":run": run_id, ":status": status.value, ":now": isoformat(now)},
         )
 
+    def move_gate(self, campaign_id: str, run_id: str, from_states: frozenset[SampleGate], to: SampleGate) -> bool:
+        """Move this run's sample gate to `to` if it is in one of `from_states`: one mover wins."""
+        values: dict[str, Any] = {f":g{i}": state.value for i, state in enumerate(sorted(from_states))}
+        try:
+            self._table.update_item(
+                Key={"pk": campaign_id, "sk": RECORD},
+                UpdateExpression="SET gate = :to",
+                ConditionExpression=f"run_id = :run AND gate IN ({', '.join(values)})",
+                ExpressionAttributeValues={**values, ":to": to.value, ":run": run_id},
+            )
+        except ClientError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
+
     # --- rows --------------------------------------------------------------------------------------------
     def enter_row(self, campaign_id: str, row: RowRecord) -> RowRecord:
         item = _plain({**row.model_dump(mode="json"), "pk": campaign_id, "sk": ROW + row.row_id})
@@ -129,7 +171,14 @@ class CampaignsTable:
                         "ExpressionAttributeValues": _typed({":run": row.run_id, ":succeeded": "SUCCEEDED"}),
                     }
                 },
-                self._count(campaign_id, row.run_id, row.status, row.estimated_cost_usd, row.cost_usd),
+                self._count(
+                    campaign_id,
+                    row.run_id,
+                    row.status,
+                    row.estimated_cost_usd,
+                    row.cost_usd,
+                    row.held_message is not None,
+                ),
             )
             return row
         except ClientError as error:
@@ -217,10 +266,12 @@ class CampaignsTable:
 
     # --- plumbing ----------------------------------------------------------------------------------------
     def _count(
-        self, campaign_id: str, run_id: str, status: RowStatus, estimated: Decimal, cost: Decimal
+        self, campaign_id: str, run_id: str, status: RowStatus, estimated: Decimal, cost: Decimal, held: bool = False
     ) -> dict[str, Any]:
         """The campaign's side of a row's transaction: its counters, for this run only."""
         additions: dict[str, Any] = {"estimated_cost_usd": estimated, "cost_usd": cost}
+        if held:
+            additions["held"] = 1
         if status is not RowStatus.PENDING:
             additions.update({status.value.lower(): 1, "terminal": 1})
         names = {f"#c{i}": name for i, name in enumerate(additions)}
@@ -265,5 +316,5 @@ def _plain_values(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(item: dict[str, Any]) -> CampaignRecord:
-    counts = RowCounts(**{name: item.get(name, 0) for name in _COUNTERS if name != "terminal"})
-    return CampaignRecord.model_validate({**item, "counts": counts})
+    counts = RowCounts(**{name: item.get(name, 0) for name in _COUNTERS if name not in ("terminal", *_RECORD_COUNTERS)})
+    return CampaignRecord.model_validate({**item, "counts": counts, "held": item.get("held", 0)})

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 from botocore.exceptions import ClientError
 from pydantic import Json
 
-from avatar_pipeline.campaigns.records import RowMessage, SplitCursor
+from avatar_pipeline.campaigns.records import RowMessage, SampleExpiry, SplitCursor
 from avatar_pipeline.domain.context import InboxObject
 from avatar_pipeline.keys import decode_event_key, row_input_key
 from avatar_pipeline.observability import logger
@@ -37,10 +37,10 @@ class SubmitEventRecord(SqsRecordModel):
 
 
 class SplitEventRecord(SqsRecordModel):
-    """An SQS record on the split queue: a campaign file's "Object Created" event, or the cursor a split
-    that neared its time limit left for its next invocation."""
+    """An SQS record on the split queue: a campaign file's (or a sample decision's) "Object Created" event,
+    the cursor a split that neared its time limit left for its next invocation, or a sample's expiry."""
 
-    body: Json[SplitCursor | S3EventNotificationEventBridgeModel]
+    body: Json[SplitCursor | SampleExpiry | S3EventNotificationEventBridgeModel]
 
 
 class RetryScheduler:
@@ -143,8 +143,8 @@ def to_submit_request(record: SubmitEventRecord) -> InboxObject | tuple[RowMessa
     )
 
 
-def to_split_request(record: SplitEventRecord) -> InboxObject | SplitCursor:
-    if isinstance(record.body, SplitCursor):
+def to_split_request(record: SplitEventRecord) -> InboxObject | SplitCursor | SampleExpiry:
+    if isinstance(record.body, SplitCursor | SampleExpiry):
         return record.body
     event = record.body
     return InboxObject(

@@ -124,6 +124,9 @@ class S3Storage:
         body = document.model_dump_json(indent=2) if isinstance(document, BaseModel) else json.dumps(document, indent=2)
         self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json; charset=utf-8")
 
+    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
     def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
         """Server-side copy; False if the source is gone. With `if_match` (an ETag), only that object
         is copied: ObjectReplaced, and nothing copied, if the key holds another one by now."""

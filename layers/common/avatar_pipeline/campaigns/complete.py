@@ -2,6 +2,11 @@
 moves the campaign's inputs out of inbox/ and announces it (one SNS message, kind=campaign, and one
 "Avatar Campaign Completed" event).
 
+While the campaign runs, its report is rewritten at a bounded rate: by whoever ends a row (or the
+split, once every row is entered) when the last rewrite of this run is REPORT_REFRESH_SECONDS old or
+more, granted by the campaign record to one writer. So at most one rewrite a minute, whatever the
+number of rows (each costs one Query of the rows and three small PUTs), plus the final one.
+
 Whoever ends the last row (a row job's close, or the split itself when no row is left running: a dry
 run, every row failed or skipped) calls try_complete; the campaign record grants the completion as a
 lease, confirmed when done, so a completer that dies leaves it to the next run of the same step.
@@ -14,26 +19,28 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from avatar_pipeline.campaigns.records import (
+    OPEN_GATES,
     CampaignErrorReport,
     CampaignNotification,
     CampaignRecord,
-    CampaignReport,
-    CampaignReportRow,
     CampaignStatus,
-    CampaignTotals,
-    RowCounts,
     RowRecord,
     RowStatus,
+    SampleGate,
 )
+from avatar_pipeline.campaigns.report import CampaignReport, ReportTotals, RowResult, report_files
+from avatar_pipeline.campaigns.report import build_report as report_of
 from avatar_pipeline.domain.ports import CampaignPorts, ObjectReplaced, RowEnd
 from avatar_pipeline.errors import ADVICE, PipelineError
-from avatar_pipeline.keys import archived_key, campaign_report_key
+from avatar_pipeline.keys import archived_key, campaign_approval_key, campaign_output_folder, campaign_report_key
 from avatar_pipeline.observability import logger
 
 if TYPE_CHECKING:
     from avatar_pipeline.campaigns.spec import CampaignSpec
 
 COMPLETION_LEASE_SECONDS = 120
+# A running campaign's report is rewritten at most this often (see above).
+REPORT_REFRESH_SECONDS = 60
 
 
 def end_row(
@@ -43,7 +50,48 @@ def end_row(
     last. True when this call completed the campaign."""
     ports.campaigns.end_row(campaign_id, run_id, row_id, status, detail)
     # Also when the row was counted already: the run that counted it may have died before completing.
-    return try_complete(campaign_id, run_id, ports)
+    if try_complete(campaign_id, run_id, ports):
+        return True
+    if not try_sample_ready(campaign_id, run_id, ports):
+        refresh_report(campaign_id, run_id, ports)
+    return False
+
+
+def try_sample_ready(campaign_id: str, run_id: str, ports: CampaignPorts) -> bool:
+    """The sample (approve_after) ended: once, the report and a "sample ready" notification (kind=campaign,
+    status SAMPLE_READY); the held rows then wait for a person (campaigns/approval.py) at no cost."""
+    record = ports.campaigns.get(campaign_id)
+    if record is None or record.run_id != run_id or record.gate is not SampleGate.SAMPLING or not record.sample_ended:
+        return False
+    if not ports.campaigns.move_gate(campaign_id, run_id, frozenset({SampleGate.SAMPLING}), SampleGate.READY):
+        return False
+    report = write_report(record.model_copy(update={"gate": SampleGate.READY}), ports)
+    ports.announcer.publish(
+        CampaignNotification(
+            campaign_key=record.campaign_key,
+            bucket=record.bucket,
+            status="SAMPLE_READY",
+            dry_run=False,
+            totals=report.totals,
+            report_key=campaign_report_key(record.campaign_key, "json"),
+            approve_key=campaign_approval_key(record.campaign_key),
+        )
+    )
+    logger.info("campaign sample ready", extra={"campaign_key": record.campaign_key, "held": record.held})
+    return True
+
+
+def refresh_report(campaign_id: str, run_id: str, ports: CampaignPorts) -> None:
+    """Rewrite the running campaign's report, unless this run's was rewritten less than
+    REPORT_REFRESH_SECONDS ago (by anyone)."""
+    now = ports.clock.now()
+    if not ports.campaigns.claim_report_refresh(
+        campaign_id, run_id, now, now - timedelta(seconds=REPORT_REFRESH_SECONDS)
+    ):
+        return
+    record = ports.campaigns.get(campaign_id)
+    if record is not None and record.run_id == run_id and record.completed_run != run_id:
+        write_report(record, ports)
 
 
 def try_complete(campaign_id: str, run_id: str, ports: CampaignPorts) -> bool:
@@ -55,9 +103,8 @@ def try_complete(campaign_id: str, run_id: str, ports: CampaignPorts) -> bool:
         campaign_id, run_id, now, now + timedelta(seconds=COMPLETION_LEASE_SECONDS)
     ):
         return False
-    report = build_report(record, ports.campaigns.rows(campaign_id))
+    report = write_report(record, ports)
     report_key = campaign_report_key(record.campaign_key, "json")
-    ports.storage.put_json(ports.settings.output_bucket, report_key, report)
     archived = _archive(record, succeeded=True, ports=ports)
     status = CampaignStatus.PLANNED if record.dry_run else CampaignStatus.COMPLETED
     ports.announcer.publish(
@@ -77,40 +124,34 @@ def try_complete(campaign_id: str, run_id: str, ports: CampaignPorts) -> bool:
 
 
 def build_report(record: CampaignRecord, rows: Iterable[RowRecord]) -> CampaignReport:
-    """report.json from the campaign's record and rows (rebuilt from the table whenever it is written).
-    Rows in their order in the rows file."""
-    report_rows = sorted(rows, key=lambda row: row.number)
-    counts = record.counts
-    status = "PLANNED" if record.dry_run else ("COMPLETED" if record.all_rows_ended else "RUNNING")
-    return CampaignReport(
-        campaign_key=record.campaign_key,
-        status=status,
-        dry_run=record.dry_run,
-        totals=_totals(counts, record.rows_total if record.rows_total is not None else len(report_rows)),
-        rows=[
-            CampaignReportRow(
-                row_id=row.row_id.split("#", 1)[0],
-                status=row.status,
-                error_code=row.error_code,
-                error_message=row.error_message,
-                job_id=row.job_id,
-                video_key=row.video_key if row.status is RowStatus.SUCCEEDED else None,
-                cost_usd=row.cost_usd,
-            )
-            for row in report_rows
-        ],
-    )
+    """The report (campaigns/report.py) from the campaign's record and its rows, in their order in the
+    rows file: rebuilt from the table whenever it is written."""
+    gate_open = record.gate in OPEN_GATES
+    results = (_result(row, gate_open) for row in sorted(rows, key=lambda row: row.number))
+    return report_of(record.campaign_key, results, dry_run=record.dry_run)
 
 
-def _totals(counts: RowCounts, rows: int) -> CampaignTotals:
-    return CampaignTotals(
-        rows=rows,
-        succeeded=counts.succeeded,
-        failed=counts.failed,
-        skipped=counts.skipped,
-        planned=counts.planned,
-        estimated_cost_usd=counts.estimated_cost_usd,
-        cost_usd=counts.cost_usd,
+def write_report(record: CampaignRecord, ports: CampaignPorts) -> CampaignReport:
+    """report.json, report.csv and report.html, side by side in the campaign's output folder."""
+    report = build_report(record, ports.campaigns.rows(record.campaign_id))
+    for file in report_files(report, campaign_output_folder(record.campaign_key)):
+        ports.storage.put_bytes(ports.settings.output_bucket, file.key, file.body, file.content_type)
+    return report
+
+
+def _result(row: RowRecord, gate_open: bool) -> RowResult:
+    # A row the sample gate holds back shows as PLANNED (waiting for approval), not PENDING.
+    held = gate_open and row.held_message is not None and row.status is RowStatus.PENDING
+    return RowResult(
+        # A repeated id's row is kept under "<id>#<number>" (it must not touch the earlier row's record).
+        row_id=row.row_id.split("#", 1)[0],
+        status=RowStatus.PLANNED if held else row.status,
+        error_code=row.error_code,
+        error_message=row.error_message,
+        job_id=row.job_id,
+        video_key=row.video_key if row.status is RowStatus.SUCCEEDED else None,
+        cost_usd=row.cost_usd,
+        estimated_cost_usd=row.estimated_cost_usd,
     )
 
 
@@ -157,7 +198,7 @@ def fail_campaign(
             bucket=bucket,
             status="FAILED",
             dry_run=bool(spec and spec.dry_run),
-            totals=_totals(RowCounts(), 0),
+            totals=ReportTotals(),
             report_key=report_key,
             error_code=error.code.value,
             error_message=error.message,

@@ -16,25 +16,33 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
+# A row's status is the report's: PENDING, SUCCEEDED, FAILED, SKIPPED (never submitted: the campaign's
+# ceiling or a rejected sample) or PLANNED (a dry run's row).
+from avatar_pipeline.campaigns.report import ReportTotals
+from avatar_pipeline.campaigns.report import RowStatus as RowStatus
 from avatar_pipeline.money import ZERO, Money
 
 
 class CampaignStatus(StrEnum):
+    """The campaign record's status: the report's (PLANNED, RUNNING, COMPLETED), and FAILED."""
+
     RUNNING = "RUNNING"
     PLANNED = "PLANNED"  # a dry run, complete: nothing was submitted
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"  # the campaign itself was invalid: no row ran
 
 
-class RowStatus(StrEnum):
-    PENDING = "PENDING"  # handed to Submit, not yet ended
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    SKIPPED = "SKIPPED"  # never submitted: the campaign's ceiling (SPEND_LIMIT) or a rejected sample
-    PLANNED = "PLANNED"  # a dry run's row
+class SampleGate(StrEnum):
+    """A campaign with approve_after K: its first K valid rows render as a sample, the rest are held."""
+
+    SAMPLING = "SAMPLING"  # the sample renders; the other rows are held
+    READY = "READY"  # the sample ended: "sample ready" went out; waiting for a person, at no cost
+    APPROVED = "APPROVED"  # the held rows were handed out
+    REJECTED = "REJECTED"  # the held rows ended SKIPPED (NOT_APPROVED)
+    EXPIRED = "EXPIRED"  # no decision in time: the held rows ended SKIPPED (NOT_APPROVED)
 
 
-TERMINAL_ROW_STATUSES = frozenset({RowStatus.SUCCEEDED, RowStatus.FAILED, RowStatus.SKIPPED, RowStatus.PLANNED})
+OPEN_GATES = frozenset({SampleGate.SAMPLING, SampleGate.READY})
 
 
 def derive_campaign_id(bucket: str, campaign_key: str) -> str:
@@ -89,6 +97,9 @@ class CampaignRecord(BaseModel):
     updated_at: datetime
     completed_at: datetime | None = None
     completed_run: str | None = None  # the run whose completion went out (report, notification, event)
+    # The sample gate (approve_after): its state in this run, and how many rows it holds back.
+    gate: SampleGate | None = None
+    held: int = 0
 
     @property
     def split_done(self) -> bool:
@@ -97,6 +108,11 @@ class CampaignRecord(BaseModel):
     @property
     def all_rows_ended(self) -> bool:
         return self.rows_total is not None and self.counts.terminal >= self.rows_total
+
+    @property
+    def sample_ended(self) -> bool:
+        """Every row but the held ones is terminal (the sample, and the rows that failed or were skipped)."""
+        return self.rows_total is not None and self.held > 0 and self.counts.terminal + self.held >= self.rows_total
 
 
 class RowRecord(BaseModel):
@@ -110,6 +126,8 @@ class RowRecord(BaseModel):
     error_message: str | None = None
     estimated_cost_usd: Money = ZERO
     cost_usd: Money = ZERO
+    # A row held back by the sample gate: its message (JSON), handed out if the sample is approved.
+    held_message: str | None = None
 
 
 class RowMessage(BaseModel):
@@ -143,36 +161,17 @@ class SplitCursor(BaseModel):
     after_row: int = Field(ge=1)
     # What max_spend_usd had admitted up to that row (the ceiling goes on from there).
     committed_usd: Money = ZERO
+    # How many rows the sample gate had let through (approve_after counts on from there).
+    sample_taken: int = 0
 
 
-class CampaignReportRow(BaseModel):
-    row_id: str
-    status: RowStatus
-    error_code: str | None = None
-    error_message: str | None = None
-    job_id: str | None = None
-    video_key: str | None = None
-    cost_usd: Money = ZERO
+class SampleExpiry(BaseModel):
+    """Put on the split queue by a one-time EventBridge Scheduler schedule when a sample's time to be
+    decided is up: an open gate of that run then closes as if rejected."""
 
-
-class CampaignTotals(BaseModel):
-    rows: int
-    succeeded: int
-    failed: int
-    skipped: int
-    planned: int
-    estimated_cost_usd: Money
-    cost_usd: Money
-
-
-class CampaignReport(BaseModel):
-    """report.json (DESIGN.md section 7)."""
-
-    campaign_key: str
-    status: Literal["PLANNED", "RUNNING", "COMPLETED"]
-    dry_run: bool
-    totals: CampaignTotals
-    rows: list[CampaignReportRow]
+    kind: Literal["sample-expiry"] = "sample-expiry"
+    campaign_id: str
+    run_id: str
 
 
 class CampaignErrorReport(BaseModel):
@@ -193,10 +192,13 @@ class CampaignNotification(BaseModel):
     kind: Literal["campaign"] = "campaign"
     campaign_key: str
     bucket: str
-    status: Literal["PLANNED", "COMPLETED", "FAILED"]
+    # SAMPLE_READY: the sample (approve_after) rendered; the other rows wait for approval (report_key).
+    status: Literal["PLANNED", "COMPLETED", "FAILED", "SAMPLE_READY"]
     dry_run: bool
-    totals: CampaignTotals
+    totals: ReportTotals
     report_key: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     archived_keys: dict[str, str] = Field(default_factory=dict)
+    # SAMPLE_READY: the file to drop beside the campaign file to approve the rest (or `.reject` to skip it).
+    approve_key: str | None = None

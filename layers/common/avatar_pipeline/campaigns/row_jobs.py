@@ -24,7 +24,7 @@ from avatar_pipeline.campaigns.records import RowMessage, RowStatus
 from avatar_pipeline.domain.context import InboxObject, JobRef
 from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.intake import Intake, Rejected, claim_output, spec_price
-from avatar_pipeline.domain.ports import RowEnd, SubmitPorts
+from avatar_pipeline.domain.ports import DeadLetterPorts, RowEnd, StartingPorts, SubmitPorts
 from avatar_pipeline.domain.submit import (
     OUTPUT_BUSY_RECHECK_SECONDS,
     Requeue,
@@ -32,7 +32,7 @@ from avatar_pipeline.domain.submit import (
     continue_existing,
     submit_intake,
 )
-from avatar_pipeline.errors import PipelineError
+from avatar_pipeline.errors import ErrorCode, PipelineError
 from avatar_pipeline.jobs.spec import parse_job_object
 from avatar_pipeline.keys import row_input_key
 from avatar_pipeline.money import ZERO
@@ -98,7 +98,37 @@ def _run_of(record: JobRecord) -> str | None:
     return record.campaign_row.run_id if record.campaign_row is not None else None
 
 
-def _report_earlier_success(record: JobRecord, row: RowMessage, ports: SubmitPorts) -> None:
+def end_dead_lettered_row(row: RowMessage, obj: InboxObject, ports: DeadLetterPorts) -> SubmitResult:
+    """A row whose message failed every delivery to Submit ends FAILED (INTERNAL) in its run, so its
+    campaign still completes; unless its job of this run is known (the rules of a redelivery) or it
+    succeeded in an earlier run."""
+    logger.set_correlation_id(row.job_id)
+    existing = ports.jobs.get(row.job_id)
+    if existing is not None and _run_of(existing) == row.run_id:
+        result = continue_existing(existing, obj, ports)
+        if not isinstance(result, Requeue):
+            return result
+    elif existing is not None and existing.status == JobStatus.SUCCEEDED:
+        _report_earlier_success(existing, row, ports)
+        return SubmitResult.DUPLICATE
+    ref = JobRef(
+        job_id=row.job_id,
+        input_bucket=row.bucket,
+        job_key=row_input_key(row.campaign_key, row.row_id),
+        received_at=obj.event_time,
+        model=str(row.job.get("model")),
+        video_key=row.video_key,
+        campaign_row=row_ref(row),
+    )
+    message = (
+        f"Submit failed on every delivery of this row ({obj.receive_count} attempts; its logs carry the job id "
+        f"{row.job_id}). The row was not submitted to Segmind in this run, so nothing was billed for it"
+    )
+    fail_job(ref, ErrorCode.INTERNAL, message, ports)
+    return SubmitResult.REJECTED
+
+
+def _report_earlier_success(record: JobRecord, row: RowMessage, ports: StartingPorts) -> None:
     """The row's video was delivered by an earlier run: this run counts it, with what it cost then."""
     logger.info("the row succeeded in an earlier run; reported from its record", extra={"row_id": row.row_id})
     if ports.campaign is None:

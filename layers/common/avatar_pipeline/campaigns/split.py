@@ -19,17 +19,20 @@ import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from avatar_pipeline.campaigns.complete import fail_campaign, try_complete
+from avatar_pipeline.campaigns.complete import fail_campaign, refresh_report, try_complete, try_sample_ready
 from avatar_pipeline.campaigns.plan import SpendCeiling, price_of
 from avatar_pipeline.campaigns.records import (
+    OPEN_GATES,
     CampaignRecord,
     CampaignStatus,
     RowMessage,
     RowRecord,
     RowStatus,
+    SampleGate,
     SplitCursor,
     derive_campaign_id,
     derive_run_id,
@@ -110,9 +113,24 @@ def split_campaign(
     if isinstance(entered, SplitCursor):
         logger.info("the split goes on in its next invocation", extra={"after_row": entered.after_row})
         return entered
+    _bound_the_sample(campaign, ports)
     ports.campaigns.finish_split(campaign.campaign_id, campaign.run_id, entered, ports.clock.now())
-    try_complete(campaign.campaign_id, campaign.run_id, ports)
+    if not try_complete(campaign.campaign_id, campaign.run_id, ports) and not try_sample_ready(
+        campaign.campaign_id, campaign.run_id, ports
+    ):
+        refresh_report(campaign.campaign_id, campaign.run_id, ports)  # the first report: every row PENDING
     return SplitResult.SPLIT
+
+
+def _bound_the_sample(campaign: Campaign, ports: SplitPorts) -> None:
+    """A sample that holds rows back waits for a person's decision for SAMPLE_WAIT_DAYS at most, counted
+    from the split (campaigns/approval.py expire_sample); set before the split is marked done, so a
+    redelivery sets it if a run died in between."""
+    record = ports.campaigns.get(campaign.campaign_id)
+    if ports.deadlines is None or record is None or record.gate not in OPEN_GATES or record.held == 0:
+        return
+    deadline = record.started_at + timedelta(days=ports.settings.sample_wait_days)
+    ports.deadlines.set(campaign.campaign_id, campaign.run_id, deadline)
 
 
 def _open(obj: InboxObject, ports: SplitPorts) -> tuple[Campaign, bytes] | None:
@@ -156,6 +174,7 @@ def _start(campaign: Campaign, spec: CampaignSpec, ports: SplitPorts) -> Campaig
             dry_run=spec.dry_run,
             notify_rows=spec.notify_rows,
             rows_key=rows_key,
+            gate=SampleGate.SAMPLING if spec.approve_after and not spec.dry_run else None,
             started_at=now,
             updated_at=now,
         )
@@ -229,6 +248,7 @@ def _enter_rows(
     """Enter and hand out the rows after the cursor: how many rows the campaign has, or a cursor when
     time ran short (every row up to it entered and its message sent)."""
     ceiling = SpendCeiling(spec.max_spend_usd, cursor.committed_usd if cursor else ZERO)
+    sample = _Sample(None if spec.dry_run else spec.approve_after, cursor.sample_taken if cursor else 0)
     outbox = _Outbox(ports, campaign.campaign_id)
     check = S3MediaCheck(ports, campaign.obj.bucket)
     start = last = cursor.after_row if cursor else 0
@@ -237,16 +257,44 @@ def _enter_rows(
             # At least one row per invocation, so a split always gets on.
             if last > start and deadline.near():
                 outbox.flush()
-                return _cursor(campaign, last, ceiling)
+                return _cursor(campaign, last, ceiling, sample)
             last = row.number
-            entered = ports.campaigns.enter_row(campaign.campaign_id, _row_record(campaign, spec, row, ceiling, ports))
-            if entered.status is RowStatus.PENDING and isinstance(row, RowJob):
-                outbox.add(_message(campaign, spec, row))
+            _enter_row(campaign, spec, row, ceiling, sample, outbox)
     outbox.flush()
     return last
 
 
-def _cursor(campaign: Campaign, after_row: int, ceiling: SpendCeiling) -> SplitCursor:
+@dataclass
+class _Sample:
+    """approve_after: the first `limit` rows that would render are the sample; the rest are held."""
+
+    limit: int | None
+    taken: int = 0
+
+    def holds(self) -> bool:
+        return self.limit is not None and self.taken >= self.limit
+
+
+def _enter_row(
+    campaign: Campaign,
+    spec: CampaignSpec,
+    row: RowJob | RowFailure,
+    ceiling: SpendCeiling,
+    sample: _Sample,
+    outbox: _Outbox,
+) -> None:
+    ports = outbox.ports
+    record = _row_record(campaign, spec, row, ceiling, ports)
+    if isinstance(row, RowJob) and record.status is RowStatus.PENDING and sample.holds():
+        # Held back with its message, handed out as it is if the sample is approved.
+        record = record.model_copy(update={"held_message": _message(campaign, spec, row).model_dump_json()})
+    entered = ports.campaigns.enter_row(campaign.campaign_id, record)
+    if entered.status is RowStatus.PENDING and entered.held_message is None and isinstance(row, RowJob):
+        sample.taken += 1
+        outbox.add(_message(campaign, spec, row))
+
+
+def _cursor(campaign: Campaign, after_row: int, ceiling: SpendCeiling, sample: _Sample) -> SplitCursor:
     obj = campaign.obj
     return SplitCursor(
         bucket=obj.bucket,
@@ -256,6 +304,7 @@ def _cursor(campaign: Campaign, after_row: int, ceiling: SpendCeiling) -> SplitC
         event_time=obj.event_time,
         after_row=after_row,
         committed_usd=ceiling.committed,
+        sample_taken=sample.taken,
     )
 
 

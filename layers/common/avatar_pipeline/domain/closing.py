@@ -14,13 +14,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from avatar_pipeline.campaigns.complete import end_row
+from avatar_pipeline.campaigns.records import RowStatus
 from avatar_pipeline.domain.context import Ending, JobRef
 from avatar_pipeline.domain.inbox import ArchivedInputs, archive_inputs
 from avatar_pipeline.domain.notify import publish_once
-from avatar_pipeline.domain.ports import ClosingPorts, CopiedObject
+from avatar_pipeline.domain.ports import ClosingPorts, CopiedObject, RowEnd
 from avatar_pipeline.domain.spend import give_back, settle
 from avatar_pipeline.errors import ADVICE, ErrorCode
-from avatar_pipeline.keys import error_report_key, output_stem, sibling_key
+from avatar_pipeline.keys import error_report_key, output_stem, row_error_report_key, sibling_key
 from avatar_pipeline.money import ZERO
 from avatar_pipeline.observability import job_failed, job_spent, job_succeeded, logger
 from avatar_pipeline.records import (
@@ -89,12 +91,13 @@ def close_job(ref: JobRef, ending: Delivered | Failed, ports: ClosingPorts) -> J
 def _close_delivered(ref: JobRef, ending: Delivered, ports: ClosingPorts) -> JobOutcome:
     now = ports.clock.now()
     cost = _settle_cost(ref, ending, ports)
-    archived = archive_inputs(ref, True, ports, now)
+    archived = _archive(ref, True, ports, now)
     # Written last of all the outputs: its presence tells consumers the video and captions are complete.
     ports.storage.put_json(ports.settings.output_bucket, ending.manifest_key, _manifest(ending, archived, cost, ports))
     end = Ending(JobStatus.SUCCEEDED, cost.usd, cost.source, ending.output_keys)
     _save_terminal(ref, end, now, ports, ports.jobs.get(ref.job_id))
-    notified = publish_once(_delivered_notification(ending, archived, cost, ports), ports)
+    notified = publish_once(_delivered_notification(ending, archived, cost, ports), ports, _announced(ref))
+    _end_campaign_row(ref, RowStatus.SUCCEEDED, RowEnd(cost_usd=cost.usd), ports)
     return _outcome(ref, ending, ending.output_keys, notified, cost)
 
 
@@ -111,12 +114,42 @@ def _close_failed(ref: JobRef, ending: Failed, ports: ClosingPorts) -> JobOutcom
     cost = _settle_cost(ref, ending, ports)
     end = Ending(JobStatus.FAILED, cost.usd, cost.source, [], ending.code.value, ending.message)
     _save_terminal(ref, end, now, ports, previous)
-    archived = archive_inputs(ref, False, ports, now)
+    archived = _archive(ref, False, ports, now)
     _release_output(ref, ports)
-    report_key = error_report_key(ref.job_key)
+    report_key = _error_report_key(ref)
     ports.storage.put_json(ref.input_bucket, report_key, _error_report(ref, ending, archived, cost, now))
-    notified = publish_once(_failed_notification(ref, ending, archived, report_key, cost, now), ports)
+    notification = _failed_notification(ref, ending, archived, report_key, cost, now)
+    notified = publish_once(notification, ports, _announced(ref))
+    _end_campaign_row(ref, RowStatus.FAILED, RowEnd(ending.code.value, ending.message, cost.usd), ports)
     return _outcome(ref, ending, [], notified, cost)
+
+
+# --- campaign rows -----------------------------------------------------------------------------------
+# A campaign row's job ends like any job (record, manifest or error report, cost), except that its inputs
+# are the campaign's (they leave inbox/ when the campaign completes), its own notification goes out only
+# with the campaign's notify_rows, and its ending is counted into its campaign, exactly once (the row
+# moves from PENDING under a condition), the last one completing the campaign.
+
+
+def _archive(ref: JobRef, succeeded: bool, ports: ClosingPorts, now: datetime) -> ArchivedInputs:
+    if ref.campaign_row is not None:
+        return ArchivedInputs()
+    return archive_inputs(ref, succeeded, ports, now)
+
+
+def _announced(ref: JobRef) -> bool:
+    return ref.campaign_row is None or ref.campaign_row.notify
+
+
+def _error_report_key(ref: JobRef) -> str:
+    row = ref.campaign_row
+    return row_error_report_key(row.campaign_key, row.row_id) if row is not None else error_report_key(ref.job_key)
+
+
+def _end_campaign_row(ref: JobRef, status: RowStatus, detail: RowEnd, ports: ClosingPorts) -> None:
+    row = ref.campaign_row
+    if row is not None and ports.campaign is not None:
+        end_row(row.campaign_id, row.run_id, row.row_id, status, detail, ports.campaign)
 
 
 def _settle_cost(ref: JobRef, ending: Delivered | Failed, ports: ClosingPorts) -> Cost:

@@ -22,9 +22,10 @@ from avatar_pipeline.observability import logger, metrics
 from avatar_pipeline.records import Notification
 
 
-def publish_once(notification: Notification, ports: ClosingPorts) -> bool:
+def publish_once(notification: Notification, ports: ClosingPorts, announce: bool = True) -> bool:
     """Publish unless this job was already notified (False). A failed SNS publish gives the claim
-    back; a claim another publisher holds is NotificationInProgress, to be tried again later."""
+    back; a claim another publisher holds is NotificationInProgress, to be tried again later.
+    `announce` False (a campaign row without notify_rows): the ending is marked notified, nothing sent."""
     now = ports.clock.now()
     lease_until = now + timedelta(seconds=ports.settings.notify_lease_seconds)
     claim = ports.jobs.claim_notification(notification.job_id, now, lease_until)
@@ -32,6 +33,9 @@ def publish_once(notification: Notification, ports: ClosingPorts) -> bool:
         return False
     if claim == "busy":
         raise NotificationInProgress(f"another run is publishing {notification.job_id}'s notification; trying again")
+    if not announce:
+        ports.jobs.confirm_notification(notification.job_id, notification.status)
+        return False
     try:
         ports.notifier.publish(notification)
     except BaseException:

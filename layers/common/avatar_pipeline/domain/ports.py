@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         RowMessage,
         RowRecord,
         RowStatus,
+        SampleGate,
     )
     from avatar_pipeline.clock import Clock
     from avatar_pipeline.domain.poll_policy import PollSchedule, RenderStats
@@ -104,6 +105,10 @@ class Storage(Protocol):
     def presign_get(self, bucket: str, key: str, expires_in: int) -> str: ...
 
     def put_json(self, bucket: str, key: str, document: BaseModel) -> None: ...
+
+    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        """A document already rendered (a campaign's report.csv, report.html), served as `content_type`."""
+        ...
 
     def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
         """False if the source is gone; ObjectReplaced (nothing copied) if it holds another ETag."""
@@ -313,6 +318,15 @@ class CampaignStore(Protocol):
         """A PENDING row of the run ended: counted once (None: it was already, or it is not this run's)."""
         ...
 
+    def move_gate(self, campaign_id: str, run_id: str, from_states: frozenset[SampleGate], to: SampleGate) -> bool:
+        """Move this run's sample gate to `to` if it is in one of `from_states` (one mover wins)."""
+        ...
+
+    def claim_report_refresh(self, campaign_id: str, run_id: str, now: datetime, last_before: datetime) -> bool:
+        """The right to rewrite the running campaign's report now: True (and `now` recorded) unless the
+        report of this run was last written at or after `last_before`."""
+        ...
+
     def claim_completion(self, campaign_id: str, run_id: str, now: datetime, lease_until: datetime) -> bool:
         """The right to complete the run (report, notification, event, archive) until `lease_until`;
         False once it completed, or while another completer's lease runs."""
@@ -336,6 +350,13 @@ class RowQueue(Protocol):
     """Hands rows to Submit (adapters/row_queue.SqsRowQueue, the submit queue)."""
 
     def send(self, messages: list[RowMessage]) -> None: ...
+
+
+class SampleDeadlines(Protocol):
+    """When a campaign's sample must be decided by (adapters/sample_deadlines.SchedulerDeadlines: a one-time
+    EventBridge Scheduler schedule that puts a SampleExpiry on the split queue then). Idempotent."""
+
+    def set(self, campaign_id: str, run_id: str, at: datetime) -> None: ...
 
 
 class CampaignNotifier(Protocol):
@@ -408,6 +429,7 @@ class CampaignPorts:
 @dataclass(frozen=True, kw_only=True)
 class SplitPorts(CampaignPorts):
     rows: RowQueue
+    deadlines: SampleDeadlines | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
