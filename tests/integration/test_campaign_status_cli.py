@@ -23,7 +23,7 @@ from avatar_pipeline.adapters.campaign_outbox import CampaignAnnouncer, SqsRowQu
 from avatar_pipeline.adapters.campaigns_table import CampaignsTable
 from avatar_pipeline.adapters.storage import S3Storage
 from avatar_pipeline.campaigns.complete import end_row
-from avatar_pipeline.campaigns.records import RowMessage, RowStatus
+from avatar_pipeline.campaigns.records import RowMessage, RowRecord, RowStatus
 from avatar_pipeline.campaigns.split import split_campaign
 from avatar_pipeline.domain.context import InboxObject
 from avatar_pipeline.domain.ports import RowEnd, SplitPorts
@@ -226,3 +226,26 @@ def test_a_ready_sample_says_how_to_decide_and_watch_gives_up_at_its_timeout(
     assert "  approve: avatar-pipeline campaign approve shop/spring (or drop inbox/shop/spring.approve)" in lines
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["avatar-pipeline: the campaign had not ended after --timeout 0.05 s"]
+
+
+def test_a_campaign_going_well_costs_one_read_a_look(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a split campaign whose rows are all fine so far (the photo is there for every row)
+    When its status is shown
+    Then the rows are not read (the record's counters say it all); once a row failed, they are."""
+    world.s3.put_object(Bucket=INPUT, Key="inbox/shop/gone.png", Body=PHOTO)
+    messages = world.split({"rows": "people.csv", "row_id": "id", "template": TEMPLATE})
+    queried: list[str] = []
+    rows = CampaignsTable.rows
+
+    def counted(table: CampaignsTable, campaign_id: str) -> Iterator[RowRecord]:
+        queried.append(campaign_id)
+        return rows(table, campaign_id)
+
+    monkeypatch.setattr(CampaignsTable, "rows", counted)
+
+    assert status("shop/spring")[0] == 0
+    assert queried == []
+    world.end(messages[0], RowStatus.FAILED)
+    code, out = status("shop/spring")
+    assert (code, len(queried)) == (0, 1)
+    assert "PROVIDER_FAILED" in out
