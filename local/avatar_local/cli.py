@@ -5,12 +5,14 @@ avatar-pipeline local run --inbox DIR --out DIR [--faults FILE] [--render-second
                           [--time-scale X] [--duplicate-events N] [--rpm N] [--timeout S]
 avatar-pipeline emulator serve [--port P]
 avatar-pipeline campaign plan FILE [--rpm N]
+avatar-pipeline campaign status NAME|KEY [--watch] [--interval S] [--stack NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import shutil
@@ -141,14 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("file", type=Path, help="a <name>.campaign.json, its rows and media beside it")
     plan.add_argument("--rpm", type=_positive_int, default=50, help="the key's requests per minute (pro: 50)")
-    status = campaign_commands.add_parser("status", help="a deployed stack: a campaign's totals and a progress bar")
-    status.add_argument("campaign", help="its key (inbox/a/b.campaign.json) or name under inbox/ (a/b)")
-    status.add_argument("--watch", action="store_true", help="follow it until it ends")
-    status.add_argument("--interval", type=_positive_float, default=5.0, help="with --watch: seconds between looks")
-    status.add_argument("--timeout", type=_positive_float, default=3600.0, help="with --watch: seconds")
-    status.add_argument("--stack", help="the deployed stack; names come from its outputs")
-    status.add_argument("--input-bucket", help="instead of --stack")
-    status.add_argument("--campaigns-table", help="instead of --stack")
+    _add_campaign_status(campaign_commands)
     for verb, what in (("approve", "render the rest of"), ("reject", "skip the rest of (NOT_APPROVED)")):
         decision = campaign_commands.add_parser(
             verb, help=f"a deployed stack: {what} a campaign whose sample (approve_after) is ready"
@@ -197,7 +192,24 @@ def _add_deployed_commands(groups: argparse._SubParsersAction[_Parser]) -> None:
     names(logs, reads_buckets=False)
 
 
-def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
+def _add_campaign_status(commands: argparse._SubParsersAction[_Parser]) -> None:
+    status = commands.add_parser(
+        "status", help="a deployed stack's campaign: totals, a progress bar, rows with problems, the report"
+    )
+    status.add_argument("campaign", help="inbox/<dir>/<name>.campaign.json (its key) or <dir>/<name>")
+    status.add_argument("--watch", action="store_true", help="refresh until the campaign has completed (Ctrl-C stops)")
+    status.add_argument("--interval", type=_positive_float, default=5.0, help="with --watch: seconds between reads")
+    status.add_argument("--timeout", type=_positive_float, default=3600.0, help="with --watch: give up after (exit 1)")
+    status.add_argument("--stack", help="the deployed stack; names come from its outputs")
+    status.add_argument("--input-bucket", help="instead of --stack (a campaign's id derives from it)")
+    status.add_argument("--output-bucket", help="instead of --stack (where the report is; optional)")
+    status.add_argument("--campaigns-table", help="instead of --stack")
+
+
+def main(
+    argv: list[str] | None = None, console: TextIO | None = None, sleep: Callable[[float], Any] = time.sleep
+) -> int:
+    """`console` and `sleep` stand in for stdout and time.sleep in tests (`campaign status --watch`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.group in ("submit", "status", "logs"):
@@ -205,7 +217,7 @@ def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
     if args.group == "emulator":
         return _serve_emulator(args)
     if args.group == "campaign" and args.command == "status":
-        return _campaign_status(args, parser, console or sys.stdout)
+        return _deployed(args, parser, console or sys.stdout, functools.partial(_campaign_status, sleep=sleep))
     if args.group == "campaign" and args.command in ("approve", "reject"):
         return _campaign_decision(args, parser, console or sys.stdout)
     if args.group == "campaign":
@@ -215,11 +227,16 @@ def main(argv: list[str] | None = None, console: TextIO | None = None) -> int:
     return _run(args, parser)
 
 
-def _deployed(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
+def _deployed(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    console: TextIO,
+    command: Callable[[argparse.Namespace, argparse.ArgumentParser, TextIO], int] | None = None,
+) -> int:
     from botocore.exceptions import NoCredentialsError, NoRegionError, PartialCredentialsError
 
     try:
-        return _deployed_command(args, parser, console)
+        return (command or _deployed_command)(args, parser, console)
     except NoRegionError:
         return _usage_line(
             parser, "no AWS region: set AWS_DEFAULT_REGION (or AWS_PROFILE, for a profile with a region)"
@@ -271,16 +288,6 @@ def _deployed_command(args: argparse.Namespace, parser: argparse.ArgumentParser,
         parser.error(str(error))
 
 
-def _campaign_status(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
-    from avatar_local.campaign_status import StatusUsageError, show_status, table_names
-
-    try:
-        bucket, table = table_names(args.stack, args.input_bucket, args.campaigns_table)
-    except StatusUsageError as error:
-        parser.error(str(error))
-    return show_status(bucket, table, args.campaign, console, args.watch, args.interval, args.timeout)
-
-
 def _campaign_decision(args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO) -> int:
     from avatar_local import deployed
     from avatar_local.campaign_decision import decide
@@ -302,6 +309,37 @@ def _campaign_plan(args: argparse.Namespace, console: TextIO) -> int:
     except PlanUsageError as error:
         print(f"avatar-pipeline campaign plan: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _campaign_status(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, console: TextIO, sleep: Callable[[float], Any]
+) -> int:
+    """`campaign status`: 0 found (with --watch: it has ended), 1 no such campaign (or --watch's --timeout
+    passed), 2 bad usage or a read AWS refused, 130 Ctrl-C."""
+    from botocore.exceptions import ClientError
+
+    from avatar_local import campaign_status, deployed
+
+    try:
+        names = deployed.StackNames.resolve(
+            args.stack, args.input_bucket, args.output_bucket, campaigns_table=args.campaigns_table,
+            needs=("input_bucket", "campaigns_table"),
+        )  # fmt: skip
+        reader = campaign_status.reader_for(
+            args.campaign, names.input_bucket, names.output_bucket or None, names.campaigns_table
+        )
+    except (deployed.UsageError, campaign_status.CampaignNameError) as error:
+        parser.error(str(error))
+    try:
+        watch = campaign_status.Watch(args.interval, args.timeout, sleep) if args.watch else None
+        outcome = campaign_status.follow(reader.read, console, watch)
+    except ClientError as error:
+        return _usage_line(parser, f"campaign status: AWS refused a read: {error}")
+    if outcome is campaign_status.Outcome.UNKNOWN:
+        print(f"{parser.prog}: {campaign_status.unknown_line(reader, names.campaigns_table)}", file=sys.stderr)
+    elif outcome is campaign_status.Outcome.TIMED_OUT:
+        print(f"{parser.prog}: the campaign had not ended after --timeout {args.timeout:g} s", file=sys.stderr)
+    return campaign_status.EXIT_STATUS[outcome]
 
 
 def _submit(args: argparse.Namespace, names: deployed_module.StackNames, console: TextIO) -> int:

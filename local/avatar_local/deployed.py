@@ -34,6 +34,7 @@ class StackNames:
     output_bucket: str
     jobs_table: str
     state_machine_arn: str | None = None
+    campaigns_table: str = ""
 
     @classmethod
     def resolve(
@@ -43,6 +44,7 @@ class StackNames:
         output_bucket: str | None = None,
         jobs_table: str | None = None,
         needs: tuple[str, ...] = ("input_bucket", "output_bucket", "jobs_table"),
+        campaigns_table: str | None = None,
     ) -> StackNames:
         """The names a command `needs`, from the flags or else the stack's outputs; a name it does not
         need may stay empty (`status --jobs-table T` reads no bucket)."""
@@ -54,6 +56,7 @@ class StackNames:
             "input_bucket": input_bucket or outputs.get("InputBucketName"),
             "output_bucket": output_bucket or outputs.get("OutputBucketName"),
             "jobs_table": jobs_table or outputs.get("JobsTableName"),
+            "campaigns_table": campaigns_table or outputs.get("CampaignsTableName"),
         }
         missing = [name for name in needs if not names[name]]
         if missing:

@@ -20,6 +20,7 @@ SPLIT_FIGURES = {
     "seconds",
     "rows_per_s",
     "peak_rss_mb",
+    "peak_rss_before_report_mb",
     "rss_before_split_mb",
     "split_cpu_seconds",
     "moto_cpu_seconds",
@@ -49,7 +50,12 @@ def test_the_campaign_benchmark_runs_and_writes_its_figures(tmp_path: Path, caps
     assert set(figures["finish_shared_photo"]) == {str(FINISH), str(FINISH_BASELINE)}
     assert all(set(size) == SPLIT_FIGURES for size in figures["split"].values())
     assert all(set(size) == FINISH_FIGURES for size in figures["finish_shared_photo"].values())
-    assert set(figures["ratios"]) == {"split_peak_rss", "split_rows_per_s", "finish_s3_requests_per_row"}
+    assert set(figures["ratios"]) == {
+        "split_peak_rss",
+        "split_peak_rss_before_report",
+        "split_rows_per_s",
+        "finish_s3_requests_per_row",
+    }
 
     split = figures["split"]
     assert split[str(ROWS)]["s3_requests_per_row"] * ROWS == pytest.approx(
