@@ -54,7 +54,9 @@ from bench.bench_poll import max_in_window
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "throughput.json"
 PHOTO = HERE.parent / "examples" / "alice.png"
-POLICIES = {"adaptive": {}, "fixed-2s": {"PollFixedIntervalSeconds": "2"}}
+# No daily spend ceiling: 200 renders pass the protective default, and this measures the request budget.
+NO_SPEND_CEILING = {"DailySpendLimitUsd": "0"}
+POLICIES = {"adaptive": NO_SPEND_CEILING, "fixed-2s": {**NO_SPEND_CEILING, "PollFixedIntervalSeconds": "2"}}
 JOBS = 200
 RPM = 50
 TIME_SCALE = 0.15
