@@ -114,7 +114,7 @@ demo-campaign: install ## run examples/campaign offline (4 rows, 2 photos) and p
 bench: install ## benchmarks: figures beside a baseline, JSON in bench/results/
 	$(VENV)/bin/python -m bench
 
-# Not part of `make test`: about 14 minutes. SEEDS="1 2 3" runs several seeds, one JSON each.
+# Not part of `make test`: 15 to 20 minutes. SEEDS="1 2 3" runs several seeds, one JSON each.
 soak: install ## the seeded soak: 300 jobs, faults, crashes, duplicates; bench/results/soak.json (SEEDS="1 2")
 	@if [ -z "$(SEEDS)" ]; then $(PY) -m bench soak; else \
 	  status=0; for seed in $(SEEDS); do \

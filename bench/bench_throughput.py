@@ -19,12 +19,6 @@ Two runs, each on a fresh stack:
 
 Figures per run:
 - jobs_per_min: jobs completed per virtual minute, from the drop to the last completion (or the cut);
-- limit_jobs_per_min: the most a burst of N jobs can reach on the key, N / (3N / A + R): every job
-  needs at least three requests (submit, one check that sees COMPLETED, one result fetch) at the
-  bucket's steady allowance A a minute (45 at 50 rpm), and the last ones still have to render (R, the
-  median render, in minutes; bench_poll.limit_jobs_per_min). share_of_limit = jobs_per_min / it;
-- requests_per_job: Segmind requests per completed job (1 submit + its status checks + 1 result fetch);
-- drop_to_video_p50_min / p95: virtual minutes from the drop to each completed job's video;
 - bound_jobs_per_min: what the budget allows at the run's own cost per job: the bucket's allowance
   over the run (its burst once, then `rpm - burst` a minute; see adapters/request_budget.py) divided
   by the Segmind requests a completed job took (1 submit + its status checks + 1 result fetch, from
@@ -55,7 +49,7 @@ from avatar_local.job_records import wait_until
 from avatar_local.stack.runner import LocalPipeline, LocalRunConfig
 from avatar_pipeline.domain.request_budget import BucketShape
 from avatar_pipeline.records import JobStatus
-from bench.bench_poll import limit_jobs_per_min, max_in_window, percentile
+from bench.bench_poll import max_in_window
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "throughput.json"
@@ -68,7 +62,7 @@ RENDER_MEDIAN_SECONDS = 140.0
 RENDER_SIGMA = 0.35
 # Without an adaptive run to match, the comparison run stops after this many virtual minutes.
 DEFAULT_LIMIT_MINUTES = 60.0
-TARGET_SHARE_OF_LIMIT = 0.85
+TARGET_SHARE_OF_BOUND = 0.85
 PROGRESS_EVERY_WALL_SECONDS = 20.0
 
 
@@ -81,12 +75,8 @@ class RunFigures:
     minutes: float
     cut: bool
     jobs_per_min: float
-    limit_jobs_per_min: float
-    share_of_limit: float
     bound_jobs_per_min: float
     requests_per_job: float
-    drop_to_video_p50_min: float
-    drop_to_video_p95_min: float
     status_calls_per_job: float
     api_requests: int
     max_requests_in_any_60s: int
@@ -102,19 +92,10 @@ class RunFigures:
         return {
             "jobs": self.jobs,
             "completed": self.completed,
-            "minutes": self.minutes,
-            "cut": self.cut,
             "jobs_per_min": self.jobs_per_min,
-            "limit_jobs_per_min": self.limit_jobs_per_min,
-            "share_of_limit": self.share_of_limit,
             "bound_jobs_per_min": self.bound_jobs_per_min,
-            "requests_per_job": self.requests_per_job,
-            "drop_to_video_p50_min": self.drop_to_video_p50_min,
-            "drop_to_video_p95_min": self.drop_to_video_p95_min,
-            "max_requests_in_any_60s": self.max_requests_in_any_60s,
             "http_429": self.http_429,
             "duplicate_submits": self.duplicate_submits,
-            "cpu_load": self.cpu_load,
         }
 
 
@@ -227,9 +208,6 @@ def _figures(pipeline: LocalPipeline, policy: str, job_keys: list[str], window: 
     ]
     titles = Counter(j.video_title for j in pipeline.emulator.jobs_snapshot())
     stats = pipeline.emulator.stats()
-    to_video = [(r.completed_at - dropped_at).total_seconds() / 60 for r in done if r.completed_at is not None]
-    jobs_per_min = round(len(done) / minutes, 2) if minutes > 0 else 0.0
-    limit = limit_jobs_per_min(len(job_keys), rpm, RENDER_MEDIAN_SECONDS)
     return RunFigures(
         policy=policy,
         jobs=len(job_keys),
@@ -237,13 +215,9 @@ def _figures(pipeline: LocalPipeline, policy: str, job_keys: list[str], window: 
         failed=failed,
         minutes=round(minutes, 2),
         cut=cut,
-        jobs_per_min=jobs_per_min,
-        limit_jobs_per_min=round(limit, 2),
-        share_of_limit=round(jobs_per_min / limit, 3),
+        jobs_per_min=round(len(done) / minutes, 2) if minutes > 0 else 0.0,
         bound_jobs_per_min=round(bound, 2),
         requests_per_job=round(requests_per_job, 2),
-        drop_to_video_p50_min=round(percentile(to_video, 50), 2),
-        drop_to_video_p95_min=round(percentile(to_video, 95), 2),
         status_calls_per_job=round(requests_per_job - 2, 2),
         api_requests=len(log),
         max_requests_in_any_60s=max_in_window(virtual_moments),
@@ -261,9 +235,8 @@ def _figures(pipeline: LocalPipeline, policy: str, job_keys: list[str], window: 
 
 def report(runs: list[RunFigures], rpm: int, time_scale: float) -> str:
     header = (
-        f"{'policy':<9} {'done':>9} {'minutes':>8} {'jobs/min':>8} {'limit':>6} {'share':>6} {'bound':>6} "
-        f"{'req/job':>7} {'checks/job':>10} {'video p50':>9} {'video p95':>9} {'max/60s':>7} {'429s':>5} "
-        f"{'dup':>4} {'cpu':>5} {'wall':>6}"
+        f"{'policy':<9} {'done':>9} {'minutes':>8} {'jobs/min':>8} {'bound':>6} {'share':>6} {'req/job':>7} "
+        f"{'checks/job':>10} {'max/60s':>7} {'429s':>5} {'dup':>4} {'cpu':>5} {'wall':>6}"
     )
     lines = [
         f"{runs[0].jobs} jobs dropped at once; emulator and budget at {rpm} requests/minute; renders lognormal "
@@ -271,14 +244,12 @@ def report(runs: list[RunFigures], rpm: int, time_scale: float) -> str:
         header,
     ]
     for run in runs:
-        done = f"{run.completed}/{run.jobs}"
+        share = run.jobs_per_min / run.bound_jobs_per_min if run.bound_jobs_per_min else float("nan")
         lines.append(
-            f"{run.policy:<9} {done:>9} {run.minutes:>7.1f}{'*' if run.cut else ' '} "
-            f"{run.jobs_per_min:>8.2f} {run.limit_jobs_per_min:>6.2f} {run.share_of_limit:>6.0%} "
-            f"{run.bound_jobs_per_min:>6.2f} {run.requests_per_job:>7.2f} {run.status_calls_per_job:>10.2f} "
-            f"{run.drop_to_video_p50_min:>8.1f}m {run.drop_to_video_p95_min:>8.1f}m "
-            f"{run.max_requests_in_any_60s:>7d} {run.http_429:>5d} {run.duplicate_submits:>4d} "
-            f"{run.cpu_load:>5.2f} {run.wall_seconds:>5.0f}s"
+            f"{run.policy:<9} {f'{run.completed}/{run.jobs}':>9} {run.minutes:>7.1f}{'*' if run.cut else ' '} "
+            f"{run.jobs_per_min:>8.2f} {run.bound_jobs_per_min:>6.2f} {share:>6.0%} {run.requests_per_job:>7.2f} "
+            f"{run.status_calls_per_job:>10.2f} {run.max_requests_in_any_60s:>7d} {run.http_429:>5d} "
+            f"{run.duplicate_submits:>4d} {run.cpu_load:>5.2f} {run.wall_seconds:>5.0f}s"
         )
     for run in runs:
         lines.append(f"{run.policy} requests per virtual minute: {' '.join(map(str, run.requests_by_minute))}")
@@ -290,14 +261,15 @@ def report(runs: list[RunFigures], rpm: int, time_scale: float) -> str:
 
 
 def check_targets(adaptive: RunFigures) -> list[tuple[str, bool]]:
+    share = adaptive.jobs_per_min / adaptive.bound_jobs_per_min
     return [
         (f"adaptive: all {adaptive.jobs} jobs completed ({adaptive.completed})", adaptive.completed == adaptive.jobs),
         (f"adaptive: zero 429s ({adaptive.http_429})", adaptive.http_429 == 0),
         (f"adaptive: zero duplicate submits ({adaptive.duplicate_submits})", adaptive.duplicate_submits == 0),
         (
-            f"adaptive: {adaptive.jobs_per_min:g} jobs/min >= {TARGET_SHARE_OF_LIMIT:.0%} of the limit "
-            f"{adaptive.limit_jobs_per_min:g} ({adaptive.share_of_limit:.0%})",
-            adaptive.share_of_limit >= TARGET_SHARE_OF_LIMIT,
+            f"adaptive: {adaptive.jobs_per_min:g} jobs/min >= {TARGET_SHARE_OF_BOUND:.0%} of the bound "
+            f"{adaptive.bound_jobs_per_min:g} ({share:.0%})",
+            share >= TARGET_SHARE_OF_BOUND,
         ),
     ]
 

@@ -16,8 +16,9 @@ from tests.support.media import make_png
 pytestmark = pytest.mark.e2e
 
 CAMPAIGN_KEY = "inbox/shop/spring.campaign.json"
-# A spreadsheet's export: a byte-order mark, CRLF line ends, a quoted comma, UTF-8 beyond ASCII; two rows
-# share a photo; a bad value, a missing photo and a repeated row id.
+# Twelve rows as a spreadsheet exports them: a byte-order mark, CRLF line ends, a quoted comma, UTF-8 beyond
+# ASCII; rows sharing each photo; a bad value, a missing photo and a repeated row id. Placeholders fill the
+# script, the title and the output key.
 ROWS = (
     "\ufeffid,name,photo,resolution\r\n"
     "c1,Ann,alice.png,\r\n"
@@ -25,7 +26,7 @@ ROWS = (
     "c3,Zoë,bob.png,\r\n"
     "c4,Eve,alice.png,8k\r\n"
     "c5,Fay,gone.png,\r\n"
-    "c1,Gus,alice.png,\r\n"
+    "c1,Gus,alice.png,\r\n" + "".join(f"c{n},Name {n},{'bob' if n % 2 else 'alice'}.png,\r\n" for n in range(7, 13))
 )
 CAMPAIGN = {
     "rows": "people.csv",
@@ -36,6 +37,7 @@ CAMPAIGN = {
         "video_title": "Hi {{name}}",
         "script": "Hello {{name}}, your plan is ready.",
     },
+    "output_key": "greetings/{{id}}.mp4",
     "metadata": {"campaign": "spring"},
 }
 
@@ -67,8 +69,8 @@ def test_a_campaign_renders_each_valid_row_once_and_completes_with_one_notificat
         {
             "campaign_key": CAMPAIGN_KEY,
             "status": "COMPLETED",
-            "rows": 6,
-            "succeeded": 3,
+            "rows": 12,
+            "succeeded": 9,
             "failed": 3,
             "skipped": 0,
             "report_key": "campaigns/shop/spring/report.json",
@@ -82,42 +84,44 @@ def test_a_campaign_renders_each_valid_row_once_and_completes_with_one_notificat
         ("c4", 4): "FAILED",
         ("c5", 5): "FAILED",
         ("c1", 6): "FAILED",
+        **{(f"c{n}", n): "SUCCEEDED" for n in range(7, 13)},
     }
     assert {key: row["error_code"] for key, row in rows.items() if row["status"] == "FAILED"} == {
         ("c4", 4): "INVALID_JOB",
         ("c5", 5): "MISSING_MEDIA",
         ("c1", 6): "INVALID_JOB",
     }
-    for number, row_id in enumerate(("c1", "c2", "c3"), start=1):
-        row = rows[row_id, number]
+    for (row_id, _), row in rows.items():
+        if row["status"] != "SUCCEEDED":
+            continue
         assert row["provider_submits"] == 1, row  # every event three times, one accepted submit
-        assert f"campaigns/shop/spring/{row_id}.mp4" in row["outputs"]
-        assert (out / "outputs" / f"campaigns/shop/spring/{row_id}.mp4").stat().st_size > 0
+        assert f"greetings/{row_id}.mp4" in row["outputs"]  # output_key's placeholder
+        assert (out / "outputs" / f"greetings/{row_id}.mp4").stat().st_size > 0
     for row in rows.values():
         if row["status"] == "FAILED":
             assert row["provider_submits"] == 0
 
-    manifest = json.loads((out / "outputs/campaigns/shop/spring/c2.json").read_text())
+    manifest = json.loads((out / "outputs/greetings/c2.json").read_text())
     assert manifest["parameters"]["video_title"] == "Hi Dee, Jr."
     assert manifest["metadata"] == {"campaign": "spring"}
-    assert json.loads((out / "outputs/campaigns/shop/spring/c3.json").read_text())["parameters"]["video_title"] == (
-        "Hi Zoë"
-    )
+    assert json.loads((out / "outputs/greetings/c3.json").read_text())["parameters"]["video_title"] == ("Hi Zoë")
 
     notifications = result.notifications()
     assert [n["attributes"].get("kind") for n in notifications] == ["campaign"]
-    assert notifications[0]["message"]["totals"]["succeeded"] == 3
+    assert notifications[0]["message"]["totals"]["succeeded"] == 9
 
     report = json.loads((out / "outputs/campaigns/shop/spring/report.json").read_text())
     assert report["status"] == "COMPLETED"
-    assert (report["totals"]["rows"], report["totals"]["succeeded"], report["totals"]["failed"]) == (6, 3, 3)
+    assert (report["totals"]["rows"], report["totals"]["succeeded"], report["totals"]["failed"]) == (12, 9, 3)
     assert report["totals"]["cost_usd"] > 0
     assert (out / "outputs/campaigns/shop/spring/report.html").is_file()
-    assert (out / "outputs/campaigns/shop/spring/report.csv").read_bytes().count(b"\r\n") == 7
+    assert (out / "outputs/campaigns/shop/spring/report.csv").read_bytes().count(b"\r\n") == 13
 
     inputs = {p.relative_to(out / "inputs").as_posix() for p in (out / "inputs").rglob("*") if p.is_file()}
     assert not [key for key in inputs if key.startswith("inbox/")]
     assert {"processed/shop/spring.campaign.json", "processed/shop/people.csv", "processed/shop/alice.png"} <= inputs
+    # The page finds each video by its path relative to the page, wherever output_key put it.
+    assert 'data-src="../../../greetings/c2.mp4"' in (out / "outputs/campaigns/shop/spring/report.html").read_text()
     assert "campaign inbox/shop/spring.campaign.json: COMPLETED" in result.stdout
 
 

@@ -89,27 +89,3 @@ def test_a_burst_stays_within_the_limit_and_completes() -> None:
 def test_the_most_requests_in_any_minute_slides_over_every_window() -> None:
     assert bench_poll.max_in_window([0, 10, 59.9, 60, 61, 119]) == 4  # 10, 59.9, 60, 61
     assert bench_poll.max_in_window([]) == 0
-
-
-BURST_FIGURES = {
-    "jobs", "rpm", "completed", "cut", "timed_out", "minutes", "jobs_per_min", "limit_jobs_per_min",
-    "share_of_limit", "requests_per_job", "max_requests_in_any_60s", "drop_to_video_p50_min",
-    "drop_to_video_p95_min", "detection_delay_p95_s", "deferred_checks_per_job", "submit_receives_max",
-}  # fmt: skip
-
-
-def test_the_committed_burst_results_have_both_policies_and_the_issues_figures() -> None:
-    """bench/results/poll_burst.json: the 200- and 1,000-job bursts, adaptive and fixed 2 s, each with
-    the limit, the share of it, requests per finished job and drop-to-video p50/p95."""
-    written = json.loads(bench_poll.BURST_RESULTS.read_text())
-    assert list(written) == [f"burst{size}" for size in bench_poll.BURST_JOBS]
-    for rows in written.values():
-        assert list(rows) == list(bench_poll.BURST_POLICIES)
-        assert all(set(figures) == BURST_FIGURES for figures in rows.values())
-
-
-def test_the_limit_of_a_burst_is_three_requests_a_job_plus_the_last_render() -> None:
-    """N / (3N / A + R): 200 jobs on a 50-a-minute key (A = 45) with 140 s renders: 12.77 jobs a minute;
-    1,000 jobs: 14.49."""
-    assert round(bench_poll.limit_jobs_per_min(200, 50), 2) == 12.77
-    assert round(bench_poll.limit_jobs_per_min(1000, 50), 2) == 14.49

@@ -350,24 +350,6 @@ def test_implausible_provider_figures_are_ignored(metrics: dict[str, object]) ->
 
 def test_a_completion_seen_at_the_first_check_learns_the_middle_since_submission() -> None:
     assert observed_render_seconds(68.3, 68) == pytest.approx(68.3 / 2 + 0.15)
-    assert observed_render_seconds(68.3, 68, median_seconds=140) == pytest.approx(68.3 / 2 + 0.15)
-
-
-def test_a_wide_interval_past_the_median_teaches_nothing_without_the_providers_time() -> None:
-    """A thin first check at 255 s (median 140 s) knows only that the render took 0-255 s; a dense check
-    at 150 s, or the provider's own total, pin it down."""
-    assert observed_render_seconds(255, 255, median_seconds=140) is None
-    assert observed_render_seconds(150, 10, median_seconds=140) == 145
-    assert observed_render_seconds(255, 255, {"total_time": 201.5}, median_seconds=140) == pytest.approx(201.5)
-
-
-def test_a_render_first_looked_at_past_the_median_teaches_nothing_without_the_providers_time() -> None:
-    """Of renders first checked at 240 s (median 140 s), only the slow ones are seen in a narrow interval
-    later (the others were done at the first check): learning those would push the estimate up, and the
-    next backlog's first checks later and later. A render first looked at early teaches as before."""
-    assert observed_render_seconds(270, 15, median_seconds=140, first_check_seconds=240) is None
-    assert observed_render_seconds(270, 15, median_seconds=140, first_check_seconds=75) == pytest.approx(262.5)
-    assert observed_render_seconds(270, 15, {"total_time": 261}, median_seconds=140, first_check_seconds=240) == 261
 
 
 # --- what is learned per ------------------------------------------------------------------------

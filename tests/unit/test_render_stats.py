@@ -198,30 +198,6 @@ def test_after_deferred_checks_the_render_is_learned_from_the_last_check_that_lo
     assert_close(stats_table.get(CLASS), RenderStats.prior().observe(125.0))
 
 
-def test_a_first_check_deferred_again_and_again_learns_from_submission(stats_table: RenderStatsTable) -> None:
-    """Given a render nobody has looked at yet, whose first check the budget deferred (the last wait 4 s)
-    When a check at 100 s (before the 140 s prior median) sees it COMPLETED, with no provider timings
-    Then 50 s is learned (the middle since submission), not 98 s (the middle of the last wait)."""
-    state = poll_state(wait_seconds=4)
-    state.poll.polls, state.poll.last_checked_at = 0, None
-
-    check_status(state, ports_at(100, StatusScript("COMPLETED"), stats_table))
-
-    assert_close(stats_table.get(CLASS), RenderStats.prior().observe(50.0))
-
-
-def test_a_completion_known_only_loosely_past_the_median_teaches_nothing(stats_table: RenderStatsTable) -> None:
-    """Given a render first checked 255 s after submission (a backlog's thin schedule), no provider timings
-    When the check sees it COMPLETED
-    Then nothing is learned: the middle (128 s) says where the check fell, not where renders end."""
-    state = poll_state(wait_seconds=255)
-    state.poll.polls, state.poll.last_checked_at = 0, None
-
-    check_status(state, ports_at(255, StatusScript("COMPLETED"), stats_table))
-
-    assert stats_table.get(CLASS) == RenderStats.prior()
-
-
 def test_a_check_that_reaches_segmind_records_when_it_looked(stats_table: RenderStatsTable) -> None:
     ports = ports_at(150, StatusScript("PROCESSING"), stats_table)
 

@@ -14,7 +14,6 @@ from avatar_pipeline.domain.dead_letter import end_dead_lettered_job
 from avatar_pipeline.domain.failure import report_failure
 from avatar_pipeline.domain.finalize import finalize_job, finalize_or_retry_later
 from avatar_pipeline.domain.poll import check_status
-from avatar_pipeline.domain.request_budget import BucketShape, Grant, InMemoryRequestBudget
 from avatar_pipeline.domain.submit import SubmitResult
 from avatar_pipeline.errors import (
     ProviderBadResponse,
@@ -176,32 +175,6 @@ def test_a_transient_fault_after_completion_comes_back_as_a_wait_not_a_failure(f
     assert second.fetch_retry.attempts == 2
     assert isinstance(run(second), JobOutcome)
     assert world.notifier.published[0].status == "SUCCEEDED"
-
-
-def test_a_result_fetch_the_budget_denies_comes_back_at_its_turn() -> None:
-    """Given a finished render and a request budget emptied by other fetches
-    When Finalize is denied its token
-    Then it waits for the turn the budget booked for it (whole seconds), not a blind backoff, and a
-    429 that names its reset is waited out to it too."""
-    world = World()
-    state = completed(world)
-    budget = InMemoryRequestBudget(BucketShape.for_limit(50))
-    while isinstance(budget.try_acquire("result", world.clock.now()), Grant):
-        pass
-    world.budget = budget
-
-    denied = finalize_or_retry_later(state, world.clock, lambda s: finalize_job(s, world.finalize()))
-
-    assert isinstance(denied, RenderState)
-    assert denied.fetch_retry is not None
-    assert denied.fetch_retry.wait_seconds == 3  # the second turn: 2 x 60/45 s, rounded up
-    assert world.provider.calls["result"] == 0
-    world.budget = None
-    world.provider.results = [ProviderThrottled("429", reset_at=world.clock.now() + timedelta(seconds=40))]
-    throttled = finalize_or_retry_later(state, world.clock, lambda s: finalize_job(s, world.finalize()))
-    assert isinstance(throttled, RenderState)
-    assert throttled.fetch_retry is not None
-    assert throttled.fetch_retry.wait_seconds == 40
 
 
 def test_a_finished_render_that_cannot_be_fetched_before_its_retention_ends_is_result_unavailable() -> None:

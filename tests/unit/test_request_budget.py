@@ -135,24 +135,21 @@ def test_no_sixty_seconds_ever_see_more_requests_than_the_limit(budget: RequestB
 
     windows = [sum(1 for g in grants if start <= g < start + 60) for start in (i * 0.5 for i in range(2 * 120))]
     assert max(windows) <= RPM
-    # Within three of the allowance: a check may wait behind the last few queued submits, so the bucket
-    # can end the three minutes with a few tokens nobody was ranked to take.
-    assert len(grants) == pytest.approx(5 + 45 * 3, abs=3)
+    assert len(grants) == pytest.approx(5 + 45 * 3, abs=2)
 
 
-def test_submits_leave_a_reserve_for_a_check_holding_a_turn(state_table: str) -> None:
-    """Given two keys' buckets emptied by result fetches, a check denied on one (it holds a turn)
-    When both have refilled two tokens and a submit asks on each
-    Then it waits where the check holds its turn (the reserve is the check's) and goes where none waits."""
-    waiting, quiet = RequestBudget(state_table, RPM, name="a"), RequestBudget(state_table, RPM, name="b")
-    for bucket in (waiting, quiet):
-        for _ in range(5):
-            assert granted(bucket.try_acquire("result", at(0)))
-    check = waiting.try_acquire("poll", at(0))
-    assert isinstance(check, Denied)
+def test_submits_leave_a_reserve_for_status_checks(budget: RequestBudget) -> None:
+    """Given a bucket down to its reserve (2 of 5 tokens left)
+    When a submit and then a status check ask
+    Then the submit waits (it would dip into the reserve) and the check goes out."""
+    for _ in range(3):
+        assert granted(budget.try_acquire("poll", at(0)))
 
-    assert not granted(waiting.try_acquire("submit", at(2 * INTERVAL + 0.01)))
-    assert granted(quiet.try_acquire("submit", at(2 * INTERVAL + 0.01)))
+    submit = budget.try_acquire("submit", at(0))
+    assert isinstance(submit, Denied)
+    assert submit.retry_after_seconds == pytest.approx(INTERVAL, abs=1e-3)
+    assert granted(budget.try_acquire("poll", at(0)))
+    assert granted(budget.try_acquire("result", at(0)))
 
 
 def test_status_checks_leave_the_last_token_to_result_fetches(budget: RequestBudget) -> None:
@@ -176,24 +173,22 @@ def test_tokens_needed_by_kind(rpm: int, tiers: tuple[float, float, float]) -> N
     assert tuple(shape.tokens_needed(kind) for kind in ("submit", "poll", "result")) == tiers
 
 
-def test_submits_take_the_whole_burst_when_no_check_waits(budget: RequestBudget) -> None:
-    decisions = [budget.try_acquire("submit", at(0)) for _ in range(6)]
+def test_submits_go_while_the_bucket_holds_more_than_the_reserve(budget: RequestBudget) -> None:
+    decisions = [budget.try_acquire("submit", at(0)) for _ in range(4)]
 
-    assert [granted(d) for d in decisions] == [True] * 5 + [False]
+    assert [granted(d) for d in decisions] == [True, True, True, False]
 
 
 def test_a_reserve_above_the_burst_means_the_bucket_must_have_stood_full_a_while(state_table: str) -> None:
-    """Given a free-tier key (5 a minute: burst 1, one token every 15 s) with a submit reserve of 1, and
-    a check that was denied (it holds a turn)
-    When submits ask as the bucket refills
-    Then a submit waits: the bucket is full again, but only just (a submit needs it to have stood full
-    for another interval)."""
+    """Given a free-tier key (5 a minute: burst 1, one token every 15 s) with a submit reserve of 1
+    When a check takes the token, and submits ask as the bucket refills
+    Then a submit waits until the bucket has been full for another interval: no check wanted it."""
     budget = RequestBudget(state_table, 5)
     assert granted(budget.try_acquire("poll", at(0)))
-    check = budget.try_acquire("poll", at(1))
-    assert isinstance(check, Denied)
 
     assert not granted(budget.try_acquire("submit", at(15.5)))  # full again, but only just
+    assert granted(budget.try_acquire("submit", at(30.5)))
+    assert not granted(budget.try_acquire("poll", at(31)))
 
 
 def test_writers_with_separate_clients_share_one_bucket(state_table: str) -> None:
@@ -232,65 +227,17 @@ def test_a_writer_whose_clock_runs_ahead_cannot_exceed_the_capacity(state_table:
     assert not granted(on_time.try_acquire("result", at(0)))
 
 
-@pytest.mark.parametrize(("rate", "requests"), [(1.0, 150), (3.0, 60)])
-def test_the_dynamodb_bucket_decides_exactly_as_its_in_memory_twin(
-    budget: RequestBudget, rate: float, requests: int
-) -> None:
-    """Given a random stream of requests of every kind (at 3 a second, a queue of submits builds up)
+def test_the_dynamodb_bucket_decides_exactly_as_its_in_memory_twin(budget: RequestBudget) -> None:
+    """Given a random stream of requests of every kind
     When both buckets decide
-    Then they agree on every decision: grant or not, the wait (a submit's turn), whether submits are
-    waiting (the benchmark's simulations use the twin)."""
+    Then they agree on every grant (the benchmark's simulations use the twin)."""
     twin = InMemoryRequestBudget(BucketShape.for_limit(RPM))
     rng = random.Random(11)
     moment = 0.0
-    for _ in range(requests):
-        moment += rng.expovariate(rate)
+    for _ in range(150):
+        moment += rng.expovariate(1.0)
         kind: RequestKind = rng.choice(["poll", "submit", "result"])
-        (ours, ours_wait), (theirs, theirs_wait) = (
-            decided(budget.try_acquire(kind, at(moment))),
-            decided(twin.try_acquire(kind, at(moment))),
-        )
-        assert ours == theirs, moment
-        assert ours_wait == pytest.approx(theirs_wait, abs=0.01), moment  # the table keeps microseconds
-
-
-def decided(decision: Grant | Denied) -> tuple[tuple[bool, bool], float]:
-    wait = decision.retry_after_seconds if isinstance(decision, Denied) else 0.0
-    return (granted(decision), decision.submits_waiting), wait
-
-
-def test_denied_submits_book_turns_in_the_shared_table(state_table: str) -> None:
-    """Given an emptied bucket and two functions' adapters
-    When submits are denied on either
-    Then they get consecutive turns from one queue, and a later grant says submits are waiting."""
-    one, other = RequestBudget(state_table, RPM), RequestBudget(state_table, RPM)
-    for _ in range(5):
-        one.try_acquire("result", at(0))
-
-    turns = [budget.try_acquire("submit", at(0)) for budget in (one, other, one)]
-
-    # No check waits, so a submit needs a single token: the first turn is the next one.
-    waits = [t.retry_after_seconds for t in turns if isinstance(t, Denied)]
-    assert waits == pytest.approx([INTERVAL, 2 * INTERVAL, 3 * INTERVAL], abs=1e-3)
-    assert other.try_acquire("result", at(2)).submits_waiting is True
-    assert other.try_acquire("result", at(60)).submits_waiting is False
-
-
-def test_the_last_few_queued_submits_go_before_a_waiting_check_in_the_table(state_table: str) -> None:
-    """Given two emptied buckets, each with a check holding a turn, and 3 submits holding turns on one
-    (4 s of them), 40 on the other (53 s)
-    When both have refilled a token and another submit asks on each
-    Then it goes where only the last few wait and waits behind the check where the queue is long."""
-    short, long = RequestBudget(state_table, RPM, name="short"), RequestBudget(state_table, RPM, name="long")
-    for bucket, submits in ((short, 3), (long, 40)):
-        for _ in range(5):
-            assert granted(bucket.try_acquire("result", at(0)))
-        assert isinstance(bucket.try_acquire("poll", at(0)), Denied)
-        for _ in range(submits):
-            assert isinstance(bucket.try_acquire("submit", at(0)), Denied)
-
-    assert granted(short.try_acquire("submit", at(INTERVAL + 0.01)))
-    assert not granted(long.try_acquire("submit", at(INTERVAL + 0.01)))
+        assert granted(budget.try_acquire(kind, at(moment))) == granted(twin.try_acquire(kind, at(moment))), moment
 
 
 def test_an_unreachable_table_fails_open() -> None:
@@ -395,26 +342,16 @@ def test_a_check_denied_by_the_budget_does_not_call_the_provider() -> None:
     assert after.job == state.job
 
 
-def test_deferred_checks_of_different_jobs_come_back_at_their_own_turns() -> None:
-    """Given an emptied bucket
-    When thirty renders' checks are denied at the same moment
-    Then each comes back at its own turn in the budget's queue of checks: one interval after the
-    one before (whole seconds), not all together and not dozens of times each."""
-    shared = InMemoryRequestBudget(BucketShape.for_limit(RPM))
-    waits = []
+def test_deferred_checks_of_different_jobs_come_back_at_different_times() -> None:
+    waits = set()
     for i in range(30):
         event: dict[str, Any] = load_event("poll_state.json")
         event["job"]["job_id"] = f"job-{i}"
         state = RenderState.model_validate(event)
         now = state.job.submitted_at + timedelta(seconds=150)
-        if i == 0:
-            for _ in range(5):
-                shared.try_acquire("result", now)
-        after = check_status(state, ports(now, CountingProvider(), RecordingJobs(), budget=shared))
-        waits.append(after.poll.wait_seconds)
-    assert waits == sorted(waits)
-    assert len(set(waits)) >= 25
-    assert waits[-1] <= 2 + 30 * INTERVAL + 1
+        after = check_status(state, ports(now, CountingProvider(), RecordingJobs(), budget=SpentBudget()))
+        waits.add(after.poll.wait_seconds)
+    assert len(waits) >= 5
 
 
 @pytest.mark.parametrize("remaining", [0.4, 0.999])

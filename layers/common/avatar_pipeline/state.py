@@ -61,10 +61,6 @@ class PollState(BaseModel):
     # The last check that reached Segmind (deferred checks do not count): what a completion is
     # learned from. None until the first check, and in states written before the field existed.
     last_checked_at: datetime | None = None
-    # The first check that reached Segmind: a render first looked at only after most of its kind are
-    # done (a backlog's thin schedule) is seen in a narrow interval only if it is slow, so without the
-    # provider's own time it teaches nothing (poll_policy.observed_render_seconds).
-    first_checked_at: datetime | None = None
     # Checks in a row that failed transiently (5xx, timeouts, unreachable, unreadable answers): the
     # next one backs off. The render goes on meanwhile, so only the deadline ends the loop.
     failed_checks: int = 0

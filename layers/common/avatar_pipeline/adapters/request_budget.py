@@ -15,7 +15,7 @@ with no read-modify-write race between concurrent writers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -24,16 +24,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from avatar_pipeline.adapters.dynamodb import condition_failed, until_written
-from avatar_pipeline.domain.request_budget import (
-    LAST_SUBMITS_SECONDS,
-    BucketShape,
-    Denied,
-    Grant,
-    Queues,
-    RequestKind,
-    Tier,
-    epoch_seconds,
-)
+from avatar_pipeline.domain.request_budget import BucketShape, Denied, Grant, RequestKind, epoch_seconds
 from avatar_pipeline.observability import logger
 
 if TYPE_CHECKING:
@@ -74,138 +65,70 @@ class RequestBudget:
         shape = self.shape
         # First assume the common case of a quiet key: the bucket is full. A lost write tells what the
         # item held then, and the next attempt decides from that.
-        seen = _Seen(full_at=None, known=False)
+        seen = _Seen(full_at=None)
 
         def take_one() -> Grant | Denied | None:
-            if seen.known and shape.take(seen.full_at, shape.ranks_as(kind, seen.queues, now), now) is None:
-                return self._denied(kind, now, seen)
+            if seen.full_at is not None and seen.full_at > shape.cutoff(kind, now):
+                return Denied(kind, shape.retry_after(seen.full_at, kind, now))
             taken = self._take(kind, now, idle=seen.full_at is None or seen.full_at <= now)
-            if not taken.written:
-                seen.full_at, seen.queues, seen.known = taken.full_at, taken.queues, True
-                return None
-            assert taken.full_at is not None
-            waiting = shape.submits_waiting(taken.queues.submits_until, now)
-            return Grant(kind, shape.tokens(taken.full_at, now), waiting)
+            if isinstance(taken, float):
+                return Grant(kind, shape.tokens(taken, now))
+            seen.full_at = taken.full_at
+            return None
 
         # Writers that kept overtaking us mean a busy bucket: waiting one interval is the honest answer.
         return until_written(MAX_ATTEMPTS, take_one) or Denied(kind, shape.interval_seconds)
 
-    def _denied(self, kind: RequestKind, now: float, seen: _Seen) -> Denied:
-        """The bucket cannot grant `kind` now: it books its turn in its queue."""
+    def _take(self, kind: RequestKind, now: float, idle: bool) -> float | _Seen:
+        """One conditional write taking a token: the new full_at, or what the item held if it lost."""
         shape = self.shape
-        assert seen.full_at is not None
-        retry_after = shape.retry_after(seen.full_at, shape.ranks_as(kind, seen.queues, now), now)
-        turn, queue_end = self._book_turn(kind, now, now + retry_after, seen.queues.end(kind))
-        queues = seen.queues.with_end(kind, queue_end)
-        return Denied(kind, turn - now, shape.submits_waiting(queues.submits_until, now))
-
-    def _book_turn(
-        self, kind: RequestKind, now: float, earliest: float, queue_until: float | None
-    ) -> tuple[float, float | None]:
-        """The next free turn after the last one booked in `kind`'s queue (one conditional write, another
-        if a concurrent request booked first): the moment it may come back, and the queue's end."""
-        shape, name = self.shape, _queue_attribute(kind)
-        for _ in range(MAX_ATTEMPTS):
-            turn, end = shape.turn(queue_until, earliest, now)
-            if end is None:
-                return turn, queue_until  # too far ahead to hold: ask again then
-            condition = f"attribute_not_exists({name})" if queue_until is None else f"{name} = :seen"
-            values = {":end": _number(end)} | ({} if queue_until is None else {":seen": _number(queue_until)})
-            written = self._update(f"SET {name} = :end", condition, values)
-            if written.written:
-                return turn, end
-            queue_until = written.queues.end(kind)
-        return earliest, queue_until  # a crowd booking at once: come back when a token could be free
-
-    def _take(self, kind: RequestKind, now: float, idle: bool) -> _Seen:
-        """One conditional write taking a token: the item after it, or what it held if the write lost.
-
-        The tier a request takes tokens at depends on the queues (BucketShape.ranks_as), so the
-        condition reads them too: it passes at the stricter tier's cutoff always, and at the looser
-        one's when the queues allow it."""
-        tiers = _tiers(kind)
-        values: dict[str, Any] = {}
-        for placeholder, tier in (":strict", tiers.strict), (":free", tiers.free):
-            cutoff = self.shape.cutoff(tier, now)
-            values[placeholder] = _number(min(now, cutoff) if idle else cutoff)
-        if tiers.held_back:
-            values |= {
-                ":at": _number(now),
-                ":from": _number(now - LAST_SUBMITS_SECONDS),
-                ":to": _number(now + LAST_SUBMITS_SECONDS),
-            }
-            rank = f"(full_at <= :strict OR (full_at <= :free AND NOT ({tiers.held_back})))"
-        else:
-            del values[":free"]
-            rank = "full_at <= :strict"
         if idle:
             # Full (or never used): the bucket restarts from now; unless this kind must also see it
-            # stand full a while (a reserve above the burst), any idle bucket qualifies.
-            values[":next"] = _number(now + self.shape.interval_seconds)
-            return self._update("SET full_at = :next", f"attribute_not_exists(full_at) OR {rank}", values)
-        values |= {":interval": _number(self.shape.interval_seconds), ":now": _number(now)}
-        return self._update("SET full_at = full_at + :interval", f"full_at > :now AND {rank}", values)
+            # stand full a while (a submit's reserve above the burst), any idle bucket qualifies.
+            limit = min(now, shape.cutoff(kind, now))
+            return self._update(
+                "SET full_at = :next",
+                "attribute_not_exists(full_at) OR full_at <= :limit",
+                {":next": _number(now + shape.interval_seconds), ":limit": _number(limit)},
+            )
+        return self._update(
+            "SET full_at = full_at + :interval",
+            "full_at > :now AND full_at <= :cutoff",
+            {
+                ":interval": _number(shape.interval_seconds),
+                ":now": _number(now),
+                ":cutoff": _number(shape.cutoff(kind, now)),
+            },
+        )
 
-    def _update(self, expression: str, condition: str, values: dict[str, Any]) -> _Seen:
-        """The item after the write (written), or as the failed condition found it."""
+    def _update(self, expression: str, condition: str, values: dict[str, Any]) -> float | _Seen:
         try:
             response = self._table.update_item(
                 Key=self._key,
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+                ReturnValues="UPDATED_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if not condition_failed(error):
                 raise
-            return _Seen.from_item(error.response.get("Item") or {}, written=False)
-        return _Seen.from_item(response["Attributes"], written=True, plain=True)
-
-
-def _queue_attribute(kind: RequestKind) -> str:
-    """The item's attribute holding the end of `kind`'s queue of turns."""
-    return "submits_until" if kind == "submit" else "checks_until"
-
-
-@dataclass(frozen=True)
-class _Tiers:
-    """A kind's tiers (BucketShape.ranks_as) as a condition: `free` unless `held_back` holds."""
-
-    strict: Tier
-    free: Tier
-    held_back: str = ""
-
-
-def _tiers(kind: RequestKind) -> _Tiers:
-    if kind != "submit":
-        return _Tiers(kind, kind)
-    # Its reserve only while a check or fetch holds a turn, and not for the last few queued submits.
-    checks_waiting = "attribute_exists(checks_until) AND checks_until > :at"
-    last_few = "attribute_exists(submits_until) AND submits_until >= :from AND submits_until <= :to"
-    return _Tiers("submit", "result", f"{checks_waiting} AND NOT ({last_few})")
+            return _Seen.from_error(error.response)
+        return float(str(response["Attributes"]["full_at"]))
 
 
 @dataclass
 class _Seen:
-    """The bucket's item: after our write (written), or as a failed condition found it."""
+    """The item as a failed condition found it (DynamoDB returns it in wire format)."""
 
     full_at: float | None
-    queues: Queues = field(default_factory=Queues)
-    known: bool = True
-    written: bool = False
 
     @classmethod
-    def from_item(cls, item: Any, written: bool, plain: bool = False) -> _Seen:
-        # A failed condition returns the item in DynamoDB's wire format; the resource's answer is plain.
-        values = item if plain else {name: TypeDeserializer().deserialize(raw) for name, raw in item.items()}
-        queues = Queues(_float(values.get("submits_until")), _float(values.get("checks_until")))
-        return cls(_float(values.get("full_at")), queues, known=True, written=written)
-
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, Decimal | int | float) and not isinstance(value, bool) else None
+    def from_error(cls, response: Any) -> _Seen:
+        raw = response.get("Item") or {}
+        value = TypeDeserializer().deserialize(raw["full_at"]) if "full_at" in raw else None
+        return cls(float(value) if isinstance(value, Decimal) else None)
 
 
 def _number(value: float) -> Decimal:

@@ -11,7 +11,6 @@ held has to expire first.
 
 from __future__ import annotations
 
-import math
 import time
 import zlib
 from collections.abc import Callable
@@ -23,11 +22,10 @@ from avatar_pipeline.domain.closing import Delivered, close_job
 from avatar_pipeline.domain.context import JobRef
 from avatar_pipeline.domain.ports import CopiedObject, FinalizePorts, ObjectMissing, ObjectTooLarge
 from avatar_pipeline.domain.pricing import provider_cost
-from avatar_pipeline.domain.request_budget import Denied, throttled_wait
+from avatar_pipeline.domain.request_budget import Denied
 from avatar_pipeline.errors import (
     ProviderBadResponse,
     ProviderJobFailed,
-    ProviderThrottled,
     ResultUnavailable,
     TransientError,
 )
@@ -70,10 +68,7 @@ def finalize_or_retry_later(
         return finalize(state)
     except retryable as fault:
         reason = fault.message if isinstance(fault, TransientError) else f"{type(fault).__name__}: {fault}"
-        now = clock.now()
-        # The request budget's turn for this fetch, or the reset a 429 named: no sooner, and no later.
-        named = throttled_wait(fault, now) if isinstance(fault, ProviderThrottled) and fault.reset_at else None
-        return _fetch_again_later(state, reason, now, named_wait=named)
+        return _fetch_again_later(state, reason, clock.now())
 
 
 def fetch_retry_wait(job_id: str, attempts: int) -> int:
@@ -84,11 +79,9 @@ def fetch_retry_wait(job_id: str, attempts: int) -> int:
     return max(1, step - zlib.crc32(f"{job_id}:{attempts}".encode()) % (step // 2 + 1))
 
 
-def _fetch_again_later(
-    state: RenderState, fault: str, now: datetime, grace: timedelta = timedelta(0), named_wait: float | None = None
-) -> RenderState:
+def _fetch_again_later(state: RenderState, fault: str, now: datetime, grace: timedelta = timedelta(0)) -> RenderState:
     attempts = (state.fetch_retry.attempts if state.fetch_retry else 0) + 1
-    wait = max(1, math.ceil(named_wait)) if named_wait is not None else fetch_retry_wait(state.job.job_id, attempts)
+    wait = fetch_retry_wait(state.job.job_id, attempts)
     give_up_at = state.job.submitted_at + RESULT_RETENTION - RESULT_RETENTION_MARGIN
     if now + timedelta(seconds=wait) >= give_up_at:
         minutes = (now - state.job.submitted_at).total_seconds() / 60

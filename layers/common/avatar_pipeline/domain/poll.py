@@ -3,8 +3,7 @@
 The wait comes from the poll policy and what has been learned about renders of the same class
 (model + resolution); a check that sees COMPLETED teaches it one more render time. With a request
 budget, a check takes a token first; when the budget is spent the provider is not called at all:
-the same state comes back with a wait until the turn the budget booked for it, so the ASL simply
-loops once more. (Raising a
+the same state comes back with a short wait, so the ASL simply loops once more. (Raising a
 transient error for the ASL's Retry instead would give up after its MaxAttempts and fail the
 job, and its backoff knows nothing of when the next token comes.)
 """
@@ -21,7 +20,7 @@ from avatar_pipeline.domain.poll_policy import (
     observed_render_seconds,
     render_class,
 )
-from avatar_pipeline.domain.ports import PollPorts, RenderStatsStore
+from avatar_pipeline.domain.ports import PollPorts
 from avatar_pipeline.domain.request_budget import Denied, throttled_wait
 from avatar_pipeline.errors import (
     ProviderBadResponse,
@@ -51,33 +50,23 @@ def check_status(state: RenderState, ports: PollPorts) -> RenderState:
     job = state.job
     kind = render_class(job.model, job.parameters)
     learned = ports.render_stats.get(kind) if ports.render_stats is not None else RenderStats.prior()
-    schedule = ports.schedule
     if ports.budget is not None:
         decision = ports.budget.try_acquire("poll", ports.clock.now())
-        # Submits waiting for tokens: the next check comes where it is likely to find the render done.
-        schedule = schedule.under_backlog() if decision.submits_waiting else schedule
         if isinstance(decision, Denied):
-            # Its turn in the budget's queue of checks: when a token is likely to be there for it.
-            return _deferred(state, ports.clock.now(), decision.retry_after_seconds, "the request budget is spent")
+            return _deferred(state, ports.clock.now(), decision, ports.schedule, learned)
     try:
         report = ports.provider.status(job.request_id)
     except ProviderThrottled as throttled:
         # Segmind says when its window resets: check again then, without spending a Retry attempt.
         now = ports.clock.now()
-        wait = _after_throttle(state, now, throttled_wait(throttled, now), schedule, learned)
-        return _deferred(state, now, wait, "Segmind answered 429")
+        return _deferred(state, now, Denied("poll", max(1.0, throttled_wait(throttled, now))), ports.schedule, learned)
     except _CHECK_FAULTS as fault:
         return _after_failed_check(state, ports.clock.now(), fault.message)
-    return _after_check(state, report, ports, kind, learned, schedule)
+    return _after_check(state, report, ports, kind, learned)
 
 
 def _after_check(
-    state: RenderState,
-    report: StatusReport,
-    ports: PollPorts,
-    kind: str,
-    learned: RenderStats,
-    schedule: PollSchedule,
+    state: RenderState, report: StatusReport, ports: PollPorts, kind: str, learned: RenderStats
 ) -> RenderState:
     """Record what Segmind said, learn a render time from a completion, and schedule the next check."""
     job = state.job
@@ -86,10 +75,14 @@ def _after_check(
     finished = report.status in ("COMPLETED", "FAILED")
     ports.jobs.record_poll(job.job_id, report.status, polls, now)
     if report.status == "COMPLETED" and ports.render_stats is not None:
-        _learn(state, report, ports.render_stats, kind, learned, now)
+        elapsed = (now - job.submitted_at).total_seconds()
+        last_check = state.poll.last_checked_at
+        # Checks deferred by the budget did not look: the render finished after the last real one.
+        since_last_check = (now - last_check).total_seconds() if last_check else float(state.poll.wait_seconds)
+        ports.render_stats.record(kind, observed_render_seconds(elapsed, since_last_check, report.metrics), now)
     next_poll = PollState(
         status=report.status,
-        wait_seconds=schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
+        wait_seconds=ports.schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned),
         polls=polls,
         deadline_passed=not finished and job.deadline_at - now < _LAST_WAIT,
         error_message=report.error if report.status == "FAILED" else None,
@@ -98,35 +91,9 @@ def _after_check(
         or (now if report.status in ("PROCESSING", "COMPLETED") else None),
         completed_seen_at=now if report.status == "COMPLETED" else None,
         last_checked_at=now,
-        first_checked_at=state.poll.first_checked_at or now,
         failed_checks=0,
     )
     return RenderState(job=job, poll=next_poll)
-
-
-def _learn(
-    state: RenderState, report: StatusReport, stats: RenderStatsStore, kind: str, learned: RenderStats, now: datetime
-) -> None:
-    """Teach the schedule this render's time, when this completion tells it (observed_render_seconds)."""
-    job = state.job
-    elapsed = (now - job.submitted_at).total_seconds()
-    last_check = state.poll.last_checked_at
-    # Checks deferred by the budget did not look: the render finished after the last real one, or at
-    # any time since submission when none has looked yet (a first check deferred again and again).
-    since_last_check = (
-        (now - last_check).total_seconds()
-        if last_check
-        else elapsed
-        if state.poll.polls == 0
-        else float(state.poll.wait_seconds)
-    )
-    # The first look: this check if none came before; unknown (taken as early) in states written before
-    # the field existed.
-    first_checked_at = state.poll.first_checked_at or (now if state.poll.polls == 0 else job.submitted_at)
-    first_check = (first_checked_at - job.submitted_at).total_seconds()
-    observed = observed_render_seconds(elapsed, since_last_check, report.metrics, learned.median_seconds, first_check)
-    if observed is not None:
-        stats.record(kind, observed, now)
 
 
 def _after_failed_check(state: RenderState, now: datetime, reason: str) -> RenderState:
@@ -143,23 +110,24 @@ def _after_failed_check(state: RenderState, now: datetime, reason: str) -> Rende
     return RenderState(job=job, poll=poll)
 
 
-def _deferred(state: RenderState, now: datetime, wait_seconds: float, reason: str) -> RenderState:
-    """No call: the same status, and the next check after `wait_seconds` (never past the deadline)."""
+def _deferred(
+    state: RenderState, now: datetime, denied: Denied, policy: PollSchedule, learned: RenderStats
+) -> RenderState:
+    """The budget is spent: no call, the same status, and a wait until a token is likely free.
+
+    Checks denied together would all come back together and all but one be denied again, and when
+    tokens are scarce retrying sooner than the schedule buys nothing, so the wait is the time to the
+    next token plus a deterministic spread (by job and moment) of up to the scheduled interval.
+    """
     job = state.job
     remaining = (job.deadline_at - now).total_seconds()
-    wait = max(1, math.floor(min(math.ceil(wait_seconds), remaining)))
-    logger.info("status check deferred", extra={"reason": reason, "wait_seconds": wait})
+    scheduled = policy.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned)
+    spread = zlib.crc32(f"{job.job_id}:{state.poll.polls}:{now.timestamp():.3f}".encode()) % (scheduled + 1)
+    wait = max(1, math.floor(min(math.ceil(denied.retry_after_seconds) + spread, remaining)))
+    logger.info(
+        "status check deferred: the request budget is spent",
+        extra={"retry_after_seconds": round(denied.retry_after_seconds, 2), "wait_seconds": wait},
+    )
     deadline_passed = job.deadline_at - now < _LAST_WAIT
     poll = state.poll.model_copy(update={"wait_seconds": wait, "deadline_passed": deadline_passed})
     return RenderState(job=job, poll=poll)
-
-
-def _after_throttle(
-    state: RenderState, now: datetime, reset_seconds: float, schedule: PollSchedule, learned: RenderStats
-) -> float:
-    """Seconds to wait after Segmind's own 429: to the reset it named, plus a deterministic spread (by job
-    and moment) of up to the scheduled interval, as checks throttled together must not come back together."""
-    job = state.job
-    scheduled = schedule.next_wait(job.submitted_at, now, job.deadline_at, state.poll.wait_seconds, learned)
-    spread = zlib.crc32(f"{job.job_id}:{state.poll.polls}:{now.timestamp():.3f}".encode()) % (scheduled + 1)
-    return max(1.0, reset_seconds) + spread

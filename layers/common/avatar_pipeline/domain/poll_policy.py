@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -50,12 +50,6 @@ MAX_LOG_SD = 1.5
 # render stuck for half an hour does not blow the spread up (a real shift still gets through:
 # the spread grows with each surprising observation).
 MAX_SURPRISE_SD = 4.0
-# A completion seen by a check that looked first (or again) only after most renders are done - the
-# backlog's thin schedule, without the provider's own time - is known to within more than this share of
-# its time since submission: the interval's middle would sit far below where renders end, and learning
-# it would pull the schedule earlier, check after check. Such an interval teaches nothing. (The usual
-# first check, before the median, still teaches its middle: rare, and it keeps the spread honest.)
-MAX_LEARNED_SHARE = 0.5
 # Slack when checking a provider-reported time against our own clock (clocks and rounding differ).
 PROVIDER_TIME_SLACK_SECONDS = 2.0
 
@@ -119,12 +113,8 @@ class RenderStats:
 
 
 def observed_render_seconds(
-    elapsed_seconds: float,
-    since_last_check_seconds: float,
-    metrics: Mapping[str, object] | None = None,
-    median_seconds: float = math.inf,
-    first_check_seconds: float = 0.0,
-) -> float | None:
+    elapsed_seconds: float, since_last_check_seconds: float, metrics: Mapping[str, object] | None = None
+) -> float:
     """The render time to learn from, when a check `elapsed_seconds` after submission saw COMPLETED.
 
     The check only tells us the render finished after the previous check (`since_last_check_seconds`
@@ -134,11 +124,7 @@ def observed_render_seconds(
     provider's own total time is used when it is plausible, i.e. not after this check (a figure in
     milliseconds, say, is not); otherwise the middle of the interval, which is unbiased when
     completions are spread evenly across it. `inference_time` alone excludes queueing, so it only
-    raises the lower bound. None: nothing to learn, when the render ended past `median_seconds` (the
-    learned median) and either the interval is wide (MAX_LEARNED_SHARE) or the render was first
-    looked at only past the median (`first_check_seconds` after submission): of the renders first
-    checked that late, only the slow ones are then seen in a narrow interval, so learning them would
-    push the estimate up, and the next backlog's checks later and later.
+    raises the lower bound.
     """
     upper = max(elapsed_seconds, 0.0)
     lower = min(upper, max(0.0, elapsed_seconds - since_last_check_seconds))
@@ -152,9 +138,6 @@ def observed_render_seconds(
         return min(upper, total)
     if inference is not None and lower < inference <= upper:
         lower = inference
-    looked_late = first_check_seconds > median_seconds
-    if upper > median_seconds and (looked_late or upper - lower > MAX_LEARNED_SHARE * upper):
-        return None
     return (lower + upper) / 2.0
 
 
@@ -169,10 +152,6 @@ class PollSchedule(Protocol):
     """What the Submit and Poll steps ask of a schedule: the adaptive PollPolicy or a fixed interval."""
 
     def first_wait(self, stats: RenderStats | None = None) -> int: ...
-
-    def under_backlog(self) -> PollSchedule:
-        """The schedule to use while submits wait for the request budget (see PollPolicy)."""
-        ...
 
     def next_wait(
         self,
@@ -207,10 +186,6 @@ class FixedIntervalPolicy:
     def first_wait(self, stats: RenderStats | None = None) -> int:
         return self.seconds
 
-    def under_backlog(self) -> FixedIntervalPolicy:
-        # The baseline stays the SDK's way whatever else waits: that is what it is compared as.
-        return self
-
     def next_wait(
         self,
         submitted_at: datetime,
@@ -240,25 +215,6 @@ class PollPolicy:
     backoff_from_z: float = 2.0
     backoff_factor: float = 1.5
     max_interval_seconds: float = 60.0
-    # While submits wait for the request budget a token spent on a check that finds the render still
-    # running is a token a new render waits for, whereas a second of detection delay only delays one
-    # video that is already made: the first check comes where most renders are done, and checks
-    # after it are priced for a much cheaper second of delay (wider intervals). bench/bench_poll.py's
-    # burst and bench/bench_throughput.py tune these.
-    backlog_first_check_z: float = 1.5
-    backlog_delay_price: float = 0.1
-    backlog_min_dense_interval_seconds: float = 15.0
-    backlog_max_dense_interval_seconds: float = 45.0
-
-    def under_backlog(self) -> PollPolicy:
-        """The same policy with the backlog's knobs: checks thinner, concentrated where renders end."""
-        return replace(
-            self,
-            first_check_z=self.backlog_first_check_z,
-            delay_price=self.backlog_delay_price,
-            min_dense_interval_seconds=self.backlog_min_dense_interval_seconds,
-            max_dense_interval_seconds=self.backlog_max_dense_interval_seconds,
-        )
 
     def first_check_seconds(self, stats: RenderStats | None = None) -> float:
         return (stats or RenderStats.prior()).quantile_seconds(self.first_check_z)

@@ -22,7 +22,7 @@ from avatar_pipeline.domain.failure import fail_job
 from avatar_pipeline.domain.intake import Intake, Rejected, take_in
 from avatar_pipeline.domain.poll_policy import render_class
 from avatar_pipeline.domain.ports import ObjectReplaced, StartingPorts, SubmitPorts, plain_etag
-from avatar_pipeline.domain.request_budget import MAX_TURN_AHEAD_SECONDS, Denied, Grant, throttled_wait
+from avatar_pipeline.domain.request_budget import Denied, throttled_wait
 from avatar_pipeline.domain.spend import SpendRefused, give_back, reserve
 from avatar_pipeline.errors import (
     ErrorCode,
@@ -45,6 +45,8 @@ from avatar_pipeline.observability import job_submitted, logger
 from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord, JobStatus
 from avatar_pipeline.state import PollState, RenderJob, RenderState
 
+# A backlog of submits denied by the request budget comes back spread out, not in lockstep.
+BUDGET_RETRY_SPREAD_SECONDS = 110
 # Segmind refusing submits (5xx, unreachable): the first retry after 15 s, doubling to 5 minutes.
 PROVIDER_RETRY_FIRST_SECONDS = 15
 PROVIDER_RETRY_MAX_SECONDS = 300
@@ -153,18 +155,18 @@ def _post_once(intake: Intake, obj: InboxObject, ports: SubmitPorts) -> SubmitRe
         if existing is None:
             raise SubmissionInProgress("the job record vanished while claiming it; retrying")
         return continue_existing(existing, obj, ports)
-    token = _submit_token(ports)
-    if isinstance(token, Denied):
+    budget_wait = _wait_for_submit_token(ref.job_id, ports)
+    if budget_wait is not None:
         ports.jobs.release_submission(ref.job_id)
-        return _requeue_unchanged(obj, submit_turn_delay(token), "the request budget is spent")
+        return _requeue_unchanged(obj, budget_wait, "the request budget is spent")
     reserved = reserve(ref, intake.price, ports)
     if isinstance(reserved, SpendRefused):
         fail_job(ref, SpendLimitReached.code, reserved.message(ports.clock.now()), ports)
         return SubmitResult.REJECTED
-    return _post(replace(intake, ref=reserved), obj, ports, backlog=token is not None and token.submits_waiting)
+    return _post(replace(intake, ref=reserved), obj, ports)
 
 
-def _post(intake: Intake, obj: InboxObject, ports: SubmitPorts, backlog: bool = False) -> SubmitResult | Requeue:
+def _post(intake: Intake, obj: InboxObject, ports: SubmitPorts) -> SubmitResult | Requeue:
     """The POST itself, with the job's claim and reservation held."""
     ref, settings = intake.ref, ports.settings
     media_urls = {
@@ -190,33 +192,32 @@ def _post(intake: Intake, obj: InboxObject, ports: SubmitPorts, backlog: bool = 
         # No answer at all may still have been accepted; a refusal (400/401/403/406) was not billed.
         fail_job(ref, error.code, error.message, ports, maybe_billed=isinstance(error, ProviderSubmitAmbiguous))
         return SubmitResult.REJECTED
-    _record_submitted(intake, accepted.request_id, _recordable(payload, media_urls), ports, backlog)
+    _record_submitted(intake, accepted.request_id, _recordable(payload, media_urls), ports)
     return SubmitResult.STARTED
 
 
-def _record_submitted(
-    intake: Intake, request_id: str, parameters: dict[str, Any], ports: SubmitPorts, backlog: bool
-) -> None:
-    """Segmind accepted the job: record the request id first of all, then start the execution (its first
-    check thinned when other submits wait: `backlog`)."""
+def _record_submitted(intake: Intake, request_id: str, parameters: dict[str, Any], ports: SubmitPorts) -> None:
+    """Segmind accepted the job: record the request id first of all, then start the execution."""
     submitted_at = ports.clock.now()
     deadline = timedelta(minutes=ports.settings.render_deadline_minutes)
     render_job = intake.ref.submitted(intake.spec, request_id, parameters, submitted_at, deadline)
     ports.jobs.mark_submitted(render_job.job_id, request_id, submitted_at, render_job.model_dump_json())
     logger.info("submitted to Segmind", extra={"request_id": request_id, "model": render_job.model})
     job_submitted(render_job.model)
-    _start_execution(render_job, ports, backlog)
+    _start_execution(render_job, ports)
 
 
-def _submit_token(ports: SubmitPorts) -> Grant | Denied | None:
-    """The budget's answer for a submit (None: there is no budget)."""
-    return ports.budget.try_acquire("submit", ports.clock.now()) if ports.budget is not None else None
-
-
-def submit_turn_delay(denied: Denied) -> int:
-    """Seconds a denied submit waits in the queue (not in a 429): until the turn the budget booked for
-    it, rounded up so it does not come back a moment early and book again at the back of the queue."""
-    return max(1, min(math.ceil(denied.retry_after_seconds), math.ceil(MAX_TURN_AHEAD_SECONDS)))
+def _wait_for_submit_token(job_id: str, ports: SubmitPorts) -> int | None:
+    """None: a token was taken (or there is no budget). Otherwise the seconds to wait in the queue
+    (not in a 429) before trying again."""
+    if ports.budget is None:
+        return None
+    now = ports.clock.now()
+    decision = ports.budget.try_acquire("submit", now)
+    if not isinstance(decision, Denied):
+        return None
+    throttled = decision.as_error(now, f"{job_id}:{now.isoformat()}", BUDGET_RETRY_SPREAD_SECONDS)
+    return retry_delay_for(throttled, now)
 
 
 def _retry_refused_submit(
@@ -273,14 +274,13 @@ def _recordable(payload: dict[str, Any], media_urls: dict[str, str]) -> dict[str
 # --- executions and redeliveries ------------------------------------------------------------------------
 
 
-def _start_execution(render_job: RenderJob, ports: StartingPorts, backlog: bool = False) -> None:
+def _start_execution(render_job: RenderJob, ports: StartingPorts) -> None:
     # The first check comes from what was learned about renders like this one (or the prior);
     # next_wait also resumes correctly when an old job's execution is (re)started late.
     stats = ports.render_stats
     learned = stats.get(render_class(render_job.model, render_job.parameters)) if stats else None
     now = ports.clock.now()
-    schedule = ports.schedule.under_backlog() if backlog else ports.schedule
-    first_wait = schedule.next_wait(render_job.submitted_at, now, render_job.deadline_at, 1, learned)
+    first_wait = ports.schedule.next_wait(render_job.submitted_at, now, render_job.deadline_at, 1, learned)
     state = RenderState(job=render_job, poll=PollState(status="QUEUED", wait_seconds=first_wait))
     execution_arn = ports.executions.start(render_job.job_id, state)
     ports.jobs.mark_rendering(render_job.job_id, execution_arn, ports.clock.now())
