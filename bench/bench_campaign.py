@@ -8,7 +8,7 @@ flat number of S3 requests per row, each beside a baseline measured in the same 
 AWS is a threaded moto server on loopback, as the offline stack runs it (avatar_local.stack.local_aws),
 in this process; the pipeline's work runs in a child process per measurement, through the Lambda
 functions' own composition root (avatar_pipeline.runtime: S3Storage, CampaignsTable, the SQS row
-queue, the campaign announcer), so its `ru_maxrss` is that work's peak and nothing else's. Each child
+queue, the campaign announcer), so its peak RSS (VmHWM) is that work's and nothing else's. Each child
 counts the HTTP requests its clients send, by service and operation (a botocore `before-send` hook
 on the session every client is made from, so a retry counts too).
 
@@ -114,17 +114,28 @@ class RequestCounter:
         self.counts[event_name.removeprefix("before-send.")] += 1  # before-send.<service>.<operation>
 
 
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (kB), in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak RSS since it started, or since reset_peak_rss. Not getrusage's ru_maxrss:
+    a process started by fork and exec inherits its parent's peak there (Linux keeps the larger of
+    the two), and the parent is the moto server, which grows with everything it stores."""
+    return _status_mb("VmHWM")
 
 
 def reset_peak_rss() -> float:
     """Start the peak afresh at the current RSS (Linux: "5" to /proc/self/clear_refs), so the peak seen
-    after the split is the split's and not start-up's: importing boto3 and pydantic briefly takes more
-    than a split of 10,000 rows keeps. The RSS now, in MB."""
+    after the split is the split's and not start-up's. The RSS now, in MB."""
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")
-    return peak_rss_mb()
+    return _status_mb("VmRSS")
 
 
 def cpu_seconds() -> float:
