@@ -300,6 +300,7 @@ def moto_stack() -> Iterator[Aws]:
 
     from avatar_local.stack.dynamodb_transactions import dynamodb_transactions_back_up_items
     from avatar_local.stack.local_aws import REGION, LocalAws, bucket_location
+    from avatar_local.stack.table_schemas import table_schema
 
     # Entered before LocalAws.start() enters moto's write lock, so each backup is taken under it.
     with dynamodb_transactions_back_up_items():
@@ -310,12 +311,7 @@ def moto_stack() -> Iterator[Aws]:
                 s3.create_bucket(Bucket=bucket, **bucket_location(REGION))
             boto3.client("dynamodb").create_table(
                 TableName=TABLE,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
+                **table_schema("CampaignsTable"),
             )
             topic = boto3.client("sns").create_topic(Name="bench-campaign-notifications")["TopicArn"]
             yield Aws(s3, boto3.client("sqs"), topic)

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from avatar_pipeline.campaigns.report import RowResult, build_report, report_files
+from avatar_pipeline.campaigns.report import ReportWriter, RowResult
 from tests.support.browser import HeadlessPage, chromium_or_skip
 from tests.support.media import make_mp4
 
@@ -82,9 +82,12 @@ def bucket(tmp_path: Path) -> Path:
         RowResult(row_id="gone", status="SUCCEEDED", job_id="j-gone", video_key=MISSING_VIDEO,
                   cost_usd=Decimal("2.20"), estimated_cost_usd=Decimal("2.20")),
     ]  # fmt: skip
-    for item in report_files(build_report("inbox/spring/promo.campaign.json", results), FOLDER):
-        (root / item.key).parent.mkdir(parents=True, exist_ok=True)
-        (root / item.key).write_bytes(item.body)
+    with ReportWriter("inbox/spring/promo.campaign.json", FOLDER) as writer:
+        for result in results:
+            writer.add(result)
+        for item in writer.files():
+            (root / item.key).parent.mkdir(parents=True, exist_ok=True)
+            (root / item.key).write_bytes(item.body.read())
     return root
 
 

@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from avatar_local.stack.dynamodb_atomic import dynamodb_item_writes_atomic
 from avatar_local.stack.local_aws import bucket_location
+from avatar_local.stack.table_schemas import table_schema
 from avatar_pipeline.adapters.campaign_outbox import CampaignAnnouncer, SqsRowQueue
 from avatar_pipeline.adapters.campaigns_table import CampaignsTable
 from avatar_pipeline.adapters.sample_deadlines import SchedulerDeadlines
@@ -102,12 +103,7 @@ def world() -> Iterator[World]:
         dynamodb = boto3.resource("dynamodb", region_name=TEST_REGION)
         table = dynamodb.create_table(
             TableName="campaigns",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            **table_schema("CampaignsTable"),
         )
         sqs = boto3.client("sqs", region_name=TEST_REGION)
         rows_queue = sqs.create_queue(QueueName="submit")["QueueUrl"]

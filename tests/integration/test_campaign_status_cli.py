@@ -19,6 +19,7 @@ from moto import mock_aws
 from avatar_local.cli import main
 from avatar_local.stack.dynamodb_atomic import dynamodb_item_writes_atomic
 from avatar_local.stack.local_aws import bucket_location
+from avatar_local.stack.table_schemas import table_schema
 from avatar_pipeline.adapters.campaign_outbox import CampaignAnnouncer, SqsRowQueue
 from avatar_pipeline.adapters.campaigns_table import CampaignsTable
 from avatar_pipeline.adapters.storage import S3Storage
@@ -81,12 +82,7 @@ def world() -> Iterator[World]:
             s3.create_bucket(Bucket=bucket, **bucket_location(TEST_REGION))
         table = boto3.resource("dynamodb", region_name=TEST_REGION).create_table(
             TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            **table_schema("CampaignsTable"),
         )
         sqs = boto3.client("sqs", region_name=TEST_REGION)
         rows_queue = sqs.create_queue(QueueName="submit")["QueueUrl"]

@@ -53,7 +53,7 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # storage.py .head of an earlier job's manifest in the output bucket - _claim_is_stale.
         "s3:GetObject": {"InputBucket/*", "OutputBucket/*"},
         # storage.py .put_json (the error report, domain/failure.py fail_job) and .copy (the target);
-        # .put_bytes (a campaign's report, campaigns/complete.py write_report).
+        # .put_file (a campaign's report, campaigns/complete.py write_report).
         "s3:PutObject": {"InputBucket/*", "OutputBucket/campaigns/*"},
         # storage.py .move (delete_object after the copy) - domain/inbox.py archive_inputs.
         "s3:DeleteObject": {"InputBucket/*"},
@@ -76,9 +76,9 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
         # campaigns/complete.py end_row, from domain/closing.py (a campaign row's job ends): campaigns_table.py
         # .end_row (transact_write_items: Update items), .get, .claim_report_refresh / .claim_completion /
-        # .confirm_completion (update_item), .rows / .media (query); write_report (put_bytes) in the
-        # output bucket's campaigns/ folder.
-        "dynamodb:Query": {"CampaignsTable"},
+        # .confirm_completion (update_item), .rows (query of the index rows_in_order) / .media (query);
+        # write_report (put_file) in the output bucket's campaigns/ folder.
+        "dynamodb:Query": {"CampaignsTable", "CampaignsTable/index/rows_in_order"},
         # jobs_table.py .release_submission (delete_item) - _post_once after a POST that never left;
         # output_claims.py .release - fail_job.
         "dynamodb:DeleteItem": {"JobsTable", "PipelineStateTable"},
@@ -114,9 +114,9 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "dynamodb:DeleteItem": {"PipelineStateTable"},
         # campaigns/complete.py end_row, from domain/closing.py (a campaign row's job ends): campaigns_table.py
         # .end_row (transact_write_items: Update items), .get, .claim_report_refresh / .claim_completion /
-        # .confirm_completion (update_item), .rows / .media (query); write_report (put_bytes) in the
-        # output bucket's campaigns/ folder.
-        "dynamodb:Query": {"CampaignsTable"},
+        # .confirm_completion (update_item), .rows (query of the index rows_in_order) / .media (query);
+        # write_report (put_file) in the output bucket's campaigns/ folder.
+        "dynamodb:Query": {"CampaignsTable", "CampaignsTable/index/rows_in_order"},
         # executions.py ExecutionStarter.start - a job Segmind accepted whose execution never started.
         "states:StartExecution": {"RenderJobStateMachine"},
         "sns:Publish": {"NotificationTopic"},
@@ -160,7 +160,7 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         # media_users.py .release - domain/inbox.py archive_inputs.
         "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
         # campaigns/complete.py end_row, from domain/closing.py (a campaign row's job ends): see SubmitFunction.
-        "dynamodb:Query": {"CampaignsTable"},
+        "dynamodb:Query": {"CampaignsTable", "CampaignsTable/index/rows_in_order"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py publish_once.
         "sns:Publish": {"NotificationTopic"},
         "events:PutEvents": {"event-bus/default"},
@@ -180,11 +180,11 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "s3:ListBucket": {"InputBucket"},
         # campaigns_table.py: .get (get_item), .start_run (put_item), .finish_split / .claim_completion /
         # .confirm_completion (update_item), .enter_row (transact_write_items: Put + Update), .add_media
-        # (batch_writer), .rows / .media (query).
+        # (batch_writer), .rows (query of the index rows_in_order) / .media (query).
         "dynamodb:GetItem": {"CampaignsTable"},
         "dynamodb:PutItem": {"CampaignsTable"},
         "dynamodb:UpdateItem": {"CampaignsTable"},
-        "dynamodb:Query": {"CampaignsTable"},
+        "dynamodb:Query": {"CampaignsTable", "CampaignsTable/index/rows_in_order"},
         "dynamodb:BatchWriteItem": {"CampaignsTable"},
         # campaign_outbox.py SqsRowQueue.send (send_message_batch) - rows to the submit queue; queue.py
         # RetryScheduler.requeue (send_message, ._queue_url) - the split's cursor back on its own queue.
@@ -213,7 +213,7 @@ CODE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "dynamodb:PutItem": {"JobsTable"},
         "dynamodb:UpdateItem": {"JobsTable", "PipelineStateTable", "CampaignsTable"},
         # campaigns/complete.py end_row, from domain/closing.py (a campaign row's job ends): see SubmitFunction.
-        "dynamodb:Query": {"CampaignsTable"},
+        "dynamodb:Query": {"CampaignsTable", "CampaignsTable/index/rows_in_order"},
         "dynamodb:DeleteItem": {"PipelineStateTable"},
         # notifier.py SnsNotifier.publish, events.py CompletionEvents.publish - domain/notify.py
         # publish_once. No provider call, no secret.
@@ -350,7 +350,7 @@ def label(expression: Any, resources: dict[str, Any]) -> str:
         if function == "Ref" and resources.get(argument, {}).get("Type") in REF_IS_ARN:
             return str(argument)
         if function == "Fn::Sub" and isinstance(argument, str):
-            match = re.fullmatch(r"\$\{(\w+)\.Arn\}(/\*|:\*|/[\w-]+/\*)", argument)
+            match = re.fullmatch(r"\$\{(\w+)\.Arn\}(/\*|:\*|/[\w-]+/\*|/index/\w+)", argument)
             if match:
                 return match[1] + match[2]
             match = re.fullmatch(

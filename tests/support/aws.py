@@ -17,6 +17,7 @@ import boto3
 
 from avatar_local.stack.lambda_router import LambdaRouter, load_handler
 from avatar_local.stack.local_aws import FUNCTIONS, bucket_location
+from avatar_local.stack.table_schemas import table_schema
 from tests.support import TEST_REGION
 
 REGION = TEST_REGION
@@ -148,12 +149,7 @@ def create_resources() -> PipelineResources:
         )
     ddb.create_table(
         TableName=res.campaigns_table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+        **table_schema("CampaignsTable"),
     )
     sns = boto3.client("sns", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)

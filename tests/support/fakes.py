@@ -160,8 +160,8 @@ class FakeStorage(Storage):
     def put_json(self, bucket: str, key: str, document: BaseModel) -> None:
         self.put(bucket, key, document.model_dump_json(indent=2).encode(), "application/json; charset=utf-8")
 
-    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
-        self.put(bucket, key, body, content_type)
+    def put_file(self, bucket: str, key: str, body: IO[bytes], content_type: str) -> None:
+        self.put(bucket, key, body.read(), content_type)
 
     def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
         stored = self.objects.get((bucket, source_key))
@@ -385,7 +385,8 @@ class FakeCampaignStore(CampaignStore):
         self.leases.pop(campaign_id, None)
 
     def rows(self, campaign_id: str) -> Iterator[RowRecord]:
-        yield from (row for (cid, _), row in self.row_records.items() if cid == campaign_id)
+        rows = (row for (cid, _), row in self.row_records.items() if cid == campaign_id)
+        yield from sorted(rows, key=lambda row: row.number)
 
     def _count(self, campaign_id: str, run_id: str, status: RowStatus, estimated: Decimal, cost: Decimal) -> None:
         record = self.records[campaign_id]

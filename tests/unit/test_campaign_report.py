@@ -1,13 +1,14 @@
 """The campaign report (campaigns/report.py): report.json exactly as DESIGN section 7 states it, totals
-computed from the rows, report.csv quoting, report.html escaping, relative video paths and a
-10,000-row page that stays light."""
+computed from the rows, report.csv quoting, report.html escaping, relative video paths, a 10,000-row
+page that stays light, and the same files whether the writer's spools stay in memory or go to disk."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
@@ -15,24 +16,23 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from avatar_pipeline.campaigns import report as report_module
 from avatar_pipeline.campaigns.report import (
     CSV_COLUMNS,
     CampaignReport,
     CampaignStatus,
+    ReportSummary,
+    ReportWriter,
     RowResult,
     RowStatus,
-    build_report,
     relative_href,
-    render_csv,
-    render_html,
-    render_json,
-    report_files,
 )
 
 pytestmark = pytest.mark.unit
 
 CAMPAIGN_KEY = "inbox/spring/promo.campaign.json"
-PAGE_KEY = "campaigns/spring/promo/report.html"
+FOLDER = "campaigns/spring/promo"
+PAGE_KEY = f"{FOLDER}/report.html"
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;"\' </td></tr>'
 
 
@@ -52,6 +52,33 @@ def mixed_rows() -> list[RowResult]:
     ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Rendered:
+    summary: ReportSummary
+    json: str
+    csv: str
+    html: str
+    keys: list[tuple[str, str]]  # (key, content type) of each file, in the order written
+
+
+def render(
+    results: Iterable[RowResult], campaign_key: str = CAMPAIGN_KEY, dry_run: bool = False, folder: str = FOLDER
+) -> Rendered:
+    """The three files a ReportWriter writes for these rows, as text."""
+    with ReportWriter(campaign_key, folder, dry_run=dry_run) as writer:
+        for result in results:
+            writer.add(result)
+        files = [(file.key, file.content_type, file.body.read().decode()) for file in writer.files()]
+        summary = writer.summary
+    (_, _, json_text), (_, _, csv_text), (_, _, html_text) = files
+    return Rendered(summary, json_text, csv_text, html_text, [(key, content_type) for key, content_type, _ in files])
+
+
+def report_of(results: Iterable[RowResult], dry_run: bool = False) -> CampaignReport:
+    """report.json as written, read back through its schema (which checks the totals against the rows)."""
+    return CampaignReport.model_validate_json(render(results, dry_run=dry_run).json)
+
+
 # --- report.json ------------------------------------------------------------------------------------------
 
 
@@ -60,7 +87,7 @@ def test_report_json_has_exactly_the_designed_fields_and_plain_numbers_for_money
     ones DESIGN section 7 names, statuses are the named strings and amounts are JSON numbers."""
     results = [r for r in mixed_rows() if r.status is not RowStatus.PENDING]
 
-    document = json.loads(render_json(build_report(CAMPAIGN_KEY, results)))
+    document = json.loads(render(results).json)
 
     assert set(document) == {"campaign_key", "status", "dry_run", "totals", "rows"}
     assert set(document["totals"]) == {
@@ -85,14 +112,17 @@ def test_the_status_names_are_the_designed_ones() -> None:
     assert [s.value for s in RowStatus] == ["SUCCEEDED", "FAILED", "SKIPPED", "PLANNED", "PENDING"]
 
 
-def test_report_json_reads_back_into_the_same_report() -> None:
-    report = build_report(CAMPAIGN_KEY, mixed_rows())
+def test_report_json_reads_back_into_the_rows_and_totals_written() -> None:
+    rendered = render(mixed_rows())
 
-    assert CampaignReport.model_validate_json(render_json(report)) == report
+    report = CampaignReport.model_validate_json(rendered.json)
+    assert report.rows == [result.report_row() for result in mixed_rows()]
+    assert (report.status, report.totals) == (rendered.summary.status, rendered.summary.totals)
+    assert report.campaign_key == CAMPAIGN_KEY
 
 
 def test_a_default_row_number_is_reported_as_text() -> None:
-    reported = build_report(CAMPAIGN_KEY, [RowResult.model_validate({"row_id": 7, "status": "PLANNED"})], dry_run=True)
+    reported = report_of([RowResult.model_validate({"row_id": 7, "status": "PLANNED"})], dry_run=True)
 
     assert reported.rows[0].row_id == "7"
 
@@ -114,9 +144,7 @@ def test_unknown_fields_and_statuses_are_refused() -> None:
 def test_totals_are_counted_and_summed_from_the_rows() -> None:
     """Given rows of every status, the totals count each status, the estimate sums every row's price
     and the cost sums what was billed (a failed row may have been)."""
-    report = build_report(CAMPAIGN_KEY, mixed_rows())
-
-    totals = report.totals
+    totals = report_of(mixed_rows()).totals
     assert (totals.rows, totals.succeeded, totals.failed, totals.skipped, totals.planned) == (5, 1, 2, 1, 0)
     assert totals.estimated_cost_usd == Decimal("11.00")
     assert totals.cost_usd == Decimal("3.30")
@@ -124,27 +152,28 @@ def test_totals_are_counted_and_summed_from_the_rows() -> None:
 
 
 def test_a_campaign_is_running_until_every_row_is_terminal_and_a_dry_run_is_planned() -> None:
-    assert build_report(CAMPAIGN_KEY, mixed_rows()).status is CampaignStatus.RUNNING
+    assert report_of(mixed_rows()).status is CampaignStatus.RUNNING
     finished = [r for r in mixed_rows() if r.status is not RowStatus.PENDING]
-    assert build_report(CAMPAIGN_KEY, finished).status is CampaignStatus.COMPLETED
+    assert report_of(finished).status is CampaignStatus.COMPLETED
     awaiting_approval = [*finished, row("6", "PLANNED")]
-    assert build_report(CAMPAIGN_KEY, awaiting_approval).status is CampaignStatus.RUNNING
+    assert report_of(awaiting_approval).status is CampaignStatus.RUNNING
     planned = [row(str(n), "PLANNED", estimated_cost_usd="2.20") for n in range(3)]
-    dry = build_report(CAMPAIGN_KEY, planned, dry_run=True)
+    dry = report_of(planned, dry_run=True)
     assert (dry.status, dry.dry_run, dry.totals.planned) == (CampaignStatus.PLANNED, True, 3)
     assert (dry.totals.estimated_cost_usd, dry.totals.cost_usd) == (Decimal("6.60"), Decimal("0"))
 
 
 def test_an_empty_campaign_is_completed_with_zero_totals() -> None:
-    report = build_report(CAMPAIGN_KEY, [])
+    report = report_of([])
 
+    assert report.rows == []
     assert report.status is CampaignStatus.COMPLETED
     assert report.totals.rows == 0
     assert report.totals.cost_usd == 0
 
 
 def test_a_report_whose_totals_contradict_its_rows_is_refused() -> None:
-    document = json.loads(render_json(build_report(CAMPAIGN_KEY, mixed_rows())))
+    document = json.loads(render(mixed_rows()).json)
     document["totals"]["succeeded"] = 2
 
     with pytest.raises(ValidationError, match="do not match the rows"):
@@ -161,7 +190,7 @@ def test_csv_quotes_commas_quotes_newlines_and_keeps_utf8() -> None:
         row("Müller, Anna", "FAILED", error_code="INVALID_JOB", error_message='script: "quoted", and\nsplit'),
         row("日本語 🎬", "SUCCEEDED", job_id="j", video_key="campaigns/spring/promo/日本語 🎬.mp4", cost_usd="2.2"),
     ]
-    text = render_csv(build_report(CAMPAIGN_KEY, tricky))
+    text = render(tricky).csv
 
     assert text.encode("utf-8").decode("utf-8") == text
     assert text.startswith("row_id,status,")
@@ -177,7 +206,7 @@ def test_csv_quotes_commas_quotes_newlines_and_keeps_utf8() -> None:
 def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_made_inert() -> None:
     hostile = [row('=HYPERLINK("http://x")', "FAILED", error_code="INVALID_JOB", error_message="@SUM(A1)")]
 
-    lines = list(csv.reader(io.StringIO(render_csv(build_report(CAMPAIGN_KEY, hostile)), newline="")))
+    lines = list(csv.reader(io.StringIO(render(hostile).csv, newline="")))
 
     assert lines[1][0] == '\'=HYPERLINK("http://x")'
     assert lines[1][3] == "'@SUM(A1)"
@@ -212,7 +241,7 @@ def parse(page: str) -> PageParser:
 
 
 def test_the_page_has_the_totals_a_row_per_campaign_row_and_a_player_per_succeeded_row() -> None:
-    page = render_html(build_report(CAMPAIGN_KEY, mixed_rows()), PAGE_KEY)
+    page = render(mixed_rows()).html
 
     parsed = parse(page)
     rows = [attrs for attrs in parsed.all("tr") if attrs.get("data-row-id") is not None]
@@ -232,7 +261,7 @@ def test_the_page_has_the_totals_a_row_per_campaign_row_and_a_player_per_succeed
 def test_the_page_is_self_contained() -> None:
     """No stylesheet, script, font or image comes from anywhere; the only script is inline and the
     page's policy allows no other."""
-    parsed = parse(render_html(build_report(CAMPAIGN_KEY, mixed_rows()), PAGE_KEY))
+    parsed = parse(render(mixed_rows()).html)
 
     assert parsed.all("link") == []
     assert parsed.all("img") == []
@@ -242,7 +271,7 @@ def test_the_page_is_self_contained() -> None:
     assert policy is not None
     assert "default-src 'none'" in policy
     assert "script-src 'sha256-" in policy
-    page = render_html(build_report(CAMPAIGN_KEY, mixed_rows()), PAGE_KEY)
+    page = render(mixed_rows()).html
     assert "http:" not in page
     assert "https:" not in page
 
@@ -254,7 +283,7 @@ def test_every_user_string_is_escaped() -> None:
         row(HOSTILE, "FAILED", error_code=HOSTILE, error_message=HOSTILE),
         row("ok", "SUCCEEDED", video_key=f"campaigns/spring/promo/{HOSTILE}.mp4", cost_usd="1"),
     ]
-    page = render_html(build_report(HOSTILE, hostile), PAGE_KEY)
+    page = render(hostile, campaign_key=HOSTILE).html
 
     parsed = parse(page)
     assert parsed.all("img") == []
@@ -274,7 +303,7 @@ def test_a_failed_row_with_a_video_key_gets_no_player() -> None:
     """A row that did not succeed shows no player even if a key was planned for it."""
     failed = [row("1", "FAILED", error_code="INTERNAL", video_key="campaigns/spring/promo/1.mp4")]
 
-    parsed = parse(render_html(build_report(CAMPAIGN_KEY, failed), PAGE_KEY))
+    parsed = parse(render(failed).html)
     assert [attrs for attrs in parsed.all("td") if "data-src" in attrs] == []
     assert parsed.all("a") == []
 
@@ -314,40 +343,50 @@ def test_a_page_at_the_top_of_the_bucket_names_videos_by_their_keys() -> None:
 # --- scale ----------------------------------------------------------------------------------------------------
 
 
-def test_ten_thousand_rows_render_quickly_into_a_page_that_holds_no_player_up_front() -> None:
-    """Given 10,000 succeeded rows, the page renders in well under a few seconds, weighs a few hundred
-    bytes a row, and holds no player up front (the script makes one when its row nears the screen;
-    10,000 <video> elements, even preload="none", cost a browser minutes)."""
+def test_ten_thousand_rows_make_a_page_that_holds_no_player_up_front() -> None:
+    """Given 10,000 succeeded rows, the page weighs a few hundred bytes a row and holds no player up
+    front (the script makes one when its row nears the screen; 10,000 <video> elements, even
+    preload="none", cost a browser minutes). The writer's memory is measured in bench/bench_campaign.py."""
     many = [
         row(f"row-{n:05d}", "SUCCEEDED", job_id=f"job-{n}", video_key=f"campaigns/spring/promo/row-{n:05d}.mp4",
             cost_usd="2.20", estimated_cost_usd="2.20")
         for n in range(10_000)
     ]  # fmt: skip
-    report = build_report(CAMPAIGN_KEY, many)
 
-    started = time.perf_counter()
-    page = render_html(report, PAGE_KEY)
-    elapsed = time.perf_counter() - started
+    rendered = render(many)
 
-    assert elapsed < 3.0
-    assert len(page.encode()) < 10_000 * 600
-    assert "<video" not in page
-    assert page.count('data-state="idle" data-src="row-') == 10_000
-    assert "autoplay" not in page
-    assert report.totals.cost_usd == Decimal("22000.00")
-    assert len(render_csv(report).splitlines()) == 10_001
+    assert len(rendered.html.encode()) < 10_000 * 600
+    assert "<video" not in rendered.html
+    assert rendered.html.count('data-state="idle" data-src="row-') == 10_000
+    assert "autoplay" not in rendered.html
+    assert rendered.summary.totals.cost_usd == Decimal("22000.00")
+    assert len(rendered.csv.splitlines()) == 10_001
+    assert [r.row_id for r in CampaignReport.model_validate_json(rendered.json).rows] == [r.row_id for r in many]
+
+
+def test_rows_beyond_the_spool_size_go_to_disk_and_make_the_same_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given spools of 512 bytes (the rows of a large campaign go to temporary files, not memory), the
+    three files are byte for byte the ones written in memory."""
+    rows = [*mixed_rows(), *(row(f"r{n}", "FAILED", error_code="INTERNAL", error_message="x" * 50) for n in range(200))]
+    in_memory = render(rows)
+
+    monkeypatch.setattr(report_module, "SPOOL_BYTES", 512)
+    on_disk = render(rows)
+
+    assert len(in_memory.html) > 512 * 20
+    assert (on_disk.json, on_disk.csv, on_disk.html) == (in_memory.json, in_memory.csv, in_memory.html)
 
 
 def test_the_three_files_sit_in_the_campaign_folder_with_their_content_types() -> None:
-    report = build_report(CAMPAIGN_KEY, mixed_rows())
-
-    files = report_files(report, "campaigns/spring/promo/")
-
-    assert [(f.key, f.content_type) for f in files] == [
+    assert render(mixed_rows(), folder="campaigns/spring/promo/").keys == [
         ("campaigns/spring/promo/report.json", "application/json"),
         ("campaigns/spring/promo/report.csv", "text/csv; charset=utf-8"),
         ("campaigns/spring/promo/report.html", "text/html; charset=utf-8"),
     ]
-    assert files[0].body.decode() == render_json(report)
-    assert files[2].body.decode() == render_html(report, PAGE_KEY)
-    assert [f.key for f in report_files(report, "")] == ["report.json", "report.csv", "report.html"]
+    assert [key for key, _ in render(mixed_rows(), folder="").keys] == ["report.json", "report.csv", "report.html"]
+
+
+def test_a_page_at_the_top_of_the_bucket_links_videos_by_their_keys() -> None:
+    succeeded = [row("1", "SUCCEEDED", video_key="campaigns/x/1 2.mp4", cost_usd="1")]
+
+    assert 'href="campaigns/x/1%202.mp4"' in render(succeeded, folder="").html

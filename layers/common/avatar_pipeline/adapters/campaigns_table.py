@@ -6,7 +6,10 @@
 
 A row is counted into its campaign's counters in the same transaction that moves the row, under a
 condition on the row: entering a row into a run, and ending it, count once however often they run.
-A report is rebuilt from the rows at any time by one Query, a page at a time.
+
+A report is rebuilt from the rows at any time by one Query, a page at a time, of the local secondary
+index ROWS_IN_ORDER (pk, number): only row items carry `number` (their place in the rows file), so
+the index holds the rows alone, in row order, and no reader ever sorts them in memory.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ if TYPE_CHECKING:
 RECORD = "campaign"
 ROW = "row#"
 MEDIA = "media#"
+ROWS_IN_ORDER = "rows_in_order"
+# Rows per page of a report's Query: a page's items are all a reader holds at once.
+ROWS_PAGE = 500
 _COUNTERS = ("succeeded", "failed", "skipped", "planned", "terminal", "estimated_cost_usd", "cost_usd", "held")
 # Counters that are not RowCounts (kept on the record itself).
 _RECORD_COUNTERS = ("held",)
@@ -247,7 +253,14 @@ class CampaignsTable:
         return self.get(campaign_id)
 
     def rows(self, campaign_id: str) -> Iterator[RowRecord]:
-        for item in self._query(campaign_id, ROW):
+        request: dict[str, Any] = {
+            "IndexName": ROWS_IN_ORDER,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": campaign_id},
+            "ConsistentRead": True,
+            "Limit": ROWS_PAGE,
+        }
+        for item in self._pages(request):
             yield RowRecord.model_validate(item)
 
     def _row(self, campaign_id: str, row_id: str) -> RowRecord | None:
@@ -296,6 +309,9 @@ class CampaignsTable:
             "ExpressionAttributeValues": {":pk": campaign_id, ":prefix": prefix},
             "ConsistentRead": True,
         }
+        return self._pages(request)
+
+    def _pages(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         while True:
             response = self._table.query(**request)
             yield from response.get("Items", [])

@@ -124,7 +124,9 @@ class S3Storage:
         body = document.model_dump_json(indent=2) if isinstance(document, BaseModel) else json.dumps(document, indent=2)
         self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json; charset=utf-8")
 
-    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+    def put_file(self, bucket: str, key: str, body: IO[bytes], content_type: str) -> None:
+        # One PUT (a report is megabytes, not gigabytes): botocore reads a file body in chunks to sign
+        # and send it; the managed transfer would buffer up to ten 8 MB parts.
         self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
     def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:

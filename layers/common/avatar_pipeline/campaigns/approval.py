@@ -98,7 +98,7 @@ def _skip_held(
     why: str = "the campaign's sample was rejected; this row was not rendered",
 ) -> None:
     detail = RowEnd(ErrorCode.NOT_APPROVED.value, f"{why} (nothing billed)")
-    for row in list(ports.campaigns.rows(record.campaign_id)):
+    for row in ports.campaigns.rows(record.campaign_id):  # a page at a time; ending a row keeps its place
         if row.run_id == record.run_id and row.status is RowStatus.PENDING and row.held_message is not None:
             ports.campaigns.end_row(record.campaign_id, record.run_id, row.row_id, RowStatus.SKIPPED, detail)
     try_complete(record.campaign_id, record.run_id, ports)

@@ -14,7 +14,6 @@ lease, confirmed when done, so a completer that dies leaves it to the next run o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -28,8 +27,7 @@ from avatar_pipeline.campaigns.records import (
     RowStatus,
     SampleGate,
 )
-from avatar_pipeline.campaigns.report import CampaignReport, ReportTotals, RowResult, report_files
-from avatar_pipeline.campaigns.report import build_report as report_of
+from avatar_pipeline.campaigns.report import ReportSummary, ReportTotals, ReportWriter, RowResult
 from avatar_pipeline.domain.ports import CampaignPorts, ObjectReplaced, RowEnd
 from avatar_pipeline.errors import ADVICE, PipelineError
 from avatar_pipeline.keys import archived_key, campaign_approval_key, campaign_output_folder, campaign_report_key
@@ -123,20 +121,17 @@ def try_complete(campaign_id: str, run_id: str, ports: CampaignPorts) -> bool:
     return True
 
 
-def build_report(record: CampaignRecord, rows: Iterable[RowRecord]) -> CampaignReport:
-    """The report (campaigns/report.py) from the campaign's record and its rows, in their order in the
-    rows file: rebuilt from the table whenever it is written."""
+def write_report(record: CampaignRecord, ports: CampaignPorts) -> ReportSummary:
+    """report.json, report.csv and report.html, side by side in the campaign's output folder, rebuilt
+    from the campaign's rows (in row order, a page at a time) whenever they are written."""
     gate_open = record.gate in OPEN_GATES
-    results = (_result(row, gate_open) for row in sorted(rows, key=lambda row: row.number))
-    return report_of(record.campaign_key, results, dry_run=record.dry_run)
-
-
-def write_report(record: CampaignRecord, ports: CampaignPorts) -> CampaignReport:
-    """report.json, report.csv and report.html, side by side in the campaign's output folder."""
-    report = build_report(record, ports.campaigns.rows(record.campaign_id))
-    for file in report_files(report, campaign_output_folder(record.campaign_key)):
-        ports.storage.put_bytes(ports.settings.output_bucket, file.key, file.body, file.content_type)
-    return report
+    folder = campaign_output_folder(record.campaign_key)
+    with ReportWriter(record.campaign_key, folder, dry_run=record.dry_run) as writer:
+        for row in ports.campaigns.rows(record.campaign_id):
+            writer.add(_result(row, gate_open))
+        for file in writer.files():
+            ports.storage.put_file(ports.settings.output_bucket, file.key, file.body, file.content_type)
+        return writer.summary
 
 
 def _result(row: RowRecord, gate_open: bool) -> RowResult:

@@ -1,11 +1,15 @@
 """A campaign's report (DESIGN section 7): report.json, report.csv and report.html beside each other.
 
-The models are the report.json schema. `build_report` computes the totals from the rows' results in
-one pass; the renderers only format. report.html is one self-contained page (inline CSS and script,
-nothing fetched from the network) whose players name each video by its path relative to the page, so
-the folder plays the same after `aws s3 sync` of the output bucket and in a local run's
-`OUT/outputs/`. At 10,000 rows it stays light: a player exists only while its row is near the screen
-(an IntersectionObserver makes and releases them), and every string a user wrote is escaped.
+The models are the report.json schema. ReportWriter writes the three files a row at a time, into
+spooled temporary files (in memory while small, on disk beyond SPOOL_BYTES), while it tallies the
+totals: a report of 10,000 rows costs no more memory than one of 100, and the rows pass once. The
+totals and status, known only at the end, head each file; the rows follow, in the order they came.
+
+report.html is one self-contained page (inline CSS and script, nothing fetched from the network) whose
+players name each video by its path relative to the page, so the folder plays the same after
+`aws s3 sync` of the output bucket and in a local run's `OUT/outputs/`. At 10,000 rows it stays light:
+a player exists only while its row is near the screen (an IntersectionObserver makes and releases
+them), and every string a user wrote is escaped.
 """
 
 from __future__ import annotations
@@ -13,19 +17,27 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
+import shutil
 from base64 import b64encode
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from html import escape
-from typing import Any, Self
+from tempfile import SpooledTemporaryFile
+from types import TracebackType
+from typing import IO, Any, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from avatar_pipeline.money import ZERO, Money, usd
+
+# Each file stays in memory up to this size, then continues in a temporary file (Lambda's /tmp).
+SPOOL_BYTES = 1024 * 1024
 
 
 class CampaignStatus(StrEnum):
@@ -116,66 +128,126 @@ def _tally(rows: list[ReportRow]) -> dict[str, Any]:
     }
 
 
-def build_report(campaign_key: str, results: Iterable[RowResult], dry_run: bool = False) -> CampaignReport:
-    """The report of a campaign from its rows' results, in row order.
+@dataclass(frozen=True)
+class ReportSummary:
+    """What heads the report: the campaign's status and totals."""
 
-    Status: PLANNED for a dry run, COMPLETED once every row is terminal, else RUNNING.
-    """
-    rows: list[ReportRow] = []
-    estimated = ZERO
-    for result in results:
-        rows.append(result.report_row())
-        estimated += result.estimated_cost_usd or ZERO
-    totals = ReportTotals.model_validate({**_tally(rows), "estimated_cost_usd": estimated})
-    if dry_run:
-        status = CampaignStatus.PLANNED
-    elif all(row.status in TERMINAL_ROW_STATUSES for row in rows):
-        status = CampaignStatus.COMPLETED
-    else:
-        status = CampaignStatus.RUNNING
-    return CampaignReport(campaign_key=campaign_key, status=status, dry_run=dry_run, totals=totals, rows=rows)
+    status: CampaignStatus
+    totals: ReportTotals
 
 
 @dataclass(frozen=True)
 class ReportFile:
     key: str
-    body: bytes
+    body: IO[bytes]  # read from the start; open until the writer moves on to the next file
     content_type: str
 
 
-def report_files(report: CampaignReport, folder_key: str) -> list[ReportFile]:
-    """report.json, report.csv and report.html for the folder `folder_key` of the output bucket
-    (`campaigns/<dir>/<name>`), as UTF-8 bytes with the content type each is served with."""
-    prefix = folder_key.strip("/") + "/" if folder_key.strip("/") else ""
-    page_key = f"{prefix}report.html"
-    return [
-        ReportFile(f"{prefix}report.json", render_json(report).encode(), "application/json"),
-        ReportFile(f"{prefix}report.csv", render_csv(report).encode(), "text/csv; charset=utf-8"),
-        ReportFile(page_key, render_html(report, page_key).encode(), "text/html; charset=utf-8"),
-    ]
+class ReportWriter:
+    """report.json, report.csv and report.html of one campaign, fed its rows' results in row order.
 
-
-# --- report.json and report.csv ----------------------------------------------------------------------
-
-
-def render_json(report: CampaignReport) -> str:
-    return report.model_dump_json(indent=2) + "\n"
-
-
-def render_csv(report: CampaignReport) -> str:
-    """UTF-8 text (no BOM), RFC 4180 quoting and CRLF line ends, one line per row in row order.
-
-    A cell that a spreadsheet would run as a formula (starting with = + - @, a tab or a CR) is
-    prefixed with an apostrophe, as OWASP advises against CSV injection; costs are plain numbers.
+    Status: PLANNED for a dry run, COMPLETED once every row is terminal, else RUNNING. Use it as a
+    context manager: `add` every row, then upload each of `files()`; the temporary files go on exit.
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in report.rows:
+
+    def __init__(self, campaign_key: str, folder_key: str, dry_run: bool = False) -> None:
+        self.campaign_key = campaign_key
+        self.dry_run = dry_run
+        folder = folder_key.strip("/")
+        self._prefix = f"{folder}/" if folder else ""
+        self.page_key = f"{self._prefix}report.html"
+        self._counts: Counter[RowStatus] = Counter()
+        self._estimated = ZERO
+        self._cost = ZERO
+        self._json_rows = _spool()
+        self._csv = _spool()
+        self._html_rows = _spool()
+        self._csv_line = io.StringIO()
+        self._csv_writer = csv.writer(self._csv_line, lineterminator="\r\n")
+        self._write_csv_row(CSV_COLUMNS)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for spool in (self._json_rows, self._csv, self._html_rows):
+            spool.close()
+
+    def add(self, result: RowResult) -> None:
+        row = result.report_row()
+        self._counts[row.status] += 1
+        self._estimated += result.estimated_cost_usd or ZERO
+        self._cost += row.cost_usd or ZERO
+        separator = b",\n    " if self._json_rows.tell() else b"\n    "
+        self._json_rows.write(separator + row.model_dump_json().encode())
         cost = "" if row.cost_usd is None else str(row.cost_usd)
         cells = (row.row_id, row.status.value, row.error_code, row.error_message, row.job_id, row.video_key)
-        writer.writerow([*(_inert_cell(cell) for cell in cells), cost])
-    return buffer.getvalue()
+        self._write_csv_row([*(_inert_cell(cell) for cell in cells), cost])
+        self._html_rows.write((_row_html(row, self.page_key) + "\n").encode())
+
+    @property
+    def summary(self) -> ReportSummary:
+        counts = self._counts
+        totals = ReportTotals(
+            rows=counts.total(),
+            succeeded=counts[RowStatus.SUCCEEDED],
+            failed=counts[RowStatus.FAILED],
+            skipped=counts[RowStatus.SKIPPED],
+            planned=counts[RowStatus.PLANNED],
+            estimated_cost_usd=self._estimated,
+            cost_usd=self._cost,
+        )
+        finished = sum(counts[status] for status in TERMINAL_ROW_STATUSES)
+        if self.dry_run:
+            status = CampaignStatus.PLANNED
+        else:
+            status = CampaignStatus.COMPLETED if finished == totals.rows else CampaignStatus.RUNNING
+        return ReportSummary(status, totals)
+
+    def files(self) -> Iterator[ReportFile]:
+        """report.json, report.csv and report.html for the campaign's folder of the output bucket, as
+        UTF-8 with the content type each is served with; each is read before asking for the next."""
+        summary = self.summary
+        head = (
+            f'{{\n  "campaign_key": {json.dumps(self.campaign_key)},\n  "status": "{summary.status.value}",\n'
+            f'  "dry_run": {json.dumps(self.dry_run)},\n  "totals": {summary.totals.model_dump_json()},\n'
+            '  "rows": ['
+        )
+        tail = "\n  ]\n}\n" if self._json_rows.tell() else "]\n}\n"
+        with _joined(head, self._json_rows, tail) as body:
+            yield ReportFile(f"{self._prefix}report.json", body, "application/json")
+        with _joined("", self._csv, "") as body:
+            yield ReportFile(f"{self._prefix}report.csv", body, "text/csv; charset=utf-8")
+        with _joined(_page_head(self.campaign_key, summary, self.dry_run), self._html_rows, _PAGE_TAIL) as body:
+            yield ReportFile(self.page_key, body, "text/html; charset=utf-8")
+
+    def _write_csv_row(self, cells: Any) -> None:
+        """RFC 4180 quoting and CRLF line ends (the csv module's), UTF-8 without a BOM."""
+        self._csv_writer.writerow(cells)
+        self._csv.write(self._csv_line.getvalue().encode())
+        self._csv_line.seek(0)
+        self._csv_line.truncate()
+
+
+def _spool() -> SpooledTemporaryFile[bytes]:
+    return SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+b")
+
+
+@contextmanager
+def _joined(head: str, body: IO[bytes], tail: str) -> Iterator[IO[bytes]]:
+    """A spooled file holding `head`, then everything `body` holds, then `tail`, read from the start."""
+    with _spool() as joined:
+        joined.write(head.encode())
+        body.seek(0)
+        shutil.copyfileobj(body, joined)
+        joined.write(tail.encode())
+        joined.seek(0)
+        yield joined
+
+
+# --- report.csv ----------------------------------------------------------------------------------------
+# A cell that a spreadsheet would run as a formula (starting with = + - @, a tab or a CR) is prefixed
+# with an apostrophe, as OWASP advises against CSV injection; costs are plain numbers.
 
 
 def _inert_cell(value: str | None) -> str:
@@ -272,30 +344,31 @@ _POLICY = (
 _FILTERS = (("", "all"), ("SUCCEEDED", "succeeded"), ("FAILED", "failed"), ("SKIPPED", "skipped"), ("OTHER", "other"))
 
 
-def render_html(report: CampaignReport, page_key: str) -> str:
-    """report.html, to be stored at `page_key` of the output bucket (the players' paths are relative
-    to it)."""
-    title = escape(f"Campaign report: {report.campaign_key}")
-    parts = [
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{escape(_POLICY)}">',
-        '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>{title}</title><style>{_STYLE}</style></head><body>",
-        f'<h1>Campaign report</h1><div class="key">{escape(report.campaign_key)}</div>',
-        _totals_html(report),
-        _filter_html(),
-        '<table class="rows" data-filter=""><thead><tr><th>row</th><th>status</th><th>error</th>'
-        "<th>cost</th><th>video</th></tr></thead><tbody>",
-    ]
-    parts.extend(_row_html(row, page_key) for row in report.rows)
-    parts.append(f"</tbody></table><script>{_SCRIPT}</script></body></html>\n")
-    return "\n".join(parts)
+_PAGE_TAIL = f"</tbody></table><script>{_SCRIPT}</script></body></html>\n"
 
 
-def _totals_html(report: CampaignReport) -> str:
-    totals = report.totals
+def _page_head(campaign_key: str, summary: ReportSummary, dry_run: bool) -> str:
+    """report.html up to its first row (the players' paths are relative to the page's own key)."""
+    title = escape(f"Campaign report: {campaign_key}")
+    return "\n".join(
+        [
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{escape(_POLICY)}">',
+            '<meta name="viewport" content="width=device-width,initial-scale=1">',
+            f"<title>{title}</title><style>{_STYLE}</style></head><body>",
+            f'<h1>Campaign report</h1><div class="key">{escape(campaign_key)}</div>',
+            _totals_html(summary, dry_run),
+            _filter_html(),
+            '<table class="rows" data-filter=""><thead><tr><th>row</th><th>status</th><th>error</th>'
+            "<th>cost</th><th>video</th></tr></thead><tbody>\n",
+        ]
+    )
+
+
+def _totals_html(summary: ReportSummary, dry_run: bool) -> str:
+    totals = summary.totals
     figures = (
-        ("status", report.status.value + (" (dry run)" if report.dry_run else "")),
+        ("status", summary.status.value + (" (dry run)" if dry_run else "")),
         ("rows", str(totals.rows)),
         ("succeeded", str(totals.succeeded)),
         ("failed", str(totals.failed)),

@@ -106,8 +106,9 @@ class Storage(Protocol):
 
     def put_json(self, bucket: str, key: str, document: BaseModel) -> None: ...
 
-    def put_bytes(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
-        """A document already rendered (a campaign's report.csv, report.html), served as `content_type`."""
+    def put_file(self, bucket: str, key: str, body: IO[bytes], content_type: str) -> None:
+        """A document already rendered into a seekable file (a campaign's report), read from where it
+        stands as it is sent (not held in memory whole), served as `content_type`."""
         ...
 
     def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
@@ -335,7 +336,7 @@ class CampaignStore(Protocol):
     def confirm_completion(self, campaign_id: str, run_id: str, status: CampaignStatus, now: datetime) -> None: ...
 
     def rows(self, campaign_id: str) -> Iterator[RowRecord]:
-        """Every row record, a page at a time."""
+        """Every row record in row order (the rows file's), a page at a time."""
         ...
 
 
