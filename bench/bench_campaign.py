@@ -17,7 +17,7 @@ on the session every client is made from, so a retry counts too).
   child's peak RSS during the split (its RSS before the split beside it; Linux resets the peak then):
   memory is flat if the peaks at 10,000 and at 1,000 rows are about the same. The peak is also taken
   just before the split writes its first report (every row entered and handed out; the report is then
-  built from all the rows in memory), which tells streaming the rows apart from writing the report.
+  written from the rows read back in row order), which tells streaming the rows apart from the report.
   The split's S3 requests per row show that the rows file is streamed and the shared photo checked once.
 * finish: a campaign of `<rows>` rows sharing one photo, split (not counted), then every row ended the
   way a row job's close ends it (campaigns/complete.py's `end_row`, SUCCEEDED with a cost) until the
@@ -184,8 +184,8 @@ def inbox_object(ports: SplitPorts, key: str) -> InboxObject:
 
 @contextmanager
 def peak_before_the_report(seen: list[float]) -> Iterator[None]:
-    """The peak RSS when the split, every row entered and handed out, writes its first report (built
-    from every row in memory): what streaming the rows took, apart from what the report takes."""
+    """The peak RSS when the split, every row entered and handed out, writes its first report (the
+    rows read back a page at a time): what streaming the rows took, apart from what the report takes."""
     from avatar_pipeline.campaigns.complete import refresh_report  # what the split calls, by that name
 
     def noting_the_peak(*args: Any, **kwargs: Any) -> None:
