@@ -57,6 +57,8 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef, MessageTypeDef
+
     from avatar_pipeline.domain.context import InboxObject
     from avatar_pipeline.domain.ports import SplitPorts
 
@@ -246,6 +248,11 @@ def measure_finish(ports: SplitPorts, obj: InboxObject, rows: int, counter: Requ
     return {"seconds": seconds, "requests": requests}
 
 
+def deletions(batch: list[MessageTypeDef]) -> list[DeleteMessageBatchRequestEntryTypeDef]:
+    """The DeleteMessageBatch entries that take a received batch off its queue."""
+    return [{"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]} for i, message in enumerate(batch)]
+
+
 def drain_row_messages(queue_url: str) -> list[Any]:
     import boto3
 
@@ -255,8 +262,7 @@ def drain_row_messages(queue_url: str) -> list[Any]:
     found: list[RowMessage] = []
     while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
         found += [RowMessage.model_validate_json(message["Body"]) for message in batch]
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=deletions(batch))
     return sorted(found, key=lambda message: message.number)
 
 
@@ -352,8 +358,7 @@ class Consumer:
             return False
         for message in batch:
             self.job_ids[json.loads(message["Body"])["job_id"]] += 1
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
-        self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+        self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=deletions(batch))
         return True
 
     def check(self, rows: int) -> None:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from avatar_pipeline.adapters.queue import SubmitEventRecord, to_submit_request
 from avatar_pipeline.campaigns.row_jobs import end_dead_lettered_row
 from avatar_pipeline.domain.dead_letter import end_dead_lettered_job
+from avatar_pipeline.lambda_shell import sqs_batch_handler
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
 
 # A message that is not an S3 job event is left for a person (the DLQ alarm), shown again twice a day.
 UNREADABLE_RETRY_SECONDS = 12 * 3600
-
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
@@ -43,8 +37,4 @@ def record_handler(record: SQSRecord) -> str:
     return result.value
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+lambda_handler = sqs_batch_handler(record_handler)

@@ -3,11 +3,7 @@ a sample decision's event (<name>.approve / <name>.reject) -> the held rows hand
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_pipeline.adapters.queue import SplitEventRecord, to_split_request
@@ -15,27 +11,26 @@ from avatar_pipeline.campaigns.approval import decide_sample, expire_sample
 from avatar_pipeline.campaigns.records import SampleExpiry, SplitCursor
 from avatar_pipeline.campaigns.split import resume_split, split_campaign
 from avatar_pipeline.keys import sample_decision_of
+from avatar_pipeline.lambda_shell import sqs_batch_handler, time_left
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
-
-processor = BatchProcessor(event_type=EventType.SQS, model=SplitEventRecord, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
 def record_handler(record: SplitEventRecord, lambda_context: LambdaContext) -> str:
     deps = dependencies()
     request = to_split_request(record)
-    time_left = lambda: lambda_context.get_remaining_time_in_millis() / 1000  # noqa: E731 - read per row
+    seconds_left = time_left(lambda_context)
     if isinstance(request, SampleExpiry):
         return "EXPIRED" if expire_sample(request, deps.split_ports) else "IGNORED"
     if isinstance(request, SplitCursor):
-        result = resume_split(request, deps.split_ports, time_left)
+        result = resume_split(request, deps.split_ports, seconds_left)
     elif sample_decision_of(request.key) is not None:
         decided = decide_sample(request, deps.split_ports)
         metrics.add_metric(name="SampleDecided" if decided else "SampleDecisionIgnored", unit=MetricUnit.Count, value=1)
         return "DECIDED" if decided else "IGNORED"
     else:
-        result = split_campaign(request, deps.split_ports, time_left)
+        result = split_campaign(request, deps.split_ports, seconds_left)
     if isinstance(result, SplitCursor):
         # Time ran short: the rest of the split is the next message on this queue (no receive spent).
         deps.retries.requeue(record.eventSourceARN, result.model_dump_json(), 0)
@@ -46,8 +41,4 @@ def record_handler(record: SplitEventRecord, lambda_context: LambdaContext) -> s
     return result.value
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+lambda_handler = sqs_batch_handler(record_handler, SplitEventRecord)

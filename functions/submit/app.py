@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_pipeline.adapters.queue import SubmitEventRecord, to_submit_request
 from avatar_pipeline.campaigns.row_jobs import submit_row
 from avatar_pipeline.domain.submit import Requeue, SubmitResult, retry_delay_for, submit_job
 from avatar_pipeline.errors import TransientError
+from avatar_pipeline.lambda_shell import sqs_batch_handler, time_left
 from avatar_pipeline.observability import logger, metrics, tracer
 from avatar_pipeline.runtime import dependencies
-
-# Report failed records individually even when all of them failed: SQS then redelivers just those,
-# with the per-record delays set below, rather than the whole batch after the visibility timeout.
-processor = BatchProcessor(event_type=EventType.SQS, model=SubmitEventRecord, raise_on_entire_batch_failure=False)
 
 
 def _submit(record: SubmitEventRecord, lambda_context: LambdaContext) -> SubmitResult | Requeue:
     ports = dependencies().submit_ports
     request = to_submit_request(record)
-    time_left = lambda: lambda_context.get_remaining_time_in_millis() / 1000  # noqa: E731 - read before a POST
+    seconds_left = time_left(lambda_context)
     if isinstance(request, tuple):
         row, delivery = request
-        return submit_row(row, delivery, ports, time_left)
-    return submit_job(request, ports, time_left)
+        return submit_row(row, delivery, ports, seconds_left)
+    return submit_job(request, ports, seconds_left)
 
 
 @tracer.capture_method
@@ -60,8 +53,5 @@ def record_handler(record: SubmitEventRecord, lambda_context: LambdaContext) -> 
     return result.value
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+# Failed records are reported one by one: SQS redelivers just those, with the delays set above.
+lambda_handler = sqs_batch_handler(record_handler, SubmitEventRecord)

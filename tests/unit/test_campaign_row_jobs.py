@@ -14,7 +14,7 @@ from avatar_pipeline.campaigns.records import (
     RowRecord,
     RowStatus,
 )
-from avatar_pipeline.campaigns.row_jobs import row_ref, submit_row
+from avatar_pipeline.campaigns.row_jobs import submit_row
 from avatar_pipeline.domain.context import Ending, InboxObject, JobRef
 from avatar_pipeline.domain.submit import Requeue, SubmitResult
 from avatar_pipeline.keys import derive_row_job_id, row_input_key
@@ -85,7 +85,7 @@ def end_job(world: World, message: RowMessage, status: JobStatus, cost: str = "0
         job_key=row_input_key(CAMPAIGN_KEY, message.row_id),
         received_at=world.clock.now(),
         model="heygen-avatar-iv",
-        campaign_row=row_ref(message),
+        campaign_row=message.ref(),
     )
     code = None if status == JobStatus.SUCCEEDED else "PROVIDER_FAILED"
     end = Ending(status, Decimal(cost), "provider", [], code, None)
@@ -105,7 +105,7 @@ def test_a_row_is_posted_once_under_its_own_job_id_with_nothing_read_or_register
     assert record is not None
     assert record.status == JobStatus.RENDERING
     assert record.job_key == f"{CAMPAIGN_KEY}#c1"
-    assert record.campaign_row == row_ref(message)
+    assert record.campaign_row == message.ref()
     # The photo is the campaign's: checked by the split, archived with the campaign, not counted per row.
     assert world.media_users.users == {}
 

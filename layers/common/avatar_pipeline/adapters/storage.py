@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import (
         CopyObjectRequestTypeDef,
+        GetObjectOutputTypeDef,
         GetObjectRequestTypeDef,
         ListObjectsV2RequestTypeDef,
     )
@@ -58,20 +59,29 @@ class S3Storage:
             content_type=head.get("ContentType"),
         )
 
-    def read(self, bucket: str, key: str, max_bytes: int, if_match: str | None = None) -> bytes:
-        """The whole object, up to `max_bytes`. With `if_match` (an ETag), only that object:
-        ObjectReplaced if the key holds another one by now."""
+    def _get(
+        self, bucket: str, key: str, if_match: str | None = None, byte_range: str | None = None
+    ) -> GetObjectOutputTypeDef:
+        """GetObject, its errors in the ports' terms: ObjectMissing, and with `if_match` (an ETag)
+        ObjectReplaced if the key holds another object by now."""
         request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
         if if_match:
             request["IfMatch"] = _quoted(if_match)
+        if byte_range:
+            request["Range"] = byte_range
         try:
-            response = self._s3.get_object(**request)
+            return self._s3.get_object(**request)
         except ClientError as error:
             if _is_not_found(error):
                 raise ObjectMissing(key) from None
             if if_match and _is_precondition_failed(error):
                 raise ObjectReplaced(key, if_match) from None
             raise
+
+    def read(self, bucket: str, key: str, max_bytes: int, if_match: str | None = None) -> bytes:
+        """The whole object, up to `max_bytes`. With `if_match` (an ETag), only that object:
+        ObjectReplaced if the key holds another one by now."""
+        response = self._get(bucket, key, if_match)
         size = int(response["ContentLength"])
         if size > max_bytes:
             response["Body"].close()
@@ -80,28 +90,11 @@ class S3Storage:
 
     def read_prefix(self, bucket: str, key: str, length: int) -> bytes:
         """The first bytes of an object, for sniffing its format by content."""
-        try:
-            response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{length - 1}")
-        except ClientError as error:
-            if _is_not_found(error):
-                raise ObjectMissing(key) from None
-            raise
-        return response["Body"].read(length)
+        return self._get(bucket, key, byte_range=f"bytes=0-{length - 1}")["Body"].read(length)
 
     def open_stream(self, bucket: str, key: str, if_match: str | None = None) -> IO[bytes]:
         """The object's body as a stream (botocore's StreamingBody is an io.IOBase), read as consumed."""
-        request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
-        if if_match:
-            request["IfMatch"] = _quoted(if_match)
-        try:
-            response = self._s3.get_object(**request)
-        except ClientError as error:
-            if _is_not_found(error):
-                raise ObjectMissing(key) from None
-            if if_match and _is_precondition_failed(error):
-                raise ObjectReplaced(key, if_match) from None
-            raise
-        return cast("IO[bytes]", response["Body"])
+        return cast("IO[bytes]", self._get(bucket, key, if_match)["Body"])
 
     def iter_folder(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         """Objects directly under a folder-like prefix (not in its subfolders), a page at a time."""

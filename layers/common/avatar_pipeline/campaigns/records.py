@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, JsonValue
 from avatar_pipeline.campaigns.report import ReportTotals
 from avatar_pipeline.campaigns.report import RowStatus as RowStatus
 from avatar_pipeline.money import ZERO, Money
+from avatar_pipeline.records import CampaignRowRef
 
 
 class CampaignStatus(StrEnum):
@@ -130,21 +131,20 @@ class RowRecord(BaseModel):
     held_message: str | None = None
 
 
-class RowMessage(BaseModel):
-    """One row handed to Submit (on the submit queue): everything its job needs, validated already."""
+class RowMessage(CampaignRowRef):
+    """One row handed to Submit (on the submit queue): the campaign row it is (what its job's record
+    keeps, `ref`) and everything its job needs, validated already."""
 
     kind: Literal["campaign-row"] = "campaign-row"
-    campaign_id: str
     bucket: str
-    campaign_key: str
-    run_id: str
-    row_id: str
     number: int
     job_id: str
     job: dict[str, JsonValue]  # the row's job object, exactly as a job file would hold it
     media_keys: dict[str, str]
     video_key: str
-    notify: bool = False
+
+    def ref(self) -> CampaignRowRef:
+        return CampaignRowRef.model_validate(self.model_dump(include=set(CampaignRowRef.model_fields)))
 
 
 class SplitCursor(BaseModel):

@@ -37,7 +37,7 @@ from avatar_pipeline.jobs.spec import parse_job_object
 from avatar_pipeline.keys import row_input_key
 from avatar_pipeline.money import ZERO
 from avatar_pipeline.observability import logger
-from avatar_pipeline.records import TERMINAL_STATUSES, CampaignRowRef, JobRecord, JobStatus
+from avatar_pipeline.records import TERMINAL_STATUSES, JobRecord, JobStatus
 
 
 def submit_row(
@@ -73,7 +73,7 @@ def take_in_row(row: RowMessage, obj: InboxObject, ports: SubmitPorts) -> Intake
         received_at=obj.event_time,
         media_keys=tuple(row.media_keys.values()),
         video_key=row.video_key,
-        campaign_row=row_ref(row),
+        campaign_row=row.ref(),
     )
     try:
         spec = parse_job_object(row.job, subject=f"row {row.number} (id {row.row_id}): the job")
@@ -82,16 +82,6 @@ def take_in_row(row: RowMessage, obj: InboxObject, ports: SubmitPorts) -> Intake
         return Intake(ref, spec, dict(row.media_keys), output_claimed=claim_output(ref, ports), price=price)
     except PipelineError as error:
         raise Rejected(error, ref) from None
-
-
-def row_ref(row: RowMessage) -> CampaignRowRef:
-    return CampaignRowRef(
-        campaign_id=row.campaign_id,
-        campaign_key=row.campaign_key,
-        run_id=row.run_id,
-        row_id=row.row_id,
-        notify=row.notify,
-    )
 
 
 def _run_of(record: JobRecord) -> str | None:
@@ -118,7 +108,7 @@ def end_dead_lettered_row(row: RowMessage, obj: InboxObject, ports: DeadLetterPo
         received_at=obj.event_time,
         model=str(row.job.get("model")),
         video_key=row.video_key,
-        campaign_row=row_ref(row),
+        campaign_row=row.ref(),
     )
     message = (
         f"Submit failed on every delivery of this row ({obj.receive_count} attempts; its logs carry the job id "

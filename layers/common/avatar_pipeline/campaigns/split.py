@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypedDict
 
 from avatar_pipeline.campaigns.complete import fail_campaign, refresh_report, try_complete, try_sample_ready
 from avatar_pipeline.campaigns.plan import SpendCeiling, price_of
@@ -69,6 +70,15 @@ class SplitResult(StrEnum):
     IGNORED = "IGNORED"  # not a campaign file, or an upload since replaced or removed
 
 
+class _RunNames(TypedDict):
+    """Which run of which campaign: what its record and each of its row messages are named by."""
+
+    campaign_id: str
+    bucket: str
+    campaign_key: str
+    run_id: str
+
+
 @dataclass(frozen=True)
 class Campaign:
     """One run of a campaign, as the split works on it."""
@@ -77,6 +87,12 @@ class Campaign:
     campaign_id: str
     run_id: str
     etag: str
+
+    @property
+    def names(self) -> _RunNames:
+        return _RunNames(
+            campaign_id=self.campaign_id, bucket=self.obj.bucket, campaign_key=self.obj.key, run_id=self.run_id
+        )
 
 
 def split_campaign(
@@ -165,10 +181,7 @@ def _start(campaign: Campaign, spec: CampaignSpec, ports: SplitPorts) -> Campaig
     rows_key = _rows_key(campaign.obj.key, spec)
     return ports.campaigns.start_run(
         CampaignRecord(
-            campaign_id=campaign.campaign_id,
-            bucket=campaign.obj.bucket,
-            campaign_key=campaign.obj.key,
-            run_id=campaign.run_id,
+            **campaign.names,
             campaign_etag=campaign.etag,
             status=CampaignStatus.RUNNING,
             dry_run=spec.dry_run,
@@ -343,10 +356,7 @@ def _row_record(
 
 def _message(campaign: Campaign, spec: CampaignSpec, row: RowJob) -> RowMessage:
     return RowMessage(
-        campaign_id=campaign.campaign_id,
-        bucket=campaign.obj.bucket,
-        campaign_key=campaign.obj.key,
-        run_id=campaign.run_id,
+        **campaign.names,
         row_id=row.row_id,
         number=row.number,
         job_id=row.job_id,
