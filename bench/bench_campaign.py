@@ -188,13 +188,13 @@ def inbox_object(ports: SplitPorts, key: str) -> InboxObject:
 def peak_before_the_report(seen: list[float]) -> Iterator[None]:
     """The peak RSS when the split, every row entered and handed out, writes its first report (the
     rows read back a page at a time): what streaming the rows took, apart from what the report takes."""
-    from avatar_pipeline.campaigns.complete import refresh_report  # what the split calls, by that name
+    from avatar_pipeline.campaigns.complete import refresh_report  # what settle calls, by that name
 
     def noting_the_peak(*args: Any, **kwargs: Any) -> None:
         seen.append(peak_rss_mb())
         refresh_report(*args, **kwargs)
 
-    with mock.patch("avatar_pipeline.campaigns.split.refresh_report", noting_the_peak):
+    with mock.patch("avatar_pipeline.campaigns.complete.refresh_report", noting_the_peak):
         yield
 
 

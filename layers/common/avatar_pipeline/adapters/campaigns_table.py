@@ -36,6 +36,7 @@ from avatar_pipeline.domain.ports import RowEnd
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 RECORD = "campaign"
 ROW = "row#"
@@ -280,7 +281,7 @@ class CampaignsTable:
     # --- plumbing ----------------------------------------------------------------------------------------
     def _count(
         self, campaign_id: str, run_id: str, status: RowStatus, estimated: Decimal, cost: Decimal, held: bool = False
-    ) -> dict[str, Any]:
+    ) -> TransactWriteItemTypeDef:
         """The campaign's side of a row's transaction: its counters, for this run only."""
         additions: dict[str, Any] = {"estimated_cost_usd": estimated, "cost_usd": cost}
         if held:
@@ -300,8 +301,8 @@ class CampaignsTable:
             }
         }
 
-    def _transact(self, *items: dict[str, Any]) -> None:
-        self._dynamodb.transact_write_items(TransactItems=list(items))  # type: ignore[arg-type]
+    def _transact(self, *items: TransactWriteItemTypeDef) -> None:
+        self._dynamodb.transact_write_items(TransactItems=list(items))
 
     def _query(self, campaign_id: str, prefix: str) -> Iterator[dict[str, Any]]:
         request: dict[str, Any] = {

@@ -48,6 +48,13 @@ def end_row(
     last. True when this call completed the campaign."""
     ports.campaigns.end_row(campaign_id, run_id, row_id, status, detail)
     # Also when the row was counted already: the run that counted it may have died before completing.
+    return settle(campaign_id, run_id, ports)
+
+
+def settle(campaign_id: str, run_id: str, ports: CampaignPorts) -> bool:
+    """What is owed once a row ended or the split entered every row: the completion if no row is left
+    running, else the sample's "ready" if it just ended, else a refresh of the running report (at most
+    once a minute). True when this call completed the campaign."""
     if try_complete(campaign_id, run_id, ports):
         return True
     if not try_sample_ready(campaign_id, run_id, ports):

@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TypedDict
 
-from avatar_pipeline.campaigns.complete import fail_campaign, refresh_report, try_complete, try_sample_ready
+from avatar_pipeline.campaigns.complete import fail_campaign, settle, try_complete
 from avatar_pipeline.campaigns.plan import SpendCeiling, price_of
 from avatar_pipeline.campaigns.records import (
     OPEN_GATES,
@@ -131,10 +131,7 @@ def split_campaign(
         return entered
     _bound_the_sample(campaign, ports)
     ports.campaigns.finish_split(campaign.campaign_id, campaign.run_id, entered, ports.clock.now())
-    if not try_complete(campaign.campaign_id, campaign.run_id, ports) and not try_sample_ready(
-        campaign.campaign_id, campaign.run_id, ports
-    ):
-        refresh_report(campaign.campaign_id, campaign.run_id, ports)  # the first report: every row PENDING
+    settle(campaign.campaign_id, campaign.run_id, ports)  # else the first report: every row PENDING
     return SplitResult.SPLIT
 
 
