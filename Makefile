@@ -93,8 +93,9 @@ security-check: $(STAMPS)/checkov ## checkov on template.yaml, offline: fails on
 unit: install ## fast tests only
 	$(VENV)/bin/pytest -m unit -q
 
+# The slowest tests are listed at the end, to keep the run within its 20 minutes.
 test: lint template-check security-check ## everything CI runs
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 build: install $(STAMPS)/sam ## sam build without Docker (python3.12 from PATH)
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build --region $(AWS_DEFAULT_REGION)
