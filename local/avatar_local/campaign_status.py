@@ -160,8 +160,8 @@ class CampaignReader:
         if record is None:
             return refused_progress(self.campaign_key, refused) if refused else None
         # The rows only for what the record's counters cannot say: how many rows the split has entered
-        # so far, and which rows failed or were skipped (a Query of the whole partition, a few 1 MB pages
-        # at 10,000 rows; a campaign going well costs one GetItem a look).
+        # so far, and which rows failed or were skipped (a Query of the index rows_in_order, 500 rows a
+        # page; a campaign going well costs one GetItem a look).
         wanted = not record.split_done or record.counts.failed + record.counts.skipped > 0
         rows = self.table.rows(record.campaign_id) if wanted else iter(())
         progress = progress_of(record, rows, refused)

@@ -3,7 +3,7 @@
 The models are the report.json schema. ReportWriter writes the three files a row at a time, into
 spooled temporary files (in memory while small, on disk beyond SPOOL_BYTES), while it tallies the
 totals: a report of 10,000 rows costs no more memory than one of 100, and the rows pass once. The
-totals and status, known only at the end, head each file; the rows follow, in the order they came.
+totals and status, known only at the end, head report.json and report.html; the rows follow, in the order they came.
 
 report.html is one self-contained page (inline CSS and script, nothing fetched from the network) whose
 players name each video by its path relative to the page, so the folder plays the same after
