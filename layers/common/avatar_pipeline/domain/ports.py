@@ -107,8 +107,8 @@ class Storage(Protocol):
     def put_json(self, bucket: str, key: str, document: BaseModel) -> None: ...
 
     def put_file(self, bucket: str, key: str, body: IO[bytes], content_type: str) -> None:
-        """A document already rendered into a seekable file (a campaign's report), read from where it
-        stands as it is sent (not held in memory whole), served as `content_type`."""
+        """A document already rendered into a seekable file (a campaign's report), positioned at its
+        start (a retry rewinds it there), read as it is sent (not held in memory whole), served as `content_type`."""
         ...
 
     def copy(self, bucket: str, source_key: str, target_key: str, if_match: str | None = None) -> bool:
